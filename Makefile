@@ -1,0 +1,13 @@
+.PHONY: demo test setup bench lint
+
+demo:  ## Run the local demo of the whole loop (installs what it needs)
+	bash scripts/demo.sh
+
+test:  ## Lint, type-check and run every test tier (installs what it needs)
+	bash scripts/test.sh
+
+setup:
+	bash scripts/setup.sh
+
+lint:
+	.venv/bin/ruff check tgi_autoscaler tests bench && .venv/bin/mypy && .venv/bin/lint-imports

@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# The local demo of the whole loop: control plane, Prometheus, simulated TGI pods, adapter, controller, HPA.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+exec .venv/bin/tgi-autoscaler --log-format console demo "$@"

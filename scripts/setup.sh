@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs everything the demo and the tests need on a fresh Debian machine:
+# Debian's prometheus (with promtool), a Python virtualenv with the project, and the Go-built
+# Kubernetes binaries (cached under ~/.cache/tgi-autoscaler, so a second run takes seconds).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+
+if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
+  echo "==> installing Debian's prometheus package (prometheus + promtool)"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+
+if ! command -v go >/dev/null; then
+  echo "==> Go is required to build the local control plane; installing Debian's golang-go"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+fi
+
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  echo "==> creating .venv"
+  "$PY" -m venv .venv
+fi
+echo "==> installing the project and its development tools into .venv"
+.venv/bin/python -m pip install -q --upgrade pip
+.venv/bin/python -m pip install -q -e '.[dev]'
+
+echo "==> building (or reusing) the local control plane binaries"
+.venv/bin/tgi-autoscaler --log-format console localstack build

@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The full check: lint, type-check, layer contracts, then every test tier (unit, integration, e2e).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+export PATH="$PWD/.venv/bin:$PATH"
+
+echo "==> ruff"
+ruff check tgi_autoscaler tests bench
+ruff format --check tgi_autoscaler tests bench
+echo "==> mypy --strict"
+mypy
+echo "==> import-linter"
+lint-imports
+echo "==> pytest"
+set +e
+python -m pytest "$@"
+rc=$?
+set -e
+if [ "$rc" -eq 5 ]; then
+  echo "pytest collected no tests: treating as a failure, a test run must run tests" >&2
+  exit 1
+fi
+exit "$rc"
