@@ -1,0 +1,237 @@
+"""Alerting and dashboard settings of one LLM service.
+
+These models are the ``alerts`` and ``dashboard`` sections of a service spec. They hold only what an
+operator tunes (thresholds, how long a condition must last, severity, where the dashboard goes); the
+PromQL itself lives in :mod:`tgi_autoscaler.render.alerts` and :mod:`tgi_autoscaler.render.dashboard`
+so that every expression is generated, and tested, in one place.
+
+Defaults are chosen for chat-style generation on one GPU per replica: a request that waits more than a
+few seconds in the queue, or a p95 end-to-end time above a minute, means users notice.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_camel
+
+__all__ = [
+    "AlertsSpec",
+    "ConditionAlert",
+    "DashboardSpec",
+    "PromDuration",
+    "RatioAlert",
+    "Severity",
+    "ThresholdAlert",
+    "parse_duration_seconds",
+]
+
+Severity = Literal["info", "warning", "critical"]
+
+# Prometheus' duration grammar: units in descending order, each at most once, at least one present.
+_DURATION_RE = re.compile(
+    r"^(?:(?P<y>\d+)y)?(?:(?P<w>\d+)w)?(?:(?P<d>\d+)d)?(?:(?P<h>\d+)h)?(?:(?P<m>\d+)m)?"
+    r"(?:(?P<s>\d+)s)?(?:(?P<ms>\d+)ms)?$"
+)
+_UNIT_SECONDS = {
+    "y": 365 * 86400.0,
+    "w": 7 * 86400.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
+
+
+def parse_duration_seconds(text: str) -> float:
+    """Return the length of a Prometheus duration such as ``"1h30m"`` in seconds.
+
+    Raises ``ValueError`` naming the value when it is not a Prometheus duration.
+    """
+    match = _DURATION_RE.match(text)
+    if not text or match is None:
+        raise ValueError(f"{text!r} is not a Prometheus duration (examples: 30s, 5m, 1h30m)")
+    return sum(_UNIT_SECONDS[unit] * int(value) for unit, value in match.groupdict().items() if value)
+
+
+def _check_duration(text: str) -> str:
+    parse_duration_seconds(text)
+    return text
+
+
+def _check_nonzero_duration(text: str) -> str:
+    if parse_duration_seconds(text) <= 0:
+        raise ValueError(f"{text!r} must be longer than zero")
+    return text
+
+
+PromDuration = Annotated[str, AfterValidator(_check_duration)]
+"""A Prometheus duration string (``30s``, ``5m``, ``1h30m``); ``0s`` is allowed (fire at once)."""
+
+_Window = Annotated[str, AfterValidator(_check_nonzero_duration)]
+
+_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def _check_namespace(text: str) -> str:
+    if not _DNS_LABEL_RE.match(text):
+        raise ValueError(f"{text!r} is not a valid Kubernetes namespace name (RFC 1123 label)")
+    return text
+
+
+def _check_label_name(text: str) -> str:
+    if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", text):
+        raise ValueError(f"{text!r} is not a valid Prometheus label name")
+    return text
+
+
+_Namespace = Annotated[str, AfterValidator(_check_namespace)]
+_LabelName = Annotated[str, AfterValidator(_check_label_name)]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class ConditionAlert(_Model):
+    """An alert without a tunable threshold: it fires when its condition has held for ``for``."""
+
+    enabled: bool = Field(default=True, description="Emit this alert rule.")
+    for_: PromDuration = Field(
+        default="15m",
+        alias="for",
+        description="How long the condition must hold before the alert fires (Prometheus duration).",
+    )
+    severity: Severity = Field(default="warning", description="Value of the alert's `severity` label.")
+
+
+class ThresholdAlert(ConditionAlert):
+    """An alert that fires when a measured value crosses ``threshold`` for ``for``."""
+
+    threshold: float = Field(gt=0, description="Value the expression is compared against (unit per alert).")
+
+
+class RatioAlert(ConditionAlert):
+    """An alert on a fraction between 0 and 1 (for example failed requests / all requests)."""
+
+    threshold: float = Field(gt=0, le=1, description="Fraction above which the alert fires (0 < x <= 1).")
+
+
+class AlertsSpec(_Model):
+    """Per-service alert rules rendered into a PrometheusRule.
+
+    Request-level alerts read the serving engine's own metrics; the autoscaling alerts read
+    kube-state-metrics (``kube_horizontalpodautoscaler_*``, ``kube_deployment_*``), which must be installed.
+    """
+
+    enabled: bool = Field(default=True, description="Render a PrometheusRule for this service at all.")
+    rate_window: _Window = Field(
+        default="5m",
+        description="Range of every rate()/histogram window. Keep it at least 4x the scrape interval.",
+    )
+    evaluation_interval: PromDuration | None = Field(
+        default=None,
+        description="Rule group evaluation interval; unset uses Prometheus' global evaluation_interval.",
+    )
+    labels: dict[_LabelName, str] = Field(
+        default_factory=dict,
+        description="Extra labels added to every alert (for routing, e.g. `team: ml-platform`).",
+    )
+    runbook_url: str | None = Field(
+        default=None,
+        description="If set, every alert gets a `runbook_url` annotation `<runbookUrl>#<alertname>`.",
+    )
+
+    latency_p95: ThresholdAlert = Field(
+        default_factory=lambda: ThresholdAlert(threshold=60.0, for_="10m"),
+        description="p95 end-to-end request duration in seconds (queue + inference), over all replicas.",
+    )
+    queue_wait_p95: ThresholdAlert = Field(
+        default_factory=lambda: ThresholdAlert(threshold=10.0, for_="10m"),
+        description="p95 time a request waits in the queue before its first batch, in seconds.",
+    )
+    queue_backlog_per_replica: ThresholdAlert = Field(
+        default_factory=lambda: ThresholdAlert(threshold=20.0, for_="10m"),
+        description=(
+            "Queued requests per ready replica (sum of the queue gauge / number of replicas reporting). "
+            "Sustained backlog despite autoscaling means the HPA cannot add capacity fast enough."
+        ),
+    )
+    error_ratio: RatioAlert = Field(
+        default_factory=lambda: RatioAlert(threshold=0.05, for_="5m", severity="critical"),
+        description="Failed requests / all requests over the rate window (no traffic never fires).",
+    )
+    throughput_floor: ThresholdAlert = Field(
+        default_factory=lambda: ThresholdAlert(enabled=False, threshold=0.1, for_="15m"),
+        description=(
+            "Successful requests per second below this floor. Off by default: an idle service is normal "
+            "for most workloads; enable it for services that always have traffic."
+        ),
+    )
+    hpa_at_max: ConditionAlert = Field(
+        default_factory=lambda: ConditionAlert(for_="30m"),
+        description="The HPA has been at maxReplicas and still wants more (current replicas == max).",
+    )
+    replicas_not_starting: ConditionAlert = Field(
+        default_factory=lambda: ConditionAlert(for_="15m", severity="critical"),
+        description=(
+            "The HPA wants more replicas than are available (desired > available), e.g. pods Pending "
+            "for lack of GPU capacity or crash-looping on model download."
+        ),
+    )
+    scaling_metric_absent: ConditionAlert = Field(
+        default_factory=lambda: ConditionAlert(for_="5m", severity="critical"),
+        description=(
+            "The Deployment has replicas but the queue metric the HPA scales on has no series "
+            "(scraping or labels broken): the HPA is blind."
+        ),
+    )
+
+
+class DashboardSpec(_Model):
+    """Where and how the per-service Grafana dashboard is published."""
+
+    enabled: bool = Field(default=True, description="Render the dashboard ConfigMap for this service.")
+    namespace: _Namespace | None = Field(
+        default=None,
+        description=(
+            "Namespace of the dashboard ConfigMap (where the Grafana sidecar looks). Unset: the "
+            "controller's --dashboard-namespace, else the service's own namespace."
+        ),
+    )
+    folder: str = Field(
+        default="LLM serving",
+        min_length=1,
+        max_length=128,
+        description="Grafana folder, written as the `grafana_folder` annotation for the sidecar.",
+    )
+    title: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Dashboard title; unset: `<namespace>/<service> (<engine>)`.",
+    )
+    refresh: _Window = Field(default="30s", description="Auto-refresh interval.")
+    time_from: str = Field(default="now-3h", min_length=1, description="Default time range start.")
+    gpu_pod_label: _LabelName = Field(
+        default="pod",
+        description=(
+            "Label of `DCGM_FI_DEV_GPU_UTIL` naming the workload pod. `pod` when dcgm-exporter is "
+            "scraped with honorLabels; `exported_pod` otherwise."
+        ),
+    )
+    gpu_namespace_label: _LabelName = Field(
+        default="namespace",
+        description=(
+            "Label of `DCGM_FI_DEV_GPU_UTIL` naming the workload namespace "
+            "(`exported_namespace` without honorLabels)."
+        ),
+    )
