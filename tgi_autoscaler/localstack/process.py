@@ -123,7 +123,8 @@ class ManagedProcess:
                 pass
             if time.monotonic() >= deadline:
                 raise ProcessFailed(
-                    f"{self.name} not ready after {timeout:.0f}s; log {self.log_path}:\n{_tail(self.log_path)}"
+                    f"{self.name} not ready after {timeout:.0f}s; "
+                    f"log {self.log_path}:\n{_tail(self.log_path)}"
                 )
             await asyncio.sleep(0.2)
 
