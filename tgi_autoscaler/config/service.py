@@ -1,0 +1,1324 @@
+"""The typed model of one LLM service: the single source of truth the controller and renderer work from.
+
+A service is written as YAML (camelCase keys, Kubernetes style) into a ConfigMap; ``parse_service_yaml``
+turns it into a frozen ``TGIServiceSpec`` or raises one ``ConfigError`` listing every problem with its
+key path. Defaults are chosen for GPU servers that take minutes to start and hold expensive hardware:
+each field's description says what it does and why its default is what it is, and the configuration
+reference (``docs/configuration.md``) is generated from those descriptions.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+from enum import StrEnum
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+from pydantic_core import PydanticCustomError
+
+from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse_duration_seconds
+
+__all__ = [
+    "ENGINE_DEFAULTS",
+    "RESERVED_ENV",
+    "AccessMode",
+    "AffinityOrNone",
+    "AuthProxySpec",
+    "AutoscalingSpec",
+    "BatchSizeMetricSpec",
+    "CacheSpec",
+    "CpuMetricSpec",
+    "CreateClaimSpec",
+    "Dtype",
+    "EngineDefaults",
+    "EngineKind",
+    "EngineSpec",
+    "EnvVar",
+    "IngressSpec",
+    "ModelSpec",
+    "ProbeSpec",
+    "ProbesSpec",
+    "Quantization",
+    "QueueMetricSpec",
+    "RateLimitSpec",
+    "ResourcesSpec",
+    "RolloutSpec",
+    "ScaleDownSpec",
+    "ScaleUpSpec",
+    "ScalingPolicy",
+    "SchedulingSpec",
+    "ScrapeSpec",
+    "SecretKeyRef",
+    "SecuritySpec",
+    "ServicePortSpec",
+    "SpecModel",
+    "TGIServiceSpec",
+    "Toleration",
+    "TypeLabel",
+    "parse_quantity",
+    "parse_service_yaml",
+]
+
+
+# --------------------------------------------------------------------------------------------------
+# Building blocks
+# --------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TypeLabel:
+    """How the configuration reference names a constrained string type (``quantity``, ``duration``)."""
+
+    name: str
+
+
+_QUANTITY_RE: Final = re.compile(r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<suffix>[KMGTPE]i|[mkMGTPE]|)$")
+_SUFFIX_FACTORS: Final[dict[str, Decimal]] = {
+    "": Decimal(1),
+    "m": Decimal("0.001"),
+    "k": Decimal(10) ** 3,
+    "M": Decimal(10) ** 6,
+    "G": Decimal(10) ** 9,
+    "T": Decimal(10) ** 12,
+    "P": Decimal(10) ** 15,
+    "E": Decimal(10) ** 18,
+    "Ki": Decimal(2) ** 10,
+    "Mi": Decimal(2) ** 20,
+    "Gi": Decimal(2) ** 30,
+    "Ti": Decimal(2) ** 40,
+    "Pi": Decimal(2) ** 50,
+    "Ei": Decimal(2) ** 60,
+}
+
+
+def parse_quantity(text: str) -> Decimal:
+    """The value of a Kubernetes resource quantity (``16Gi``, ``500m``, ``4``); ValueError if malformed."""
+    match = _QUANTITY_RE.match(text.strip())
+    if match is None:
+        raise ValueError(
+            f"{text!r} is not a Kubernetes quantity (examples: 4, 500m, 16Gi, 100G; suffixes m k M G T P E "
+            "and Ki Mi Gi Ti Pi Ei)"
+        )
+    try:
+        number = Decimal(match.group("num"))
+    except InvalidOperation as exc:  # pragma: no cover - the regex only admits decimals
+        raise ValueError(f"{text!r} is not a Kubernetes quantity") from exc
+    return number * _SUFFIX_FACTORS[match.group("suffix")]
+
+
+def _check_quantity(value: str) -> str:
+    if parse_quantity(value) <= 0:
+        raise ValueError(f"{value!r} must be greater than zero")
+    return value
+
+
+def _check_duration(value: str) -> str:
+    if parse_duration_seconds(value) <= 0:
+        raise ValueError(f"{value!r} must be longer than zero")
+    return value
+
+
+_DNS_LABEL_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+_DNS_SUBDOMAIN_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _check_dns_subdomain(value: str) -> str:
+    if len(value) > 253 or not _DNS_SUBDOMAIN_RE.match(value):
+        raise ValueError(
+            f"{value!r} is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.', "
+            "starting and ending with a letter or digit, at most 253 characters)"
+        )
+    return value
+
+
+_ENV_NAME_RE: Final = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
+
+
+def _check_env_name(value: str) -> str:
+    if not _ENV_NAME_RE.match(value):
+        raise ValueError(f"{value!r} is not a valid environment variable name")
+    return value
+
+
+_HOST_RE: Final = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
+
+
+def _check_host(value: str) -> str:
+    if len(value) > 253 or not _HOST_RE.match(value):
+        raise ValueError(f"{value!r} is not a fully qualified lower-case DNS name (example: llm.example.com)")
+    return value
+
+
+Quantity = Annotated[str, AfterValidator(_check_quantity), TypeLabel("quantity")]
+Duration = Annotated[str, AfterValidator(_check_duration), TypeLabel("duration")]
+ObjectName = Annotated[str, AfterValidator(_check_dns_subdomain), TypeLabel("object name")]
+EnvName = Annotated[str, AfterValidator(_check_env_name), TypeLabel("env var name")]
+HostName = Annotated[str, AfterValidator(_check_host), TypeLabel("DNS name")]
+PositiveInt = Annotated[int, Field(gt=0)]
+Port = Annotated[int, Field(ge=1, le=65535)]
+AffinityOrNone = dict[str, Any] | None
+
+
+class SpecModel(BaseModel):
+    """Base of every section: camelCase keys, unknown keys rejected, immutable once parsed."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        use_enum_values=False,
+        validate_default=True,
+    )
+
+
+def _issue(path: str, message: str) -> tuple[str, str]:
+    return (path, message)
+
+
+def _raise_issues(issues: list[tuple[str, str]]) -> None:
+    """Report several cross-field problems from one model validator, each with its own key path.
+
+    Pydantic turns one raised error into one entry; the issues ride in the error context so
+    ``parse_service_yaml`` can expand them into separate, path-qualified ``ConfigIssue`` entries.
+    """
+    if issues:
+        summary = "; ".join(f"{path}: {message}" if path else message for path, message in issues)
+        raise PydanticCustomError("tgi_cross_field", "{summary}", {"summary": summary, "issues": issues})
+
+
+class SecretKeyRef(SpecModel):
+    """A key inside a Kubernetes Secret in the service's namespace. The secret value never appears here."""
+
+    name: ObjectName = Field(description="Name of the Secret.")
+    key: str = Field(min_length=1, description="Key inside the Secret's data.")
+
+
+# --------------------------------------------------------------------------------------------------
+# Model and engine
+# --------------------------------------------------------------------------------------------------
+
+
+class EngineKind(StrEnum):
+    """Which inference server runs the model."""
+
+    TGI = "tgi"
+    VLLM = "vllm"
+    SGLANG = "sglang"
+
+
+class Quantization(StrEnum):
+    """Quantization methods, spelled as TGI's launcher ``--quantize`` accepts them (plus ``none``)."""
+
+    NONE = "none"
+    AWQ = "awq"
+    EETQ = "eetq"
+    EXL2 = "exl2"
+    GPTQ = "gptq"
+    MARLIN = "marlin"
+    BITSANDBYTES = "bitsandbytes"
+    BITSANDBYTES_NF4 = "bitsandbytes-nf4"
+    BITSANDBYTES_FP4 = "bitsandbytes-fp4"
+    FP8 = "fp8"
+
+
+class Dtype(StrEnum):
+    """Weights dtype forced on the model (``--dtype``); cannot be combined with quantization."""
+
+    FLOAT16 = "float16"
+    BFLOAT16 = "bfloat16"
+
+
+@dataclass(frozen=True)
+class EngineDefaults:
+    """What differs between inference servers: image, port, endpoints and the metrics to scale on."""
+
+    image: str
+    port: int
+    health_path: str
+    metrics_path: str
+    queue_metric: str
+    batch_metric: str | None
+    quantizations: frozenset[Quantization]
+
+
+_COMMON_QUANT: Final = frozenset(
+    {Quantization.NONE, Quantization.AWQ, Quantization.GPTQ, Quantization.FP8, Quantization.BITSANDBYTES}
+)
+
+# Images are pinned to a tag so a node pulling later gets the same server the spec was tested with.
+ENGINE_DEFAULTS: Final[dict[EngineKind, EngineDefaults]] = {
+    EngineKind.TGI: EngineDefaults(
+        image="ghcr.io/huggingface/text-generation-inference:3.3.5",
+        port=80,
+        health_path="/health",
+        metrics_path="/metrics",
+        queue_metric="tgi_queue_size",
+        batch_metric="tgi_batch_current_size",
+        quantizations=frozenset(Quantization),
+    ),
+    EngineKind.VLLM: EngineDefaults(
+        image="vllm/vllm-openai:v0.11.0",
+        port=8000,
+        health_path="/health",
+        metrics_path="/metrics",
+        queue_metric="vllm_num_requests_waiting",
+        batch_metric=None,
+        quantizations=_COMMON_QUANT,
+    ),
+    EngineKind.SGLANG: EngineDefaults(
+        image="lmsysorg/sglang:v0.5.9",
+        port=30000,
+        health_path="/health",
+        metrics_path="/metrics",
+        queue_metric="sglang_num_queue_reqs",
+        batch_metric=None,
+        quantizations=_COMMON_QUANT,
+    ),
+}
+
+# Environment variables the renderer sets itself; user-supplied env may not shadow them because a
+# silently overridden MODEL_ID or NUM_SHARD would make the pod disagree with the spec.
+RESERVED_ENV: Final[dict[EngineKind, frozenset[str]]] = {
+    EngineKind.TGI: frozenset(
+        {
+            "MODEL_ID",
+            "REVISION",
+            "PORT",
+            "HOSTNAME",
+            "HF_TOKEN",
+            "HUGGINGFACE_HUB_CACHE",
+            "NUM_SHARD",
+            "QUANTIZE",
+            "DTYPE",
+            "TRUST_REMOTE_CODE",
+            "MAX_CONCURRENT_REQUESTS",
+            "MAX_INPUT_TOKENS",
+            "MAX_INPUT_LENGTH",
+            "MAX_TOTAL_TOKENS",
+            "MAX_BATCH_PREFILL_TOKENS",
+            "MAX_BATCH_TOTAL_TOKENS",
+            "JSON_OUTPUT",
+        }
+    ),
+    EngineKind.VLLM: frozenset({"HF_TOKEN", "HF_HUB_CACHE"}),
+    EngineKind.SGLANG: frozenset({"HF_TOKEN", "HF_HUB_CACHE"}),
+}
+
+
+class ModelSpec(SpecModel):
+    """Which model to serve."""
+
+    id: str = Field(
+        min_length=1,
+        description="Hugging Face Hub model id (e.g. `meta-llama/Llama-2-7b-chat-hf`) or a path inside the "
+        "model cache volume.",
+    )
+    revision: str | None = Field(
+        default=None,
+        description="Hub revision (commit sha, tag or branch). Pin a commit sha in production so a new "
+        "push to the model repository cannot change what a newly started replica serves.",
+    )
+    trust_remote_code: bool = Field(
+        default=False,
+        description="Allow the model repository's own Python code to run. Off by default because it "
+        "executes code from the Hub inside the pod; if enabled, pin `revision` as well.",
+    )
+    hf_token_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key holding a Hugging Face token, needed for gated models such as Llama 2. "
+        "Exposed to the server as `HF_TOKEN`; the token itself never appears in the spec.",
+    )
+
+
+class EnvVar(SpecModel):
+    """An extra environment variable: a literal value or a reference to a Secret key."""
+
+    name: EnvName = Field(description="Variable name.")
+    value: str | None = Field(default=None, description="Literal value.")
+    secret_key_ref: SecretKeyRef | None = Field(
+        default=None, description="Take the value from this Secret key instead of `value`."
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> EnvVar:
+        if (self.value is None) == (self.secret_key_ref is None):
+            _raise_issues([_issue("", "set exactly one of value or secretKeyRef")])
+        return self
+
+
+class EngineSpec(SpecModel):
+    """The inference server process: image, port and the batching limits of TGI's launcher."""
+
+    kind: EngineKind = Field(
+        default=EngineKind.TGI,
+        description="Inference server: `tgi` (Text Generation Inference), `vllm` or `sglang`. Selects the "
+        "default image, port, command line and the queue metric the autoscaler scales on.",
+    )
+    image: str | None = Field(
+        default=None,
+        description="Container image. Default: a pinned release of the engine (TGI "
+        f"`{ENGINE_DEFAULTS[EngineKind.TGI].image}`, vLLM `{ENGINE_DEFAULTS[EngineKind.VLLM].image}`, "
+        f"SGLang `{ENGINE_DEFAULTS[EngineKind.SGLANG].image}`).",
+    )
+    image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
+        default="IfNotPresent",
+        description="Image pull policy. `IfNotPresent` because LLM server images are several GB and tags "
+        "are pinned.",
+    )
+    port: Port | None = Field(
+        default=None,
+        description="Container port serving the API, `/health` and `/metrics`. Default: the engine's "
+        "own (TGI 80, vLLM 8000, SGLang 30000).",
+    )
+    num_shard: PositiveInt = Field(
+        default=1,
+        description="Tensor-parallel shards = GPUs used by one pod (`NUM_SHARD`, vLLM "
+        "`--tensor-parallel-size`, SGLang `--tp`). Must equal `resources.gpu`.",
+    )
+    quantize: Quantization = Field(
+        default=Quantization.NONE,
+        description="Quantization (`QUANTIZE`): `none`, `awq`, `eetq`, `exl2`, `gptq`, `marlin`, "
+        "`bitsandbytes`, `bitsandbytes-nf4`, `bitsandbytes-fp4`, `fp8`. Pre-quantized checkpoints "
+        "(GPTQ/AWQ repositories) are detected by TGI even with `none`. vLLM and SGLang accept `awq`, "
+        "`gptq`, `fp8` and `bitsandbytes`.",
+    )
+    dtype: Dtype | None = Field(
+        default=None,
+        description="Force the weights dtype (`float16` or `bfloat16`); unset lets the server pick the "
+        "model's own. Cannot be combined with `quantize`, like TGI's launcher.",
+    )
+    max_concurrent_requests: PositiveInt | None = Field(
+        default=None,
+        description="TGI only (`MAX_CONCURRENT_REQUESTS`, TGI's default 128): requests above this are "
+        "refused with 429 instead of queueing without bound. Queue depth, not this limit, drives "
+        "scaling; a limit keeps latency bounded while new replicas start.",
+    )
+    max_input_tokens: PositiveInt | None = Field(
+        default=None,
+        description="Longest prompt accepted, in tokens (`MAX_INPUT_TOKENS`). Unset: the server derives "
+        "it from the model (TGI: min(max_position_embeddings - 1, 4095)). Must be < `maxTotalTokens` "
+        "and <= `maxBatchPrefillTokens`.",
+    )
+    max_input_length: PositiveInt | None = Field(
+        default=None,
+        description="Deprecated TGI name of `maxInputTokens`, accepted for specs written against older "
+        "TGI releases; set only one of the two.",
+    )
+    max_total_tokens: PositiveInt | None = Field(
+        default=None,
+        description="Prompt plus generated tokens per request (`MAX_TOTAL_TOKENS`; vLLM "
+        "`--max-model-len`, SGLang `--context-length`): the per-request memory budget.",
+    )
+    max_batch_prefill_tokens: PositiveInt | None = Field(
+        default=None,
+        description="Tokens processed in one prefill step (`MAX_BATCH_PREFILL_TOKENS`; vLLM "
+        "`--max-num-batched-tokens`, SGLang `--max-prefill-tokens`). TGI default: maxInputTokens + 50.",
+    )
+    max_batch_total_tokens: PositiveInt | None = Field(
+        default=None,
+        description="Tokens across the whole running batch (`MAX_BATCH_TOTAL_TOKENS`; SGLang "
+        "`--max-total-tokens`). Unset lets TGI size it from free GPU memory after loading, which is "
+        "usually what you want; set it to cap memory. Must be >= `maxTotalTokens` and "
+        ">= `maxBatchPrefillTokens`.",
+    )
+    extra_args: list[str] = Field(
+        default_factory=list,
+        description="Extra command-line arguments appended to the server's own.",
+    )
+    env: list[EnvVar] = Field(
+        default_factory=list,
+        description="Extra environment variables. Names the renderer sets from this spec (e.g. "
+        "`MODEL_ID`, `NUM_SHARD`, `HF_TOKEN`) are rejected so the pod cannot disagree with the spec.",
+    )
+
+    @property
+    def defaults(self) -> EngineDefaults:
+        return ENGINE_DEFAULTS[self.kind]
+
+    @property
+    def effective_image(self) -> str:
+        return self.image if self.image is not None else self.defaults.image
+
+    @property
+    def effective_port(self) -> int:
+        return self.port if self.port is not None else self.defaults.port
+
+    @property
+    def effective_max_input_tokens(self) -> int | None:
+        return self.max_input_tokens if self.max_input_tokens is not None else self.max_input_length
+
+    @model_validator(mode="after")
+    def _launcher_rules(self) -> EngineSpec:
+        issues: list[tuple[str, str]] = []
+        if self.max_input_tokens is not None and self.max_input_length is not None:
+            issues.append(
+                _issue(
+                    "maxInputLength",
+                    "set only maxInputTokens (maxInputLength is its deprecated name)",
+                )
+            )
+        issues.extend(self._token_relations())
+        if self.dtype is not None and self.quantize is not Quantization.NONE:
+            issues.append(_issue("dtype", f"cannot be combined with quantize ({self.quantize.value})"))
+        if self.quantize is Quantization.EXL2 and self.num_shard > 1:
+            issues.append(
+                _issue("numShard", f"exl2 quantization does not support sharding (numShard={self.num_shard})")
+            )
+        if self.quantize not in self.defaults.quantizations:
+            allowed = ", ".join(sorted(q.value for q in self.defaults.quantizations))
+            issues.append(
+                _issue("quantize", f"{self.quantize.value} is not supported by {self.kind.value} ({allowed})")
+            )
+        issues.extend(self._engine_specific_fields())
+        reserved = RESERVED_ENV[self.kind]
+        for index, env in enumerate(self.env):
+            if env.name in reserved:
+                issues.append(
+                    _issue(
+                        f"env[{index}].name", f"{env.name} is set from the spec; use the spec field instead"
+                    )
+                )
+        seen: set[str] = set()
+        for index, env in enumerate(self.env):
+            if env.name in seen:
+                issues.append(_issue(f"env[{index}].name", f"duplicate variable {env.name}"))
+            seen.add(env.name)
+        _raise_issues(issues)
+        return self
+
+    def _token_relations(self) -> list[tuple[str, str]]:
+        """The relations TGI's launcher and router check at start-up, checked before any GPU is spent."""
+        issues: list[tuple[str, str]] = []
+        inp = self.effective_max_input_tokens
+        inp_key = "maxInputTokens" if self.max_input_tokens is not None else "maxInputLength"
+        total = self.max_total_tokens
+        prefill = self.max_batch_prefill_tokens
+        batch_total = self.max_batch_total_tokens
+        if inp is not None and total is not None and inp >= total:
+            issues.append(_issue(inp_key, f"must be < maxTotalTokens ({inp} >= {total})"))
+        if inp is not None and prefill is not None and prefill < inp:
+            issues.append(_issue("maxBatchPrefillTokens", f"must be >= {inp_key} ({prefill} < {inp})"))
+        if batch_total is not None:
+            if total is not None and total > batch_total:
+                issues.append(
+                    _issue("maxBatchTotalTokens", f"must be >= maxTotalTokens ({batch_total} < {total})")
+                )
+            if prefill is not None and prefill > batch_total:
+                issues.append(
+                    _issue(
+                        "maxBatchTotalTokens",
+                        f"must be >= maxBatchPrefillTokens ({batch_total} < {prefill})",
+                    )
+                )
+        return issues
+
+    def _engine_specific_fields(self) -> list[tuple[str, str]]:
+        unsupported: dict[EngineKind, tuple[str, ...]] = {
+            EngineKind.TGI: (),
+            EngineKind.VLLM: (
+                "max_concurrent_requests",
+                "max_input_tokens",
+                "max_input_length",
+                "max_batch_total_tokens",
+            ),
+            EngineKind.SGLANG: ("max_concurrent_requests", "max_input_tokens", "max_input_length"),
+        }
+        return [
+            _issue(to_camel(name), f"not supported by engine {self.kind.value}; it applies to tgi only")
+            for name in unsupported[self.kind]
+            if getattr(self, name) is not None
+        ]
+
+
+# --------------------------------------------------------------------------------------------------
+# Pod resources, storage and scheduling
+# --------------------------------------------------------------------------------------------------
+
+
+class ResourcesSpec(SpecModel):
+    """CPU, memory, GPUs and shared memory of one TGI pod."""
+
+    cpu_request: Quantity = Field(
+        default="4",
+        description="CPU request. Tokenization and the HTTP router run on CPU; 4 cores keep them off "
+        "the request path of a 7B model.",
+    )
+    cpu_limit: Quantity | None = Field(
+        default=None,
+        description="CPU limit. Unset by default: CFS throttling of the router adds latency to every "
+        "token, and the GPU, not the CPU, is the resource being shared.",
+    )
+    memory_request: Quantity = Field(
+        default="16Gi",
+        description="Memory request. Weights are staged through host memory while loading.",
+    )
+    memory_limit: Quantity | None = Field(
+        default="32Gi",
+        description="Memory limit. The memory-backed `/dev/shm` counts against it, so it must exceed "
+        "`shmSize`.",
+    )
+    gpu: int = Field(
+        default=1,
+        ge=0,
+        description="GPUs per pod (request = limit, as Kubernetes requires for extended resources). Must "
+        "equal `engine.numShard`; 0 runs on CPU (tests and tiny models only).",
+    )
+    gpu_resource_name: str = Field(
+        default="nvidia.com/gpu",
+        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-a-zA-Z0-9_.]+$",
+        description="Extended resource name of the GPU (e.g. `nvidia.com/gpu`, `amd.com/gpu`, or a MIG "
+        "profile such as `nvidia.com/mig-3g.40gb`).",
+    )
+    shm_size: Quantity = Field(
+        default="1Gi",
+        description="Size of the memory-backed `/dev/shm`. NCCL uses it between shards; the container "
+        "runtime's 64Mi default makes sharded TGI crash.",
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ResourcesSpec:
+        issues: list[tuple[str, str]] = []
+        if self.cpu_limit is not None and parse_quantity(self.cpu_limit) < parse_quantity(self.cpu_request):
+            issues.append(
+                _issue("cpuLimit", f"must be >= cpuRequest ({self.cpu_limit} < {self.cpu_request})")
+            )
+        if self.memory_limit is not None:
+            limit = parse_quantity(self.memory_limit)
+            if limit < parse_quantity(self.memory_request):
+                issues.append(
+                    _issue(
+                        "memoryLimit",
+                        f"must be >= memoryRequest ({self.memory_limit} < {self.memory_request})",
+                    )
+                )
+            if parse_quantity(self.shm_size) >= limit:
+                issues.append(
+                    _issue(
+                        "shmSize",
+                        f"must be < memoryLimit ({self.shm_size} >= {self.memory_limit}): the memory-backed "
+                        "shared-memory volume counts against the container memory limit",
+                    )
+                )
+        _raise_issues(issues)
+        return self
+
+
+AccessMode = Literal["ReadWriteOnce", "ReadWriteMany", "ReadOnlyMany", "ReadWriteOncePod"]
+
+
+class CreateClaimSpec(SpecModel):
+    """A PersistentVolumeClaim the controller creates (and deletes with the service) for the model cache."""
+
+    size: Quantity = Field(
+        default="100Gi",
+        description="Requested storage. A 7B fp16 model is ~14 GB; leave room for a second revision.",
+    )
+    storage_class_name: str | None = Field(
+        default=None,
+        description="StorageClass; unset uses the cluster default. Prefer fast shared storage (e.g. EFS, "
+        "Filestore, CephFS): every new replica reads the full weights from it while starting.",
+    )
+    access_mode: AccessMode = Field(
+        default="ReadWriteMany",
+        description="Access mode. `ReadWriteMany` so replicas on different nodes share one copy of the "
+        "weights; a single-node mode cannot serve more than one replica.",
+    )
+
+
+class CacheSpec(SpecModel):
+    """Where downloaded weights live. Without a shared volume each new replica downloads the model again."""
+
+    existing_claim: ObjectName | None = Field(
+        default=None,
+        description="Mount this existing PersistentVolumeClaim (e.g. `tgi-model-cache` from the article). "
+        "Not created or deleted by the controller.",
+    )
+    create: CreateClaimSpec | None = Field(
+        default=None,
+        description="Create a PersistentVolumeClaim named `<service>-model-cache` with these settings.",
+    )
+    empty_dir_size_limit: Quantity = Field(
+        default="100Gi",
+        description="Size limit of the per-pod `emptyDir` used when neither `existingClaim` nor `create` "
+        "is set (every replica then downloads the weights on start, slowing scale-up).",
+    )
+    mount_path: str = Field(
+        default="/data",
+        pattern=r"^/",
+        description="Mount path of the cache; the engine's Hugging Face cache points at it. `/data` is "
+        "where TGI's image expects it.",
+    )
+
+    @model_validator(mode="after")
+    def _one_source(self) -> CacheSpec:
+        if self.existing_claim is not None and self.create is not None:
+            _raise_issues([_issue("", "set at most one of existingClaim and create")])
+        return self
+
+
+class Toleration(SpecModel):
+    """A Kubernetes toleration (same fields as the Pod API)."""
+
+    key: str | None = Field(default=None, description="Taint key; unset with `Exists` tolerates every taint.")
+    operator: Literal["Exists", "Equal"] = Field(default="Equal", description="`Exists` or `Equal`.")
+    value: str | None = Field(default=None, description="Taint value for `Equal`.")
+    effect: Literal["NoSchedule", "PreferNoSchedule", "NoExecute"] | None = Field(
+        default=None, description="Taint effect; unset matches every effect."
+    )
+    toleration_seconds: int | None = Field(default=None, ge=0, description="Only for `NoExecute`.")
+
+    @model_validator(mode="after")
+    def _valid(self) -> Toleration:
+        issues: list[tuple[str, str]] = []
+        if self.operator == "Exists" and self.value is not None:
+            issues.append(_issue("value", "must be empty when operator is Exists"))
+        if self.key is None and self.operator != "Exists":
+            issues.append(_issue("operator", "must be Exists when key is empty"))
+        if self.toleration_seconds is not None and self.effect != "NoExecute":
+            issues.append(_issue("tolerationSeconds", "only applies to effect NoExecute"))
+        _raise_issues(issues)
+        return self
+
+
+def _default_tolerations() -> list[Toleration]:
+    return [Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")]
+
+
+class SchedulingSpec(SpecModel):
+    """Where pods may run."""
+
+    node_selector: dict[str, str] = Field(
+        default_factory=dict,
+        description="Node labels a node must carry (e.g. `accelerator: nvidia-gpu`).",
+    )
+    tolerations: list[Toleration] = Field(
+        default_factory=_default_tolerations,
+        description="Tolerations. Default tolerates the `nvidia.com/gpu:NoSchedule` taint GPU node pools "
+        "usually carry.",
+    )
+    affinity: AffinityOrNone = Field(
+        default=None,
+        description="Pod `affinity` object, passed through unchanged (Kubernetes validates it).",
+    )
+    priority_class_name: str | None = Field(
+        default=None,
+        description="PriorityClass; a high priority lets GPU servers preempt batch jobs when scaling up.",
+    )
+    service_account_name: str | None = Field(
+        default=None, description="ServiceAccount of the pods; unset uses the namespace default."
+    )
+    image_pull_secrets: list[ObjectName] = Field(
+        default_factory=list, description="Names of image pull Secrets."
+    )
+    termination_grace_period_seconds: int = Field(
+        default=120,
+        ge=0,
+        description="Time a stopping pod gets to finish in-flight generations after SIGTERM; long "
+        "generations take minutes, and TGI stops its webserver gracefully within 90 s.",
+    )
+
+
+class SecuritySpec(SpecModel):
+    """Pod security settings. Capabilities are always dropped and privilege escalation always denied."""
+
+    run_as_user: int | None = Field(
+        default=None,
+        ge=0,
+        description="UID to run as. Unset keeps the image's user (the TGI image runs as root); set e.g. "
+        "1000 together with `fsGroup` to run unprivileged.",
+    )
+    run_as_group: int | None = Field(default=None, ge=0, description="GID to run as.")
+    fs_group: int | None = Field(
+        default=None,
+        ge=0,
+        description="Group owning mounted volumes, so a non-root server can write the model cache.",
+    )
+
+
+class RolloutSpec(SpecModel):
+    """How a changed spec replaces running pods."""
+
+    max_surge: int = Field(
+        default=1,
+        ge=0,
+        description="Extra pods during a rollout. 1 needs one spare GPU node; set 0 (with maxUnavailable 1) "
+        "where no GPU is spare.",
+    )
+    max_unavailable: int = Field(
+        default=0,
+        ge=0,
+        description="Pods that may be down during a rollout. 0 keeps full capacity while the new "
+        "version loads the model.",
+    )
+
+    @model_validator(mode="after")
+    def _progress_possible(self) -> RolloutSpec:
+        if self.max_surge == 0 and self.max_unavailable == 0:
+            _raise_issues(
+                [
+                    _issue(
+                        "", "maxSurge and maxUnavailable cannot both be 0 (the rollout could never progress)"
+                    )
+                ]
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Health probes
+# --------------------------------------------------------------------------------------------------
+
+
+class ProbeSpec(SpecModel):
+    """HTTP probe timing (path and port come from the engine)."""
+
+    period_seconds: PositiveInt = Field(description="Seconds between probes.")
+    timeout_seconds: PositiveInt = Field(description="Seconds before one probe counts as failed.")
+    failure_threshold: PositiveInt = Field(description="Consecutive failures before acting.")
+
+
+def _startup_probe() -> ProbeSpec:
+    return ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=180)
+
+
+def _liveness_probe() -> ProbeSpec:
+    return ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=6)
+
+
+def _readiness_probe() -> ProbeSpec:
+    return ProbeSpec(period_seconds=5, timeout_seconds=5, failure_threshold=3)
+
+
+class ProbesSpec(SpecModel):
+    """Health checks on the engine's `/health`, shaped for servers that download and load GBs of weights."""
+
+    startup: ProbeSpec = Field(
+        default_factory=_startup_probe,
+        description="Startup probe: liveness and readiness wait until it succeeds, so a cold model "
+        "download is never killed. Budget = periodSeconds x failureThreshold, default 10 s x 180 = "
+        "30 min; raise it for large models on slow links.",
+    )
+    liveness: ProbeSpec = Field(
+        default_factory=_liveness_probe,
+        description="Liveness probe, active once started: a restart after 6 x 10 s of failing `/health`. "
+        "No initial delay is needed (the startup probe covers loading).",
+    )
+    readiness: ProbeSpec = Field(
+        default_factory=_readiness_probe,
+        description="Readiness probe: takes a pod out of the Service after 3 x 5 s of failures, quickly "
+        "enough to stop sending it traffic.",
+    )
+
+    @property
+    def startup_budget_seconds(self) -> int:
+        return self.startup.period_seconds * self.startup.failure_threshold
+
+
+# --------------------------------------------------------------------------------------------------
+# Autoscaling
+# --------------------------------------------------------------------------------------------------
+
+
+class ScalingPolicy(SpecModel):
+    """One HPA scaling policy: at most `value` pods (or percent) per `periodSeconds`."""
+
+    type: Literal["Pods", "Percent"] = Field(description="`Pods` or `Percent`.")
+    value: PositiveInt = Field(description="Pods or percent of current replicas.")
+    period_seconds: int = Field(ge=1, le=1800, description="Window the policy applies over (1-1800 s).")
+
+
+def _scale_up_policies() -> list[ScalingPolicy]:
+    return [
+        ScalingPolicy(type="Percent", value=100, period_seconds=60),
+        ScalingPolicy(type="Pods", value=2, period_seconds=60),
+    ]
+
+
+def _scale_down_policies() -> list[ScalingPolicy]:
+    return [ScalingPolicy(type="Pods", value=1, period_seconds=300)]
+
+
+class ScaleUpSpec(SpecModel):
+    """HPA scale-up behavior. Unset keys keep their defaults."""
+
+    stabilization_window_seconds: int = Field(
+        default=0,
+        ge=0,
+        le=3600,
+        description="The HPA scales up to the lowest recommendation seen over this window. 0: react to "
+        "the first sample, because a replica takes minutes to load the model and a queue that builds "
+        "meanwhile only grows.",
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] = Field(
+        default="Max",
+        description="Which policy wins when several apply: `Max` (most change), `Min` (least) or `Disabled`.",
+    )
+    policies: list[ScalingPolicy] = Field(
+        default_factory=_scale_up_policies,
+        min_length=1,
+        description="Scaling policies. Default: +100% or +2 pods per 60 s, whichever is larger, so a "
+        "single replica can reach three in one step.",
+    )
+
+
+class ScaleDownSpec(SpecModel):
+    """HPA scale-down behavior. Unset keys keep their defaults."""
+
+    stabilization_window_seconds: int = Field(
+        default=600,
+        ge=0,
+        le=3600,
+        description="The HPA scales down to the highest recommendation seen over this window. 600 s: "
+        "LLM traffic is bursty and a removed replica costs minutes of model loading to bring back.",
+    )
+    select_policy: Literal["Max", "Min", "Disabled"] = Field(
+        default="Min",
+        description="Which policy wins when several apply: `Max` (most change), `Min` (least) or `Disabled`.",
+    )
+    policies: list[ScalingPolicy] = Field(
+        default_factory=_scale_down_policies,
+        min_length=1,
+        description="Scaling policies. Default: one pod per 300 s, so capacity drains slowly and a "
+        "returning burst still finds warm replicas.",
+    )
+
+
+class QueueMetricSpec(SpecModel):
+    """The primary scaling signal: requests waiting in the server's queue."""
+
+    metric: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="External metric name served by the adapter. Default follows the engine: "
+        "`tgi_queue_size`, `vllm_num_requests_waiting` or `sglang_num_queue_reqs`.",
+    )
+    target_per_replica: float = Field(
+        default=10,
+        gt=0,
+        description="Target average queued requests per replica (HPA `AverageValue`). Queue depth grows "
+        "only once a server's continuous batch is full, so a small standing queue is the sign to add "
+        "capacity; 10 (as in the article) keeps batches full without letting waits grow long.",
+    )
+
+
+class BatchSizeMetricSpec(SpecModel):
+    """Optional second signal: requests in the running batch (tracks load before a queue forms)."""
+
+    metric: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="External metric name. Default `tgi_batch_current_size` for TGI; required for other "
+        "engines.",
+    )
+    target_per_replica: float = Field(
+        gt=0,
+        description="Target average running batch size per replica; set it below the batch size the "
+        "GPU sustains at acceptable latency.",
+    )
+
+
+class CpuMetricSpec(SpecModel):
+    """Optional CPU signal, as in the article. GPU servers are rarely CPU bound; prefer queue depth."""
+
+    target_utilization: int = Field(
+        default=70,
+        ge=1,
+        le=100,
+        description="Target average CPU utilization in percent of the CPU request.",
+    )
+
+
+class AutoscalingSpec(SpecModel):
+    """HorizontalPodAutoscaler settings, tuned for servers that take minutes to become ready."""
+
+    min_replicas: PositiveInt = Field(
+        default=1,
+        description="Fewest replicas. Use 2 for availability across a node failure (as in the article). "
+        "Scale to zero is not supported by the HPA without an alpha feature gate.",
+    )
+    max_replicas: PositiveInt = Field(
+        default=4,
+        description="Most replicas: the cap on GPUs this service may hold (maxReplicas x resources.gpu).",
+    )
+    queue: QueueMetricSpec = Field(default_factory=QueueMetricSpec, description="Queue-depth metric.")
+    batch_size: BatchSizeMetricSpec | None = Field(
+        default=None, description="Optional running-batch-size metric; the HPA follows the larger demand."
+    )
+    cpu: CpuMetricSpec | None = Field(default=None, description="Optional CPU utilization metric.")
+    scale_up: ScaleUpSpec = Field(
+        default_factory=ScaleUpSpec,
+        description="Scale-up behavior. Default: no stabilization window and the larger of +100% or "
+        "+2 pods per 60 s, because a new replica needs minutes to load the model and a burst queued "
+        "meanwhile only grows.",
+    )
+    scale_down: ScaleDownSpec = Field(
+        default_factory=ScaleDownSpec,
+        description="Scale-down behavior. Default: a 600 s stabilization window and one pod per 300 s "
+        "(selectPolicy Min), because a removed replica costs minutes to bring back and traffic to LLM "
+        "endpoints is bursty.",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingSpec:
+        if self.min_replicas > self.max_replicas:
+            _raise_issues(
+                [_issue("minReplicas", f"must be <= maxReplicas ({self.min_replicas} > {self.max_replicas})")]
+            )
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Exposure: Service, Ingress, API-key proxy, scraping
+# --------------------------------------------------------------------------------------------------
+
+
+class ServicePortSpec(SpecModel):
+    """The Service in front of the pods."""
+
+    type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
+        default="ClusterIP",
+        description="Service type. `ClusterIP`: expose externally through the Ingress (and API-key proxy).",
+    )
+    port: Port = Field(default=80, description="Service port (targets the engine port).")
+    annotations: dict[str, str] = Field(default_factory=dict, description="Extra Service annotations.")
+
+
+class RateLimitSpec(SpecModel):
+    """Per-client limits enforced by ingress-nginx (annotations `limit-rps`, `limit-connections`)."""
+
+    requests_per_second: PositiveInt | None = Field(
+        default=10,
+        description="Requests per second per client IP (`nginx.ingress.kubernetes.io/limit-rps`). Note "
+        "that ingress-nginx limits are per client IP and per ingress-controller replica, not global.",
+    )
+    burst_multiplier: PositiveInt | None = Field(
+        default=None,
+        description="Burst allowed above the rate, as a multiple of it (`limit-burst-multiplier`, "
+        "ingress-nginx default 5).",
+    )
+    connections: PositiveInt | None = Field(
+        default=None,
+        description="Concurrent connections per client IP (`limit-connections`); streaming generations "
+        "hold a connection for their whole duration.",
+    )
+
+
+class IngressSpec(SpecModel):
+    """Optional Ingress for access from outside the cluster."""
+
+    enabled: bool = Field(default=False, description="Render an Ingress.")
+    class_name: str = Field(default="nginx", description="IngressClass (`spec.ingressClassName`).")
+    host: HostName | None = Field(default=None, description="Host name (required when enabled).")
+    path: str = Field(default="/", pattern=r"^/", description="Path prefix routed to the service.")
+    tls_secret_name: ObjectName | None = Field(
+        default=None, description="TLS Secret for `host`; unset serves plain HTTP."
+    )
+    cluster_issuer: str | None = Field(
+        default=None,
+        description="cert-manager ClusterIssuer that issues `tlsSecretName` "
+        "(annotation `cert-manager.io/cluster-issuer`).",
+    )
+    rate_limit: RateLimitSpec | None = Field(
+        default_factory=RateLimitSpec, description="Per-client rate limits; null disables them."
+    )
+    proxy_read_timeout_seconds: PositiveInt = Field(
+        default=300,
+        description="Seconds the ingress waits between two reads from the server. Long generations "
+        "stream for minutes; ingress-nginx's default of 60 s cuts them off.",
+    )
+    proxy_send_timeout_seconds: PositiveInt = Field(
+        default=300, description="Seconds the ingress waits between two writes to the server."
+    )
+    proxy_body_size: Quantity = Field(
+        default="10m",
+        pattern=r"^\d+[kKmMgG]?$",
+        description="Largest request body (`proxy-body-size`, nginx size syntax): long prompts are large.",
+    )
+    annotations: dict[str, str] = Field(
+        default_factory=dict, description="Extra annotations; they override the generated ones."
+    )
+
+    @model_validator(mode="after")
+    def _host_when_enabled(self) -> IngressSpec:
+        issues: list[tuple[str, str]] = []
+        if self.enabled and self.host is None:
+            issues.append(_issue("host", "required when ingress is enabled"))
+        if self.cluster_issuer is not None and self.tls_secret_name is None:
+            issues.append(
+                _issue("clusterIssuer", "needs tlsSecretName (where cert-manager stores the certificate)")
+            )
+        _raise_issues(issues)
+        return self
+
+
+class AuthProxySpec(SpecModel):
+    """Optional API-key check in front of the server (an nginx Deployment and Service).
+
+    Clients send `Authorization: Bearer <key>` (OpenAI-style clients) or `X-API-Key: <key>`. The keys
+    come from a Secret key holding one key per line; the proxy reads them when its pods start, so
+    restart the proxy (`kubectl rollout restart deployment/<service>-auth-proxy`) after rotating.
+    """
+
+    enabled: bool = Field(
+        default=False, description="Render the API-key proxy; the Ingress then routes to it."
+    )
+    api_keys_secret: SecretKeyRef | None = Field(
+        default=None,
+        description="Secret key with the accepted API keys, one per line (letters, digits and `-._~+/=`, "
+        "8 to 256 characters). Required when enabled.",
+    )
+    image: str = Field(
+        default="nginxinc/nginx-unprivileged:1.27.5-alpine",
+        description="nginx image. The unprivileged variant runs as a non-root user on port 8080.",
+    )
+    replicas: PositiveInt = Field(default=2, description="Proxy replicas (2 survive a node failure).")
+    cpu_request: Quantity = Field(default="100m", description="CPU request of one proxy pod.")
+    memory_request: Quantity = Field(default="64Mi", description="Memory request of one proxy pod.")
+    memory_limit: Quantity = Field(default="128Mi", description="Memory limit of one proxy pod.")
+
+    @model_validator(mode="after")
+    def _secret_when_enabled(self) -> AuthProxySpec:
+        if self.enabled and self.api_keys_secret is None:
+            _raise_issues([_issue("apiKeysSecret", "required when auth is enabled")])
+        return self
+
+
+class ScrapeSpec(SpecModel):
+    """How Prometheus scrapes the pods (PodMonitor, or `prometheus.io/*` pod annotations)."""
+
+    interval: Duration = Field(
+        default="10s",
+        description="Scrape interval. The HPA reads the queue every 15 s; a 10 s scrape keeps its input "
+        "fresh.",
+    )
+    pod_monitor_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra PodMonitor labels, to match the Prometheus `podMonitorSelector` (e.g. "
+        "`release: kube-prometheus-stack`).",
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# The service
+# --------------------------------------------------------------------------------------------------
+
+_MANAGED_LABEL_PREFIXES: Final = ("app.kubernetes.io/", "tgi-autoscaler.io/")
+
+
+class TGIServiceSpec(SpecModel):
+    """One LLM service: model, server, pods, autoscaling, exposure and observability."""
+
+    model: ModelSpec = Field(description="The model to serve.")
+    engine: EngineSpec = Field(default_factory=EngineSpec, description="The inference server.")
+    resources: ResourcesSpec = Field(default_factory=ResourcesSpec, description="Pod resources.")
+    cache: CacheSpec = Field(default_factory=CacheSpec, description="Model weights cache volume.")
+    scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec, description="Pod placement.")
+    security: SecuritySpec = Field(default_factory=SecuritySpec, description="Pod security context.")
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Rolling update strategy.")
+    probes: ProbesSpec = Field(default_factory=ProbesSpec, description="Health probes.")
+    autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Autoscaling.")
+    service: ServicePortSpec = Field(default_factory=ServicePortSpec, description="The Kubernetes Service.")
+    ingress: IngressSpec = Field(default_factory=IngressSpec, description="Optional Ingress.")
+    auth: AuthProxySpec = Field(default_factory=AuthProxySpec, description="Optional API-key proxy.")
+    scrape: ScrapeSpec = Field(default_factory=ScrapeSpec, description="Prometheus scraping.")
+    alerts: AlertsSpec = Field(default_factory=AlertsSpec, description="Alerting rules (PrometheusRule).")
+    dashboard: DashboardSpec = Field(
+        default_factory=DashboardSpec, description="Grafana dashboard ConfigMap."
+    )
+    pod_labels: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra pod labels (e.g. for cost allocation). `app.kubernetes.io/*` and "
+        "`tgi-autoscaler.io/*` are reserved.",
+    )
+    pod_annotations: dict[str, str] = Field(default_factory=dict, description="Extra pod annotations.")
+
+    @property
+    def queue_metric(self) -> str:
+        """External metric name the HPA scales on."""
+        return self.autoscaling.queue.metric or self.engine.defaults.queue_metric
+
+    @property
+    def batch_metric(self) -> str | None:
+        """External metric name of the optional batch-size signal (None when not configured)."""
+        if self.autoscaling.batch_size is None:
+            return None
+        return self.autoscaling.batch_size.metric or self.engine.defaults.batch_metric
+
+    @model_validator(mode="after")
+    def _cross_section(self) -> TGIServiceSpec:
+        issues: list[tuple[str, str]] = []
+        gpu, shards = self.resources.gpu, self.engine.num_shard
+        if gpu > 0 and shards != gpu:
+            issues.append(
+                _issue(
+                    "engine.numShard",
+                    f"must equal resources.gpu ({shards} != {gpu}): each shard needs its own GPU",
+                )
+            )
+        if gpu == 0 and shards > 1:
+            issues.append(
+                _issue("engine.numShard", f"must be 1 without GPUs (resources.gpu=0, numShard={shards})")
+            )
+        create = self.cache.create
+        if create is not None and create.access_mode != "ReadWriteMany" and self.autoscaling.max_replicas > 1:
+            issues.append(
+                _issue(
+                    "cache.create.accessMode",
+                    f"{create.access_mode} cannot be mounted by replicas on different nodes; use "
+                    f"ReadWriteMany or autoscaling.maxReplicas=1 (is {self.autoscaling.max_replicas})",
+                )
+            )
+        if self.autoscaling.batch_size is not None and self.batch_metric is None:
+            issues.append(
+                _issue(
+                    "autoscaling.batchSize.metric",
+                    f"required for engine {self.engine.kind.value} (no default batch-size metric)",
+                )
+            )
+        if (
+            self.auth.enabled
+            and self.auth.api_keys_secret is not None
+            and self.model.hf_token_secret == self.auth.api_keys_secret
+        ):
+            issues.append(_issue("auth.apiKeysSecret", "must not be the Hugging Face token secret key"))
+        for key in self.pod_labels:
+            if key.startswith(_MANAGED_LABEL_PREFIXES):
+                issues.append(_issue(f"podLabels.{key}", "reserved label prefix (set by the controller)"))
+        _raise_issues(issues)
+        return self
+
+
+# --------------------------------------------------------------------------------------------------
+# Parsing
+# --------------------------------------------------------------------------------------------------
+
+
+def _alias_path(loc: tuple[int | str, ...]) -> str:
+    parts: list[str] = []
+    for item in loc:
+        if isinstance(item, int):
+            parts.append(f"[{item}]")
+        elif item.startswith(("function-after[", "function-before[", "function-wrap[")):
+            continue  # pydantic's name for the validator, not a key
+        else:
+            parts.append(f".{item}" if parts else item)
+    return "".join(parts) or "<root>"
+
+
+def _join(prefix: str, suffix: str) -> str:
+    if not suffix:
+        return prefix
+    if prefix == "<root>":
+        return suffix
+    return f"{prefix}{suffix}" if suffix.startswith("[") else f"{prefix}.{suffix}"
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The model class owning the key at ``loc`` (for 'did you mean' hints on unknown keys)."""
+    model: type[BaseModel] | None = TGIServiceSpec
+    for item in loc[:-1]:
+        if model is None:
+            return None
+        if isinstance(item, int):
+            continue
+        field = next(
+            (f for name, f in model.model_fields.items() if item in (name, f.alias)),
+            None,
+        )
+        if field is None:
+            return None
+        model = _first_model(field.annotation)
+    return model
+
+
+def _first_model(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _first_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _message(error: Any) -> str:
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        loc = tuple(error["loc"])
+        model = _model_at(loc)
+        if model is None:
+            return "unknown key"
+        allowed = sorted((f.alias or n) for n, f in model.model_fields.items())
+        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
+        hint = f"; did you mean {close[0]}?" if close else ""
+        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
+    ctx = error.get("ctx", {})
+    simple = {
+        "missing": "required",
+        "greater_than": f"must be > {ctx.get('gt')}",
+        "greater_than_equal": f"must be >= {ctx.get('ge')}",
+        "less_than": f"must be < {ctx.get('lt')}",
+        "less_than_equal": f"must be <= {ctx.get('le')}",
+        "too_short": f"must have at least {ctx.get('min_length')} item(s)",
+        "string_too_short": f"must have at least {ctx.get('min_length')} character(s)",
+        "string_pattern_mismatch": f"{error.get('input')!r} must match {ctx.get('pattern')}",
+        "int_parsing": f"{error.get('input')!r} is not an integer",
+        "int_type": f"{error.get('input')!r} is not an integer",
+        "bool_parsing": f"{error.get('input')!r} is not true or false",
+        "dict_type": "must be a mapping",
+        "list_type": "must be a list",
+        "model_type": "must be a mapping",
+    }
+    if kind in simple:
+        return simple[kind]
+    if kind == "enum":
+        return f"{error['input']!r} is not one of {error['ctx']['expected']}"
+    message = str(error["msg"])
+    return message.removeprefix("Value error, ")
+
+
+def _issues_from(exc: ValidationError) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for error in exc.errors(include_url=False):
+        path = _alias_path(tuple(error["loc"]))
+        if error["type"] == "tgi_cross_field":
+            for sub_path, message in error["ctx"]["issues"]:
+                issues.append(ConfigIssue(_join(path, sub_path), message))
+        else:
+            issues.append(ConfigIssue(path, _message(error)))
+    return issues
+
+
+def parse_service_yaml(text: str, *, source: str) -> TGIServiceSpec:
+    """Parse and validate a service spec; ``source`` (e.g. ``ConfigMap ns/name``) prefixes the error.
+
+    Raises ``ConfigError`` naming every failing key path and rule found.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(source, [ConfigIssue("<root>", f"not valid YAML: {where}{problem}")]) from exc
+    if not isinstance(data, dict):
+        found = "an empty document" if data is None else type(data).__name__
+        raise ConfigError(source, [ConfigIssue("<root>", f"must be a mapping of keys, found {found}")])
+    try:
+        return TGIServiceSpec.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, _issues_from(exc)) from exc
