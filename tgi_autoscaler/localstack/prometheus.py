@@ -114,9 +114,7 @@ class PrometheusServer:
                 "job_name": "tgi",
                 "scrape_interval": interval,
                 "scrape_timeout": interval,
-                "file_sd_configs": [
-                    {"files": [str(self.file_sd_dir / "*.json")], "refresh_interval": "1s"}
-                ],
+                "file_sd_configs": [{"files": [str(self.file_sd_dir / "*.json")], "refresh_interval": "1s"}],
             },
             *(job.to_config(interval) for job in self._jobs.values()),
         ]
