@@ -1,0 +1,148 @@
+"""Prometheus exposition of one simulated replica, with the real servers' metric names.
+
+Each replica owns a ``prometheus_client.CollectorRegistry`` (never the global one: a fleet runs many
+replicas in one process) holding a custom collector that reads the queueing model at scrape time.
+
+The text is rendered here rather than by ``prometheus_client.generate_latest`` because that function
+appends ``_total`` to every counter, while TGI (Rust ``metrics-exporter-prometheus``) exports
+``tgi_request_success`` etc. without it; dashboards, alerts and the adapter must be tested against
+the names the real server emits.
+
+``engine`` picks which server the replica impersonates on ``/metrics``: ``tgi`` (TGI's families),
+``vllm`` (``vllm:num_requests_waiting`` / ``vllm:num_requests_running``) or ``sglang``
+(``sglang:num_queue_reqs`` / ``sglang:num_running_reqs``), each labelled ``model_name`` like the real
+servers. The HTTP API stays TGI's in every case.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from typing import Literal, get_args
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from tgi_autoscaler.sim.model import ReplicaModel
+from tgi_autoscaler.sim.stats import TGI_METRICS
+
+__all__ = [
+    "CONTENT_TYPE",
+    "ENGINES",
+    "Engine",
+    "ReplicaCollector",
+    "build_registry",
+    "format_value",
+    "render_text",
+]
+
+Engine = Literal["tgi", "vllm", "sglang"]
+ENGINES: tuple[Engine, ...] = get_args(Engine)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+# Counters a fresh TGI has not touched yet are still exported as 0, so queries over a just-started
+# replica return a value instead of nothing.
+_ALWAYS_PRESENT_COUNTERS = ("tgi_request_count", "tgi_request_success")
+
+
+class ReplicaCollector:
+    """Collector producing the families of one replica from its model's stats and snapshot."""
+
+    def __init__(self, model: ReplicaModel, *, engine: Engine = "tgi", model_name: str = "sim") -> None:
+        if engine not in ENGINES:
+            raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
+        self._model = model
+        self._engine = engine
+        self._model_name = model_name
+
+    def collect(self) -> Iterator[Metric]:
+        if self._engine == "vllm":
+            yield from self._engine_gauges("vllm:num_requests_waiting", "vllm:num_requests_running")
+        elif self._engine == "sglang":
+            yield from self._engine_gauges("sglang:num_queue_reqs", "sglang:num_running_reqs")
+        else:
+            yield from self._tgi()
+
+    def _engine_gauges(self, waiting: str, running: str) -> Iterator[Metric]:
+        snap = self._model.snapshot()
+        for name, help_text, value in (
+            (waiting, "Number of requests waiting to be processed.", snap.queue_size),
+            (running, "Number of requests currently running.", snap.batch_size),
+        ):
+            family = GaugeMetricFamily(name, help_text, labels=["model_name"])
+            family.add_metric([self._model_name], float(value))
+            yield family
+
+    def _tgi(self) -> Iterator[Metric]:
+        snap = self._model.snapshot()
+        stats = self._model.stats
+        for name, level in (
+            ("tgi_queue_size", snap.queue_size),
+            ("tgi_batch_current_size", snap.batch_size),
+            ("tgi_batch_current_max_tokens", snap.batch_max_tokens),
+        ):
+            yield GaugeMetricFamily(name, TGI_METRICS[name].help, value=float(level))
+
+        counters: dict[str, Metric] = {}
+        for name in _ALWAYS_PRESENT_COUNTERS:
+            counters[name] = Metric(name, TGI_METRICS[name].help, "counter")
+        for name, labels, value in stats.iter_counters():
+            counter = counters.setdefault(name, Metric(name, TGI_METRICS[name].help, "counter"))
+            # The sample carries the family name itself: no ``_total``.
+            counter.add_sample(name, dict(labels), value)
+        for name in _ALWAYS_PRESENT_COUNTERS:
+            if not counters[name].samples:
+                counters[name].add_sample(name, {}, 0.0)
+        yield from counters.values()
+
+        histograms: dict[str, HistogramMetricFamily] = {}
+        for name, labels, hist in stats.iter_histograms():
+            label_names = [k for k, _ in labels]
+            histogram = histograms.get(name)
+            if histogram is None:
+                histogram = histograms[name] = HistogramMetricFamily(
+                    name, TGI_METRICS[name].help, labels=label_names
+                )
+            histogram.add_metric(
+                [v for _, v in labels],
+                [(format_value(bound), float(n)) for bound, n in hist.cumulative()],
+                hist.sum,
+            )
+        yield from histograms.values()
+
+
+def format_value(value: float) -> str:
+    """A sample value or ``le`` bound the way Prometheus' text format spells it."""
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))
+
+
+def build_registry(collector: ReplicaCollector) -> CollectorRegistry:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(collector)
+    return registry
+
+
+def _escape_label_value(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
+
+
+def _render_family(metric: Metric) -> Iterable[str]:
+    kind = {"unknown": "untyped", "gaugehistogram": "histogram"}.get(metric.type, metric.type)
+    doc = metric.documentation.replace("\\", r"\\").replace("\n", r"\n")
+    yield f"# HELP {metric.name} {doc}\n"
+    yield f"# TYPE {metric.name} {kind}\n"
+    for sample in metric.samples:
+        if sample.name.endswith("_created"):
+            continue  # OpenMetrics-only series; TGI has none
+        labels = ",".join(f'{k}="{_escape_label_value(v)}"' for k, v in sorted(sample.labels.items()))
+        selector = f"{{{labels}}}" if labels else ""
+        yield f"{sample.name}{selector} {format_value(sample.value)}\n"
+
+
+def render_text(registry: CollectorRegistry) -> bytes:
+    """Prometheus text format 0.0.4, counters named exactly as their family (no ``_total``)."""
+    return "".join(line for metric in registry.collect() for line in _render_family(metric)).encode()
