@@ -122,7 +122,7 @@ class ThresholdAlert(ConditionAlert):
 class RatioAlert(ConditionAlert):
     """An alert on a fraction between 0 and 1 (for example failed requests / all requests)."""
 
-    threshold: float = Field(gt=0, le=1, description="Fraction above which the alert fires (0 < x <= 1).")
+    threshold: float = Field(gt=0, lt=1, description="Fraction above which the alert fires (0 < x < 1).")
 
 
 class AlertsSpec(_Model):
@@ -185,6 +185,13 @@ class AlertsSpec(_Model):
         description=(
             "The HPA wants more replicas than are available (desired > available), e.g. pods Pending "
             "for lack of GPU capacity or crash-looping on model download."
+        ),
+    )
+    scaling_inactive: ConditionAlert = Field(
+        default_factory=lambda: ConditionAlert(for_="10m", severity="critical"),
+        description=(
+            "The HPA reports `ScalingActive=False`: it cannot read its metric (external metrics API "
+            "down or returning errors) and has stopped scaling."
         ),
     )
     scaling_metric_absent: ConditionAlert = Field(
