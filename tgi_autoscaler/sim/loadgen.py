@@ -1,0 +1,256 @@
+"""Open-loop load generator replaying a trace against a TGI endpoint on loopback.
+
+Requests are sent at the trace's arrival times whether or not earlier ones have been answered (an
+open loop, like real users), so an overloaded fleet builds a queue instead of slowing the load down.
+A run is bounded both in time (``duration_s``, plus ``drain_timeout_s`` to collect answers) and in
+count (``max_requests``), and stops by itself. Only loopback targets are accepted: this tool exists
+to exercise the simulator, never a remote server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import json
+import math
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+import structlog
+
+from tgi_autoscaler.sim.stats import percentile
+from tgi_autoscaler.sim.traces import Trace, arrival_times, trace_to_dict
+
+__all__ = ["LoadGenerator", "LoadReport", "LoadSpec", "ensure_loopback", "run_load"]
+
+log = structlog.get_logger(__name__)
+
+Outcome = Literal["ok", "rejected", "failed"]
+
+
+def ensure_loopback(url: str) -> str:
+    """Return ``url`` if it is http(s) on a loopback host; raise ValueError naming the host otherwise."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError(f"target {url!r}: scheme must be http or https")
+    host = parts.hostname or ""
+    if host != "localhost":
+        try:
+            loopback = ipaddress.ip_address(host).is_loopback
+        except ValueError:
+            loopback = False
+        if not loopback:
+            raise ValueError(
+                f"target {url!r}: host {host!r} is not a loopback address; the load generator only "
+                "sends traffic to 127.0.0.0/8, ::1 or localhost"
+            )
+    return url.rstrip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class LoadSpec:
+    """What to send: a trace, bounds, and the shape of each request."""
+
+    trace: Trace
+    duration_s: float
+    max_requests: int
+    max_new_tokens: int = 20
+    prompt: str = "What is queue-depth autoscaling and why does it suit LLM servers?"
+    stream: bool = False
+    poisson: bool = False
+    seed: int | None = None
+    request_timeout_s: float = 120.0
+    drain_timeout_s: float = 30.0
+    max_in_flight: int = 2000
+
+    def __post_init__(self) -> None:
+        checks = {
+            "duration_s": self.duration_s > 0 and math.isfinite(self.duration_s),
+            "max_requests": self.max_requests >= 0,
+            "max_new_tokens": self.max_new_tokens >= 1,
+            "request_timeout_s": self.request_timeout_s > 0,
+            "drain_timeout_s": self.drain_timeout_s >= 0,
+            "max_in_flight": self.max_in_flight >= 1,
+        }
+        for name, ok in checks.items():
+            if not ok:
+                raise ValueError(f"LoadSpec.{name}: out of range ({getattr(self, name)!r})")
+
+    def payload(self) -> dict[str, Any]:
+        return {"inputs": self.prompt, "parameters": {"max_new_tokens": self.max_new_tokens}}
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """Outcome counts and latencies; updated live while a run is in progress."""
+
+    planned: int = 0
+    sent: int = 0
+    ok: int = 0
+    rejected: int = 0
+    failed: int = 0
+    skipped: int = 0
+    in_flight: int = 0
+    elapsed_s: float = 0.0
+    latencies_s: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+
+    def latency(self, q: float) -> float:
+        """Latency percentile of successful requests (NaN when none succeeded)."""
+        return percentile(self.latencies_s, q)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "planned": self.planned,
+            "sent": self.sent,
+            "ok": self.ok,
+            "rejected": self.rejected,
+            "failed": self.failed,
+            "skipped": self.skipped,
+            "elapsed_s": round(self.elapsed_s, 3),
+            "latency_p50_s": self.latency(50),
+            "latency_p95_s": self.latency(95),
+            "latency_p99_s": self.latency(99),
+            "errors": dict(self.errors),
+        }
+
+    def summary(self) -> str:
+        def ms(q: float) -> str:
+            value = self.latency(q)
+            return "-" if math.isnan(value) else f"{value * 1000:.0f}ms"
+
+        return (
+            f"sent={self.sent} ok={self.ok} rejected={self.rejected} failed={self.failed} "
+            f"in_flight={self.in_flight} p50={ms(50)} p95={ms(95)} p99={ms(99)}"
+        )
+
+
+class LoadGenerator:
+    """One run of ``spec`` against ``url``; ``report`` can be read while ``run()`` is in progress."""
+
+    def __init__(self, url: str, spec: LoadSpec, *, session: aiohttp.ClientSession | None = None) -> None:
+        self.url = ensure_loopback(url)
+        self.spec = spec
+        self.report = LoadReport()
+        self._session = session
+
+    async def run(self) -> LoadReport:
+        spec = self.spec
+        schedule = arrival_times(
+            spec.trace,
+            duration_s=spec.duration_s,
+            max_requests=spec.max_requests,
+            poisson=spec.poisson,
+            seed=spec.seed,
+        )
+        self.report.planned = len(schedule)
+        log.info(
+            "load_started",
+            target=self.url,
+            trace=trace_to_dict(spec.trace),
+            duration_s=spec.duration_s,
+            planned=len(schedule),
+        )
+        own_session = self._session is None
+        session = self._session or aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0),
+        )
+        tasks: set[asyncio.Task[None]] = set()
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        try:
+            for at in schedule:
+                delay = start + at - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                if self.report.in_flight >= spec.max_in_flight:
+                    self.report.skipped += 1
+                    continue
+                task = asyncio.create_task(self._one(session))
+                tasks.add(task)
+                task.add_done_callback(tasks.discard)
+            remaining = max(0.0, start + spec.duration_s - loop.time())
+            await asyncio.sleep(remaining)
+            if tasks:
+                _, pending = await asyncio.wait(set(tasks), timeout=spec.drain_timeout_s)
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+        finally:
+            for task in tasks:
+                task.cancel()
+            if own_session:
+                await session.close()
+            self.report.elapsed_s = loop.time() - start
+        log.info("load_finished", **self.report.to_dict())
+        return self.report
+
+    async def _one(self, session: aiohttp.ClientSession) -> None:
+        report = self.report
+        report.sent += 1
+        report.in_flight += 1
+        started = time.monotonic()
+        outcome: Outcome = "failed"
+        reason = "unknown"
+        try:
+            outcome, reason = await asyncio.wait_for(
+                self._request(session), timeout=self.spec.request_timeout_s
+            )
+        except TimeoutError:
+            reason = "timeout"
+        except asyncio.CancelledError:
+            reason = "unfinished at end of run"
+            raise
+        except aiohttp.ClientError as exc:
+            reason = type(exc).__name__
+        finally:
+            report.in_flight -= 1
+            if outcome == "ok":
+                report.ok += 1
+                report.latencies_s.append(time.monotonic() - started)
+            elif outcome == "rejected":
+                report.rejected += 1
+            else:
+                report.failed += 1
+                report.errors[reason] += 1
+
+    async def _request(self, session: aiohttp.ClientSession) -> tuple[Outcome, str]:
+        path = "/generate_stream" if self.spec.stream else "/generate"
+        async with session.post(self.url + path, json=self.spec.payload()) as resp:
+            if resp.status == 429:
+                await resp.read()
+                return "rejected", "overloaded"
+            if resp.status != 200:
+                await resp.read()
+                return "failed", f"http {resp.status}"
+            if not self.spec.stream:
+                await resp.read()
+                return "ok", ""
+            return await _consume_sse(resp)
+
+
+async def _consume_sse(resp: aiohttp.ClientResponse) -> tuple[Outcome, str]:
+    """Read a TGI event stream; errors arrive as events carrying ``error``/``error_type``."""
+    finished = False
+    async for raw in resp.content:
+        line = raw.decode().strip()
+        if not line.startswith("data:"):
+            continue
+        with contextlib.suppress(ValueError):
+            event = json.loads(line[5:])
+            if "error" in event:
+                kind = event.get("error_type", "error")
+                return ("rejected", kind) if kind == "overloaded" else ("failed", str(kind))
+            if event.get("generated_text") is not None:
+                finished = True
+    return ("ok", "") if finished else ("failed", "incomplete stream")
+
+
+async def run_load(url: str, spec: LoadSpec, *, session: aiohttp.ClientSession | None = None) -> LoadReport:
+    """Replay ``spec`` against ``url`` (loopback only) and return the final report."""
+    return await LoadGenerator(url, spec, session=session).run()
