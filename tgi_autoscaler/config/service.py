@@ -263,7 +263,7 @@ _COMMON_QUANT: Final = frozenset(
 ENGINE_DEFAULTS: Final[dict[EngineKind, EngineDefaults]] = {
     EngineKind.TGI: EngineDefaults(
         image="ghcr.io/huggingface/text-generation-inference:3.3.5",
-        port=80,
+        port=8080,
         health_path="/health",
         metrics_path="/metrics",
         queue_metric="tgi_queue_size",
@@ -381,8 +381,9 @@ class EngineSpec(SpecModel):
     )
     port: Port | None = Field(
         default=None,
-        description="Container port serving the API, `/health` and `/metrics`. Default: the engine's "
-        "own (TGI 80, vLLM 8000, SGLang 30000).",
+        description="Container port serving the API, `/health` and `/metrics`. Default: TGI 8080 (the "
+        "image's 80 would need the NET_BIND_SERVICE capability, which the pod drops), vLLM 8000, "
+        "SGLang 30000.",
     )
     num_shard: PositiveInt = Field(
         default=1,

@@ -1,0 +1,81 @@
+"""The HorizontalPodAutoscaler (autoscaling/v2) scaling the server Deployment on queue depth.
+
+The queue metric is an External metric served by the adapter, selected by the service's instance
+label; the adapter adds the namespace itself. Targets are ``AverageValue``: the HPA divides the
+summed queue by the current replica count, which is what "queued requests per replica" means.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+from tgi_autoscaler.config.constants import COMPONENT_SERVER, LABEL_INSTANCE
+from tgi_autoscaler.config.service import ScaleDownSpec, ScaleUpSpec
+from tgi_autoscaler.render.meta import Manifest, object_meta
+from tgi_autoscaler.render.source import ServiceSource
+
+__all__ = ["format_quantity", "render_hpa"]
+
+
+def format_quantity(value: float) -> str:
+    """A Kubernetes quantity for a target value: ``10`` -> ``"10"``, ``2.5`` -> ``"2500m"``.
+
+    Values are rounded to milli-units, the finest precision the HPA compares at.
+    """
+    milli = (Decimal(str(value)) * 1000).quantize(Decimal(1))
+    if milli <= 0:
+        raise ValueError(f"target {value} rounds to zero; the smallest target is 0.001")
+    if milli % 1000 == 0:
+        return str(int(milli // 1000))
+    return f"{int(milli)}m"
+
+
+def _external(metric: str, service: str, target: float) -> Manifest:
+    return {
+        "type": "External",
+        "external": {
+            "metric": {"name": metric, "selector": {"matchLabels": {LABEL_INSTANCE: service}}},
+            "target": {"type": "AverageValue", "averageValue": format_quantity(target)},
+        },
+    }
+
+
+def _rules(rules: ScaleUpSpec | ScaleDownSpec) -> Manifest:
+    return {
+        "stabilizationWindowSeconds": rules.stabilization_window_seconds,
+        "selectPolicy": rules.select_policy,
+        "policies": [
+            {"type": p.type, "value": p.value, "periodSeconds": p.period_seconds} for p in rules.policies
+        ],
+    }
+
+
+def render_hpa(source: ServiceSource) -> Manifest:
+    spec = source.spec
+    scaling = spec.autoscaling
+    metrics = [_external(spec.queue_metric, source.name, scaling.queue.target_per_replica)]
+    batch_metric = spec.batch_metric
+    if scaling.batch_size is not None and batch_metric is not None:
+        metrics.append(_external(batch_metric, source.name, scaling.batch_size.target_per_replica))
+    if scaling.cpu is not None:
+        metrics.append(
+            {
+                "type": "Resource",
+                "resource": {
+                    "name": "cpu",
+                    "target": {"type": "Utilization", "averageUtilization": scaling.cpu.target_utilization},
+                },
+            }
+        )
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": object_meta(source.name, source.namespace, source.name, COMPONENT_SERVER),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": source.name},
+            "minReplicas": scaling.min_replicas,
+            "maxReplicas": scaling.max_replicas,
+            "metrics": metrics,
+            "behavior": {"scaleUp": _rules(scaling.scale_up), "scaleDown": _rules(scaling.scale_down)},
+        },
+    }
