@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID
-from x509_factory import client_context, handshake, issue, make_ca
 
+from tests.unit.x509_factory import client_context, handshake, issue, make_ca
 from tgi_autoscaler.adapter.tls import (
     ServingTLS,
     TLSConfigError,

@@ -1,0 +1,287 @@
+"""Who is calling: the aggregator's forwarded identity, or a bearer token reviewed by kube-apiserver.
+
+This mirrors the delegated authentication of Kubernetes' generic API server, in the same order:
+
+1. *Request header*: the client certificate must be issued by the current front-proxy CA
+   (``requestheader-client-ca-file``), be valid now and usable for client auth, and, if
+   ``requestheader-allowed-names`` is non-empty, carry one of those common names. Only then are the
+   user, uid, group and extra headers read. Without a valid certificate those headers are ignored,
+   so a client that reaches the adapter directly cannot claim to be anyone.
+2. *Bearer token*: ``Authorization: Bearer`` is checked with a TokenReview; both outcomes are
+   cached briefly, keyed by a digest of the token (the token itself is never stored or logged).
+3. Anything else is unauthenticated (HTTP 401).
+
+The peer certificate is checked here, per request, against the CA that is current *now*; the TLS
+layer has already checked the chain, but a keep-alive connection may predate a CA rotation.
+Certificates must be issued directly by a CA in the bundle, which is how kube-apiserver's
+front-proxy client certificates are issued.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from urllib.parse import unquote
+
+import structlog
+from cryptography import x509
+from cryptography.exceptions import InvalidSignature
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from kubernetes_asyncio import client
+from multidict import MultiMapping
+
+from tgi_autoscaler.adapter.requestheader import RequestHeaderConfig
+from tgi_autoscaler.adapter.reviewcache import ReviewCache
+
+__all__ = [
+    "AuthenticationResult",
+    "Authenticator",
+    "KubeTokenReviewer",
+    "ProxyCertificateError",
+    "ReviewUnavailableError",
+    "TokenReviewer",
+    "UserInfo",
+    "bearer_token",
+    "identity_from_headers",
+    "verify_proxy_certificate",
+]
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_TOKEN_CACHE_TTL_S = 10.0
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    """An authenticated identity, hashable so authorization answers can be cached per identity."""
+
+    name: str
+    uid: str = ""
+    groups: tuple[str, ...] = ()
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    @staticmethod
+    def freeze_extra(extra: Mapping[str, Sequence[str]]) -> tuple[tuple[str, tuple[str, ...]], ...]:
+        return tuple(sorted((k, tuple(v)) for k, v in extra.items()))
+
+    def extra_dict(self) -> dict[str, list[str]]:
+        return {k: list(v) for k, v in self.extra}
+
+
+@dataclass(frozen=True)
+class AuthenticationResult:
+    """``user`` is set when authenticated; ``method`` and ``reason`` are for logs."""
+
+    user: UserInfo | None
+    method: str
+    reason: str = ""
+
+
+class ProxyCertificateError(Exception):
+    """The client certificate does not identify an allowed front proxy."""
+
+
+class ReviewUnavailableError(Exception):
+    """kube-apiserver could not answer a TokenReview or SubjectAccessReview."""
+
+
+def _common_name(cert: x509.Certificate) -> str:
+    attrs = cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    value = attrs[0].value if attrs else ""
+    return value if isinstance(value, str) else value.decode("utf-8", "replace")
+
+
+def _is_ca(cert: x509.Certificate) -> bool:
+    try:
+        return bool(cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca)
+    except x509.ExtensionNotFound:
+        return False
+
+
+def _allows_client_auth(cert: x509.Certificate) -> bool:
+    try:
+        usages = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except x509.ExtensionNotFound:
+        return True  # no restriction
+    return ExtendedKeyUsageOID.CLIENT_AUTH in usages or ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE in usages
+
+
+def _within_validity(cert: x509.Certificate, now: dt.datetime) -> bool:
+    return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
+
+
+def verify_proxy_certificate(
+    der: bytes, config: RequestHeaderConfig, *, now: dt.datetime | None = None
+) -> str:
+    """The certificate's common name if it identifies an allowed front proxy; raises otherwise."""
+    when = now or dt.datetime.now(dt.UTC)
+    try:
+        leaf = x509.load_der_x509_certificate(der)
+    except ValueError as exc:
+        raise ProxyCertificateError("client certificate cannot be parsed") from exc
+    if not config.client_cas:
+        raise ProxyCertificateError("no front-proxy CA is configured")
+    if not _within_validity(leaf, when):
+        raise ProxyCertificateError("client certificate has expired or is not yet valid")
+    if not _allows_client_auth(leaf):
+        raise ProxyCertificateError("client certificate is not valid for client authentication")
+    issuer = None
+    for ca in config.client_cas:
+        try:
+            leaf.verify_directly_issued_by(ca)
+        except (ValueError, TypeError, InvalidSignature):
+            continue
+        if _is_ca(ca) and _within_validity(ca, when):
+            issuer = ca
+            break
+    if issuer is None:
+        raise ProxyCertificateError("client certificate is not signed by the front-proxy CA")
+    cn = _common_name(leaf)
+    if config.allowed_names and cn not in config.allowed_names:
+        raise ProxyCertificateError(f"client certificate common name {cn!r} is not in the allowed list")
+    return cn
+
+
+def identity_from_headers(headers: MultiMapping[str], config: RequestHeaderConfig) -> UserInfo | None:
+    """The identity the front proxy forwarded; ``None`` without a user name.
+
+    Header names are matched case-insensitively. The first user (and uid) header with a value wins;
+    every value of every group header is a group; each ``<prefix><key>`` header adds values to the
+    lower-cased, percent-decoded extra ``key``, as the aggregator percent-encodes keys.
+    """
+    name = _first_value(headers, config.username_headers)
+    if not name:
+        return None
+    groups = [v for h in config.group_headers for v in headers.getall(h, []) if v]
+    extra: dict[str, list[str]] = {}
+    lowered = [p.lower() for p in config.extra_header_prefixes]
+    for prefix in lowered:
+        for header, value in headers.items():
+            if header.lower().startswith(prefix) and len(header) > len(prefix):
+                key = _unescape_extra_key(header[len(prefix) :].lower())
+                extra.setdefault(key, []).append(value)
+    return UserInfo(
+        name=name,
+        uid=_first_value(headers, config.uid_headers),
+        groups=tuple(groups),
+        extra=UserInfo.freeze_extra(extra),
+    )
+
+
+def _unescape_extra_key(encoded: str) -> str:
+    try:
+        return unquote(encoded, errors="strict")
+    except UnicodeDecodeError:
+        return encoded  # keep a malformed key rather than drop the value
+
+
+def _first_value(headers: MultiMapping[str], names: Sequence[str]) -> str:
+    for header in names:
+        value = headers.get(header, "")
+        if value:
+            return value
+    return ""
+
+
+def bearer_token(headers: MultiMapping[str]) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, if well-formed."""
+    value = headers.get("Authorization", "")
+    scheme, _, token = value.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return None
+    return token
+
+
+class TokenReviewer(Protocol):
+    async def review(self, token: str) -> UserInfo | None:
+        """The token's user; ``None`` if rejected. Raises :class:`ReviewUnavailableError` on failure."""
+        ...
+
+
+class KubeTokenReviewer:
+    """:class:`TokenReviewer` backed by ``authentication.k8s.io/v1`` TokenReview."""
+
+    def __init__(self, api_client: Any, *, audiences: Sequence[str] = ()) -> None:
+        self._api = client.AuthenticationV1Api(api_client)
+        self._audiences = list(audiences) or None
+
+    async def review(self, token: str) -> UserInfo | None:
+        body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=self._audiences))
+        try:
+            result = await self._api.create_token_review(body)
+        except Exception as exc:
+            raise ReviewUnavailableError(f"TokenReview failed: {type(exc).__name__}") from exc
+        status = result.status
+        if status is None or not status.authenticated or status.user is None:
+            return None
+        user = status.user
+        return UserInfo(
+            name=user.username or "",
+            uid=user.uid or "",
+            groups=tuple(user.groups or ()),
+            extra=UserInfo.freeze_extra(user.extra or {}),
+        )
+
+
+class Authenticator:
+    """Decides the identity of one request from its client certificate and headers."""
+
+    def __init__(
+        self,
+        request_header: Callable[[], RequestHeaderConfig | None],
+        tokens: TokenReviewer | None,
+        *,
+        token_cache_ttl_s: float = DEFAULT_TOKEN_CACHE_TTL_S,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._request_header = request_header
+        self._tokens = tokens
+        self._cache: ReviewCache[str, UserInfo | None] = ReviewCache(ttl_s=token_cache_ttl_s, clock=clock)
+
+    async def authenticate(
+        self, *, peer_cert_der: bytes | None, headers: MultiMapping[str]
+    ) -> AuthenticationResult:
+        reasons: list[str] = []
+        config = self._request_header()
+        if peer_cert_der is not None:
+            if config is None or not config.enabled:
+                reasons.append("request header authentication is not configured yet")
+            else:
+                try:
+                    verify_proxy_certificate(peer_cert_der, config)
+                except ProxyCertificateError as exc:
+                    reasons.append(str(exc))
+                else:
+                    user = identity_from_headers(headers, config)
+                    if user is not None:
+                        return AuthenticationResult(user, "requestheader")
+                    reasons.append("front proxy sent no user header")
+        token = bearer_token(headers)
+        if token is not None:
+            if self._tokens is None:
+                reasons.append("token authentication is disabled")
+            else:
+                try:
+                    user, _cached = await self._cache.get(_token_key(token), lambda: self._review(token))
+                except ReviewUnavailableError as exc:
+                    reasons.append(str(exc))
+                else:
+                    if user is not None:
+                        return AuthenticationResult(user, "token")
+                    reasons.append("token rejected by TokenReview")
+        if not reasons:
+            reasons.append("no client certificate or bearer token")
+        return AuthenticationResult(None, "none", "; ".join(reasons))
+
+    async def _review(self, token: str) -> UserInfo | None:
+        assert self._tokens is not None
+        return await self._tokens.review(token)
+
+
+def _token_key(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
