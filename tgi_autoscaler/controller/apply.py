@@ -1,0 +1,187 @@
+"""Server-side apply of one service's objects, ownership labels, drift fingerprints and pruning.
+
+Server-side apply (``fieldManager=tgi-autoscaler``, ``force=true``) is what makes the controller
+safe next to other writers: the API server records which fields this manager set, so a re-apply
+
+- reverts a manual change to a field the controller set (``force`` takes ownership back),
+- leaves fields it never set alone (an annotation a user added, ``spec.replicas`` written by the
+  HPA through the scale subresource: the rendered Deployment never contains ``spec.replicas``),
+- removes fields it set before and no longer renders.
+
+Every applied object is labelled with its owning service ConfigMap
+(``tgi-autoscaler.io/owner-namespace``/``owner-name``). In the ConfigMap's namespace the
+ownerReference lets the garbage collector delete the object with the ConfigMap; in another
+namespace (the Grafana dashboard ConfigMap) an ownerReference is not allowed, so the labels are how
+the controller finds the object to delete it itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from tgi_autoscaler.config.constants import LABEL_OWNER_NAME, LABEL_OWNER_NAMESPACE
+from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject
+from tgi_autoscaler.controller.resources import HPA, resource_for
+from tgi_autoscaler.controller.watch import ObjectKey
+
+__all__ = [
+    "AppliedObject",
+    "Change",
+    "ObjectRef",
+    "RejectedObject",
+    "apply_objects",
+    "fingerprint",
+    "owner_of",
+    "prepare",
+    "ref_of",
+]
+
+Change = Literal["created", "updated", "unchanged"]
+
+
+@dataclass(frozen=True, order=True)
+class ObjectRef:
+    """Identifies one object across kinds: ``Deployment/ns/name``."""
+
+    kind: str
+    namespace: str
+    name: str
+    api_version: str = ""
+
+    def __str__(self) -> str:
+        return f"{self.kind}/{self.namespace}/{self.name}"
+
+
+def ref_of(obj: Mapping[str, Any]) -> ObjectRef:
+    meta = obj.get("metadata") or {}
+    return ObjectRef(
+        kind=str(obj.get("kind", "")),
+        namespace=str(meta.get("namespace") or ""),
+        name=str(meta.get("name", "")),
+        api_version=str(obj.get("apiVersion", "")),
+    )
+
+
+def owner_of(obj: Mapping[str, Any]) -> ObjectKey | None:
+    """The service ConfigMap that owns ``obj``: from the owner labels, else a controller ownerReference."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = labels.get(LABEL_OWNER_NAME)
+    if name:
+        return ObjectKey(str(labels.get(LABEL_OWNER_NAMESPACE) or meta.get("namespace") or ""), str(name))
+    for ref in meta.get("ownerReferences") or ():
+        if ref.get("controller") and ref.get("kind") == "ConfigMap" and ref.get("apiVersion") == "v1":
+            return ObjectKey(str(meta.get("namespace") or ""), str(ref.get("name")))
+    return None
+
+
+def prepare(objects: Iterable[Mapping[str, Any]], owner: ObjectKey) -> list[KubeObject]:
+    """Copies of the rendered objects carrying the owner labels; ownerReferences only in-namespace."""
+    prepared: list[KubeObject] = []
+    for obj in objects:
+        copied: KubeObject = copy.deepcopy(dict(obj))
+        meta = copied.setdefault("metadata", {})
+        labels = meta.setdefault("labels", {})
+        labels[LABEL_OWNER_NAMESPACE] = owner.namespace
+        labels[LABEL_OWNER_NAME] = owner.name
+        if meta.get("namespace", owner.namespace) != owner.namespace:
+            # An ownerReference to an object in another namespace is invalid and the garbage
+            # collector would treat the owner as absent and delete this object straight away.
+            meta.pop("ownerReferences", None)
+        prepared.append(copied)
+    return prepared
+
+
+_METADATA_NOISE = frozenset(
+    {"resourceVersion", "managedFields", "creationTimestamp", "uid", "generation", "selfLink"}
+)
+
+
+def fingerprint(obj: Mapping[str, Any]) -> str:
+    """A digest that changes when anyone changes what the object *is*, but not its status.
+
+    Used to tell our own writes (echoed back by the watch) from someone else's: the controller
+    records the fingerprint of each apply response and ignores watch events that match it. For
+    kinds with ``metadata.generation`` that counter stands for the spec; the HPA's replica counts
+    are included because the status annotation reports them.
+    """
+    meta = obj.get("metadata") or {}
+    basis: dict[str, Any] = {
+        "metadata": {k: v for k, v in meta.items() if k not in _METADATA_NOISE},
+        "deleting": "deletionTimestamp" in meta,
+    }
+    if meta.get("generation"):
+        basis["generation"] = meta["generation"]
+    else:
+        basis["body"] = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+    if obj.get("kind") == HPA.kind:
+        status = obj.get("status") or {}
+        basis["replicas"] = (status.get("currentReplicas"), status.get("desiredReplicas"))
+    encoded = json.dumps(basis, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()[:20]
+
+
+@dataclass(frozen=True)
+class AppliedObject:
+    ref: ObjectRef
+    change: Change
+    object: KubeObject  # the API server's response: the object as stored
+
+
+@dataclass(frozen=True)
+class RejectedObject(Exception):
+    """The API server refused an object permanently (4xx): names the object and the fields."""
+
+    ref: ObjectRef
+    error: ApiError
+
+    def __str__(self) -> str:
+        if self.error.causes:
+            fields = "; ".join(f"{c.field}: {c.message}" if c.field else c.message for c in self.error.causes)
+        else:
+            fields = self.error.message
+        return (
+            f"{self.ref.kind} {self.ref.namespace}/{self.ref.name} rejected ({self.error.reason}): {fields}"
+        )
+
+
+async def apply_objects(
+    client: KubeClient,
+    objects: Sequence[KubeObject],
+    *,
+    field_manager: str,
+    known_versions: Callable[[ObjectRef], Iterable[str]],
+    dry_run: bool = False,
+    is_permanent: Callable[[ApiError], bool],
+) -> list[AppliedObject]:
+    """Apply ``objects`` in order; ``known_versions`` are resourceVersions meaning "unchanged".
+
+    A permanent error is raised as ``RejectedObject`` naming the object; transient ones propagate
+    unchanged for the retry policy.
+    """
+    applied: list[AppliedObject] = []
+    for obj in objects:
+        ref = ref_of(obj)
+        resource_for(obj)  # fail early and clearly on a kind this controller cannot manage
+        try:
+            response = await client.apply(obj, field_manager=field_manager, force=True, dry_run=dry_run)
+        except ApiError as exc:
+            if is_permanent(exc):
+                raise RejectedObject(ref, exc) from exc
+            raise
+        versions = set(known_versions(ref))
+        rv = str((response.get("metadata") or {}).get("resourceVersion", ""))
+        change: Change
+        if not versions:
+            change = "created"
+        elif rv in versions:
+            change = "unchanged"
+        else:
+            change = "updated"
+        applied.append(AppliedObject(ref=ref, change=change, object=response))
+    return applied

@@ -1,0 +1,407 @@
+"""One reconcile: make the cluster match one service ConfigMap, and say how that went.
+
+The steps, for the ConfigMap ``ns/name`` as the watch cache has it:
+
+1. Gone (deleted, or its service label removed): delete what the garbage collector cannot (objects
+   in other namespaces), or, if the ConfigMap still exists without the label, everything.
+2. Parse and validate the spec and render the objects. An invalid spec changes *nothing* in the
+   cluster: the last good objects keep running; the ConfigMap gets a Warning event and an
+   ``Invalid`` status naming the field.
+3. For a spec (or render options) not applied before, a server-side *dry run* of every object
+   first, so that an object the API server rejects (a CRD schema violation, say) is caught before
+   any object changes: again, nothing changes and the status says which field was rejected.
+4. Server-side apply of every object, then deletion of objects this service owned but no longer
+   renders (an alert rule switched off, a dashboard moved).
+5. Status annotation (phase, what was applied, the HPA's replica counts) and events.
+
+Transient API errors propagate to the worker, whose retry policy re-queues the key.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, Protocol, cast
+
+import structlog
+
+from tgi_autoscaler.config.constants import ANNOTATION_STATUS, FIELD_MANAGER, SERVICE_CONFIGMAP_KEY
+from tgi_autoscaler.config.errors import ConfigError
+from tgi_autoscaler.controller.apply import (
+    AppliedObject,
+    ObjectRef,
+    RejectedObject,
+    apply_objects,
+    fingerprint,
+    prepare,
+    ref_of,
+)
+from tgi_autoscaler.controller.events import EventRecorder
+from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject
+from tgi_autoscaler.controller.resources import CONFIGMAP, HPA, resource_for
+from tgi_autoscaler.controller.status import StatusDocument, parse_status, spec_hash, status_changed
+from tgi_autoscaler.controller.watch import ObjectKey
+from tgi_autoscaler.render.source import RenderOptions, ServiceSource
+
+__all__ = [
+    "Caches",
+    "Expectations",
+    "Outcome",
+    "Reconciler",
+    "ReconcilerSettings",
+    "Renderer",
+    "Result",
+    "SourceBuilder",
+]
+
+log = structlog.get_logger(__name__)
+
+Result = Literal["applied", "unchanged", "repaired", "invalid", "deleted", "error"]
+
+
+class Caches(Protocol):
+    """Read access to the watch caches."""
+
+    def service(self, key: ObjectKey) -> KubeObject | None: ...
+
+    def owned(self, key: ObjectKey) -> list[KubeObject]: ...
+
+    def cached(self, ref: ObjectRef) -> KubeObject | None: ...
+
+
+class SourceBuilder(Protocol):
+    def __call__(self, configmap: KubeObject) -> ServiceSource: ...
+
+
+class Renderer(Protocol):
+    def __call__(self, source: ServiceSource, options: RenderOptions) -> list[dict[str, Any]]: ...
+
+
+@dataclass(frozen=True)
+class ReconcilerSettings:
+    field_manager: str = FIELD_MANAGER
+    dashboard_namespace: str | None = None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    result: Result
+    message: str
+    changed: tuple[str, ...] = ()  # objects created, updated or deleted
+
+
+@dataclass
+class Expectations:
+    """What each object looked like right after our own last write to it.
+
+    The watch echoes our writes back; comparing an event's fingerprint with this tells an echo
+    (ignore) from somebody else's edit (drift: reconcile the owner).
+    """
+
+    _by_ref: dict[ObjectRef, tuple[str, str]] = field(default_factory=dict)  # ref -> (rv, fingerprint)
+
+    def record(self, obj: KubeObject) -> None:
+        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
+        self._by_ref[_plain(ref_of(obj))] = (rv, fingerprint(obj))
+
+    def forget(self, ref: ObjectRef) -> None:
+        self._by_ref.pop(_plain(ref), None)
+
+    def matches(self, obj: KubeObject) -> bool:
+        seen = self._by_ref.get(_plain(ref_of(obj)))
+        return seen is not None and seen[1] == fingerprint(obj)
+
+    def resource_version(self, ref: ObjectRef) -> str | None:
+        seen = self._by_ref.get(_plain(ref))
+        return seen[0] if seen is not None else None
+
+
+def _plain(ref: ObjectRef) -> ObjectRef:
+    # The API version is not part of an object's identity (the same Deployment is served by several).
+    return ObjectRef(kind=ref.kind, namespace=ref.namespace, name=ref.name)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _hpa_summary(hpa: KubeObject | None) -> dict[str, Any]:
+    """The status fields read from the HPA: its replica counts and its queue metric target."""
+    if hpa is None:
+        return {}
+    spec = hpa.get("spec") or {}
+    status = hpa.get("status") or {}
+    metric: str | None = None
+    target: str | None = None
+    for entry in spec.get("metrics") or ():
+        if entry.get("type") == "External":
+            external = entry.get("external") or {}
+            metric = (external.get("metric") or {}).get("name")
+            target_spec = external.get("target") or {}
+            raw = target_spec.get("averageValue") or target_spec.get("value")
+            target = str(raw) if raw is not None else None
+            break
+    return {
+        "currentReplicas": status.get("currentReplicas"),
+        "desiredReplicas": status.get("desiredReplicas"),
+        "minReplicas": spec.get("minReplicas", 1),
+        "maxReplicas": spec.get("maxReplicas"),
+        "queueMetric": metric,
+        "queueTarget": target,
+    }
+
+
+# Status fields describing what runs; an Invalid status keeps them from the last good one.
+_RUNNING_FIELDS = (
+    "appliedHash",
+    "appliedAt",
+    "objects",
+    "prometheusOperator",
+    "currentReplicas",
+    "desiredReplicas",
+    "minReplicas",
+    "maxReplicas",
+    "queueMetric",
+    "queueTarget",
+)
+
+
+class Reconciler:
+    def __init__(
+        self,
+        client: KubeClient,
+        caches: Caches,
+        recorder: EventRecorder,
+        *,
+        build_source: SourceBuilder,
+        render: Renderer,
+        prometheus_operator: Callable[[], bool],
+        is_permanent: Callable[[ApiError], bool],
+        settings: ReconcilerSettings | None = None,
+    ) -> None:
+        self._client = client
+        self._caches = caches
+        self._recorder = recorder
+        self._build_source = build_source
+        self._render = render
+        self._operator = prometheus_operator
+        self._is_permanent = is_permanent
+        self.settings = settings or ReconcilerSettings()
+        self.expectations = Expectations()
+
+    async def reconcile(self, key: ObjectKey) -> Outcome:
+        configmap = self._caches.service(key)
+        if configmap is None or (configmap.get("metadata") or {}).get("deletionTimestamp"):
+            return await self._clean_up(key)
+        return await self._reconcile_present(key, configmap)
+
+    # -- deletion ---------------------------------------------------------------------------------
+
+    async def _clean_up(self, key: ObjectKey) -> Outcome:
+        owned = [o for o in self._caches.owned(key) if not (o.get("metadata") or {}).get("deletionTimestamp")]
+        if not owned:
+            return Outcome("deleted", "nothing left to clean up")
+        live = await self._client.get(CONFIGMAP, key.namespace, key.name)
+        if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
+            # Deleted: the garbage collector removes everything with an ownerReference (same
+            # namespace); only objects in other namespaces are ours to delete.
+            targets = [o for o in owned if ref_of(o).namespace != key.namespace]
+            why = "service ConfigMap deleted"
+        else:
+            targets = owned  # still there, but no longer labelled as a service: stop managing it
+            why = "service label removed from the ConfigMap"
+        deleted = await self._delete(targets)
+        return Outcome("deleted", why, changed=tuple(deleted))
+
+    async def _delete(self, objects: Sequence[KubeObject]) -> list[str]:
+        deleted: list[str] = []
+        for obj in objects:
+            ref = ref_of(obj)
+            meta = obj.get("metadata") or {}
+            try:
+                gone = await self._client.delete(
+                    resource_for(obj), ref.namespace, ref.name, uid=meta.get("uid")
+                )
+            except ApiError as exc:
+                if exc.status == 409:  # uid precondition failed: replaced by a new object meanwhile
+                    continue
+                raise
+            self.expectations.forget(ref)
+            if gone:
+                deleted.append(str(ref))
+        return deleted
+
+    # -- apply ------------------------------------------------------------------------------------
+
+    async def _reconcile_present(self, key: ObjectKey, configmap: KubeObject) -> Outcome:
+        meta = configmap.get("metadata") or {}
+        old_status = parse_status((meta.get("annotations") or {}).get(ANNOTATION_STATUS))
+        text = (configmap.get("data") or {}).get(SERVICE_CONFIGMAP_KEY)
+        observed = spec_hash(text) if isinstance(text, str) else ""
+        try:
+            source = self._build_source(configmap)
+            options = RenderOptions(
+                prometheus_operator=self._operator(), dashboard_namespace=self.settings.dashboard_namespace
+            )
+            rendered = self._render(source, options)
+        except ConfigError as exc:
+            issues = "; ".join(str(issue) for issue in exc.issues)
+            return await self._invalid(configmap, old_status, observed, "InvalidSpec", issues)
+
+        desired = prepare(rendered, key)
+        applied_hash = spec_hash(str(text), repr(options))
+        new_spec = old_status is None or old_status.get("appliedHash") != applied_hash
+        try:
+            if new_spec:
+                await self._apply(desired, dry_run=True)
+            applied = await self._apply(desired, dry_run=False)
+        except RejectedObject as exc:
+            return await self._invalid(configmap, old_status, observed, "ApplyRejected", str(exc))
+
+        pruned = await self._prune(key, desired)
+        changed = [f"{a.change} {a.ref}" for a in applied if a.change != "unchanged"]
+        changed += [f"deleted {ref}" for ref in pruned]
+
+        hpa = next((a.object for a in applied if a.ref.kind == HPA.kind), None)
+        names = [str(a.ref) for a in applied]
+        if new_spec:
+            result: Result = "applied"
+            message = f"applied {len(applied)} objects"
+        elif changed:
+            result = "repaired"
+            message = f"{len(applied)} objects in sync (repaired: {', '.join(changed)})"
+        else:
+            result = "unchanged"
+            message = f"{len(applied)} objects in sync"
+        applied_at = _now() if new_spec or old_status is None else old_status.get("appliedAt", _now())
+        status = cast(
+            StatusDocument,
+            {
+                "phase": "Ready",
+                "message": message,
+                "observedHash": observed,
+                "observedResourceVersion": str(meta.get("resourceVersion", "")),
+                "appliedHash": applied_hash,
+                "appliedAt": applied_at,
+                "objects": names,
+                "prometheusOperator": options.prometheus_operator,
+                **_hpa_summary(hpa),
+            },
+        )
+        await self._write_status(configmap, old_status, status)
+        await self._report(configmap, result, applied, changed, options, new_spec)
+        return Outcome(result, message, changed=tuple(changed))
+
+    async def _apply(self, desired: Sequence[KubeObject], *, dry_run: bool) -> list[AppliedObject]:
+        def known(ref: ObjectRef) -> list[str]:
+            versions = []
+            cached = self._caches.cached(ref)
+            if cached is not None:
+                versions.append(str((cached.get("metadata") or {}).get("resourceVersion", "")))
+            expected = self.expectations.resource_version(ref)
+            if expected is not None:
+                versions.append(expected)
+            return versions
+
+        applied = await apply_objects(
+            self._client,
+            desired,
+            field_manager=self.settings.field_manager,
+            known_versions=known,
+            dry_run=dry_run,
+            is_permanent=self._is_permanent,
+        )
+        if not dry_run:
+            for item in applied:
+                self.expectations.record(item.object)
+        return applied
+
+    async def _prune(self, key: ObjectKey, desired: Sequence[KubeObject]) -> list[str]:
+        wanted = {_plain(ref_of(obj)) for obj in desired}
+        stale = [
+            obj
+            for obj in self._caches.owned(key)
+            if _plain(ref_of(obj)) not in wanted and not (obj.get("metadata") or {}).get("deletionTimestamp")
+        ]
+        return await self._delete(stale)
+
+    # -- reporting --------------------------------------------------------------------------------
+
+    async def _invalid(
+        self,
+        configmap: KubeObject,
+        old_status: StatusDocument | None,
+        observed: str,
+        reason: str,
+        detail: str,
+    ) -> Outcome:
+        keeps = "the last applied spec keeps running" if old_status and old_status.get("appliedHash") else ""
+        message = f"{detail}; {keeps}" if keeps else detail
+        # What is running is still what the last good spec produced: keep reporting it.
+        running = {k: v for k, v in (old_status or {}).items() if k in _RUNNING_FIELDS}
+        status = cast(
+            StatusDocument,
+            {
+                **running,
+                "phase": "Invalid",
+                "message": message,
+                "observedHash": observed,
+                "observedResourceVersion": str((configmap.get("metadata") or {}).get("resourceVersion", "")),
+            },
+        )
+        await self._recorder.record(configmap, "Warning", reason, message)
+        await self._write_status(configmap, old_status, status)
+        return Outcome("invalid", message)
+
+    async def _write_status(
+        self, configmap: KubeObject, old: StatusDocument | None, new: StatusDocument
+    ) -> None:
+        if not status_changed(old, new):
+            return
+        meta = configmap.get("metadata") or {}
+        patch = {"metadata": {"annotations": {ANNOTATION_STATUS: json.dumps(new, sort_keys=True)}}}
+        try:
+            await self._client.merge_patch(
+                CONFIGMAP,
+                meta.get("namespace"),
+                str(meta["name"]),
+                patch,
+                field_manager=self.settings.field_manager,
+            )
+        except ApiError as exc:
+            if exc.status == 404:  # deleted meanwhile; its deletion event queues the clean-up
+                return
+            raise
+
+    async def _report(
+        self,
+        configmap: KubeObject,
+        result: Result,
+        applied: Sequence[AppliedObject],
+        changed: Sequence[str],
+        options: RenderOptions,
+        new_spec: bool,
+    ) -> None:
+        if new_spec:
+            counts: dict[str, int] = {}
+            for item in applied:
+                counts[item.change] = counts.get(item.change, 0) + 1
+            summary = ", ".join(f"{n} {change}" for change, n in sorted(counts.items()))
+            await self._recorder.record(
+                configmap, "Normal", "Applied", f"applied {len(applied)} objects ({summary})"
+            )
+            if not options.prometheus_operator:
+                await self._recorder.record(
+                    configmap,
+                    "Warning",
+                    "PrometheusOperatorMissing",
+                    "prometheus-operator CRDs (monitoring.coreos.com/v1 PodMonitor, PrometheusRule) are not "
+                    "installed: no PodMonitor or PrometheusRule was applied; pods carry prometheus.io/* "
+                    "scrape annotations instead and alert rules must be loaded into Prometheus by hand",
+                )
+        elif result == "repaired":
+            await self._recorder.record(
+                configmap, "Normal", "DriftRepaired", f"restored managed fields: {', '.join(changed)}"
+            )

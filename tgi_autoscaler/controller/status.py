@@ -1,0 +1,160 @@
+"""The status the controller writes onto each service ConfigMap, and its table rendering.
+
+ConfigMaps have no status subresource, so the status is a JSON annotation
+(``tgi-autoscaler.io/status``). It is the single place a user (or ``tgi-autoscaler status``) learns
+whether a spec was accepted and what is running. ConfigMaps have no ``metadata.generation`` either;
+``observedHash`` (a hash of ``data.service.yaml``) plays its role: when it differs from the hash of
+the current data, the controller has not processed the latest edit yet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal, NotRequired, TypedDict, cast
+
+__all__ = [
+    "Phase",
+    "ServiceRow",
+    "StatusDocument",
+    "format_table",
+    "parse_status",
+    "row_from_configmap",
+    "spec_hash",
+    "status_changed",
+]
+
+Phase = Literal["Pending", "Ready", "Invalid", "Error"]
+
+
+class StatusDocument(TypedDict):
+    """The JSON shape of the status annotation (camelCase, like Kubernetes status fields)."""
+
+    phase: Phase
+    message: str
+    observedHash: str  # hash of the data.service.yaml this status describes
+    observedResourceVersion: str  # the ConfigMap resourceVersion that data was read at
+    appliedHash: NotRequired[str]  # hash of spec + options that is running (the last good one)
+    appliedAt: NotRequired[str]  # RFC 3339 time of the last apply that changed the spec
+    objects: NotRequired[list[str]]  # Kind/namespace/name of everything applied
+    prometheusOperator: NotRequired[bool]
+    currentReplicas: NotRequired[int | None]
+    desiredReplicas: NotRequired[int | None]
+    minReplicas: NotRequired[int | None]
+    maxReplicas: NotRequired[int | None]
+    queueMetric: NotRequired[str | None]
+    queueTarget: NotRequired[str | None]
+
+
+# Fields that change without the service changing; a status differing only in these is not rewritten.
+_VOLATILE = ("observedResourceVersion", "appliedAt")
+
+
+def spec_hash(*parts: str) -> str:
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:16]
+
+
+def status_changed(old: Mapping[str, Any] | None, new: Mapping[str, Any]) -> bool:
+    if old is None:
+        return True
+    return _stable(old) != _stable(new)
+
+
+def _stable(doc: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in _VOLATILE}
+
+
+def parse_status(raw: str | None) -> StatusDocument | None:
+    """Decode the annotation; ``None`` when absent or not a JSON object (e.g. hand-edited)."""
+    if not raw:
+        return None
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(decoded, dict) or "phase" not in decoded:
+        return None
+    return cast(StatusDocument, decoded)
+
+
+@dataclass(frozen=True)
+class ServiceRow:
+    namespace: str
+    name: str
+    phase: str
+    current: int | None
+    desired: int | None
+    minimum: int | None
+    maximum: int | None
+    queue_metric: str | None
+    queue_target: str | None
+    message: str
+    stale: bool  # the status describes an older spec than the ConfigMap holds
+
+
+def row_from_configmap(configmap: Mapping[str, Any], *, annotation: str, data_key: str) -> ServiceRow:
+    meta = configmap.get("metadata") or {}
+    status = parse_status((meta.get("annotations") or {}).get(annotation))
+    data = (configmap.get("data") or {}).get(data_key)
+    current_hash = spec_hash(data) if isinstance(data, str) else ""
+    if status is None:
+        return ServiceRow(
+            namespace=str(meta.get("namespace", "")),
+            name=str(meta.get("name", "")),
+            phase="Pending",
+            current=None,
+            desired=None,
+            minimum=None,
+            maximum=None,
+            queue_metric=None,
+            queue_target=None,
+            message="not processed by a controller yet",
+            stale=False,
+        )
+    return ServiceRow(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        phase=status["phase"],
+        current=status.get("currentReplicas"),
+        desired=status.get("desiredReplicas"),
+        minimum=status.get("minReplicas"),
+        maximum=status.get("maxReplicas"),
+        queue_metric=status.get("queueMetric"),
+        queue_target=status.get("queueTarget"),
+        message=status.get("message", ""),
+        stale=status.get("observedHash") != current_hash,
+    )
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else str(value)
+
+
+def format_table(rows: Iterable[ServiceRow], *, message_width: int = 60) -> str:
+    """A ``kubectl get``-style table; the message is cut to one line of ``message_width``."""
+    header = ("NAMESPACE", "NAME", "PHASE", "REPLICAS (CUR/DES/MIN/MAX)", "QUEUE METRIC (TARGET)", "MESSAGE")
+    table: list[Sequence[str]] = [header]
+    for row in sorted(rows, key=lambda r: (r.namespace, r.name)):
+        replicas = "/".join(_num(v) for v in (row.current, row.desired, row.minimum, row.maximum))
+        metric = row.queue_metric or "-"
+        if row.queue_target:
+            metric = f"{metric} ({row.queue_target})"
+        message = " ".join(row.message.split())
+        if row.stale:
+            message = f"(status predates the current spec) {message}"
+        if len(message) > message_width:
+            message = message[: message_width - 3] + "..."
+        phase = row.phase
+        table.append((row.namespace, row.name, phase, replicas, metric, message))
+    widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
+    lines = []
+    for r in table:
+        cells = [cell.ljust(widths[i]) for i, cell in enumerate(r[:-1])]
+        lines.append("   ".join([*cells, r[-1]]).rstrip())
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,213 @@
+"""List-then-watch reflectors that keep an in-memory cache of one resource type current.
+
+A reflector lists the objects (a consistent read), then watches from the list's resourceVersion,
+asking for bookmarks so that a quiet watch still advances its resume point. When the watch ends
+(the server's timeout, a dropped connection) it resumes from the last resourceVersion it saw, so no
+change is missed and nothing is re-listed. When the server answers 410 Gone (the version was
+compacted away) it re-lists and reports the difference against its cache as synthetic events,
+deletions included, so handlers see every transition exactly as if they had watched it.
+
+Handlers run synchronously on the event loop and must only do cheap things (enqueue a key).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Literal
+
+import structlog
+
+from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
+from tgi_autoscaler.controller.resources import ResourceType
+from tgi_autoscaler.controller.retry import Backoff
+
+__all__ = ["ChangeType", "Handler", "ObjectKey", "Reflector", "Store", "object_key"]
+
+log = structlog.get_logger(__name__)
+
+ChangeType = Literal["ADDED", "MODIFIED", "DELETED"]
+# (change, new object or last known object for DELETED, previous object or None)
+Handler = Callable[[ChangeType, KubeObject, KubeObject | None], None]
+
+
+@dataclass(frozen=True, order=True)
+class ObjectKey:
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+def object_key(obj: KubeObject) -> ObjectKey:
+    meta = obj.get("metadata") or {}
+    return ObjectKey(str(meta.get("namespace") or ""), str(meta["name"]))
+
+
+def _rv(obj: KubeObject) -> str:
+    return str((obj.get("metadata") or {}).get("resourceVersion", ""))
+
+
+class Store:
+    """The cached objects of one reflector, with an optional secondary index."""
+
+    def __init__(self, index: Callable[[KubeObject], Hashable | None] | None = None) -> None:
+        self._items: dict[ObjectKey, KubeObject] = {}
+        self._index_fn = index
+        self._index: dict[Hashable, set[ObjectKey]] = {}
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def get(self, key: ObjectKey) -> KubeObject | None:
+        return self._items.get(key)
+
+    def values(self) -> list[KubeObject]:
+        return list(self._items.values())
+
+    def object_keys(self) -> list[ObjectKey]:
+        return list(self._items)
+
+    def by_index(self, value: Hashable) -> list[KubeObject]:
+        return [self._items[k] for k in sorted(self._index.get(value, ()))]
+
+    def put(self, obj: KubeObject) -> KubeObject | None:
+        key = object_key(obj)
+        old = self._items.get(key)
+        if old is not None:
+            self._unindex(key, old)
+        self._items[key] = obj
+        if self._index_fn is not None:
+            value = self._index_fn(obj)
+            if value is not None:
+                self._index.setdefault(value, set()).add(key)
+        return old
+
+    def remove(self, key: ObjectKey) -> KubeObject | None:
+        old = self._items.pop(key, None)
+        if old is not None:
+            self._unindex(key, old)
+        return old
+
+    def _unindex(self, key: ObjectKey, obj: KubeObject) -> None:
+        if self._index_fn is None:
+            return
+        value = self._index_fn(obj)
+        if value is not None:
+            members = self._index.get(value)
+            if members is not None:
+                members.discard(key)
+                if not members:
+                    del self._index[value]
+
+
+class Reflector:
+    """Keeps ``store`` equal to the API server's view of ``rt`` (in one namespace or all)."""
+
+    def __init__(
+        self,
+        client: KubeClient,
+        rt: ResourceType,
+        *,
+        handler: Handler,
+        store: Store | None = None,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        watch_timeout_s: int = 300,
+        backoff: Backoff | None = None,
+        rand: Callable[[], float] = random.random,
+    ) -> None:
+        self._client = client
+        self.rt = rt
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.store = store if store is not None else Store()
+        self._handler = handler
+        self._watch_timeout_s = watch_timeout_s
+        self._backoff = backoff or Backoff(initial_s=0.5, max_s=30.0)
+        self._rand = rand
+        self.synced = asyncio.Event()
+        self.resource_version = ""
+        self.relists = 0
+        self._log = log.bind(resource=str(rt), namespace=namespace or "*", selector=label_selector or "")
+
+    async def run(self) -> None:
+        """List, then watch forever (until cancelled), resuming or re-listing as needed."""
+        failures = 0
+        while True:
+            try:
+                if not self.resource_version:
+                    await self._relist()
+                await self._watch_once()
+                failures = 0
+            except ApiError as exc:
+                if exc.status == 410:
+                    self._log.info("watch.expired", resource_version=self.resource_version)
+                    self.resource_version = ""
+                    continue
+                failures += 1
+                await self._pause(exc, failures)
+            except TransportError as exc:
+                failures += 1
+                await self._pause(exc, failures)
+
+    async def _pause(self, exc: Exception, failures: int) -> None:
+        delay = self._backoff.delay(failures, self._rand)
+        self._log.warning("watch.failed", error=str(exc), retry_in_s=round(delay, 2), failures=failures)
+        await asyncio.sleep(delay)
+
+    async def _relist(self) -> None:
+        listed = await self._client.list(
+            self.rt, namespace=self.namespace, label_selector=self.label_selector
+        )
+        self.relists += 1
+        seen = set()
+        changes: list[tuple[ChangeType, KubeObject, KubeObject | None]] = []
+        for obj in listed.items:
+            key = object_key(obj)
+            seen.add(key)
+            old = self.store.put(obj)
+            if old is None:
+                changes.append(("ADDED", obj, None))
+            elif _rv(old) != _rv(obj):
+                changes.append(("MODIFIED", obj, old))
+        for key in self.store.object_keys():
+            if key not in seen:
+                gone = self.store.remove(key)
+                if gone is not None:
+                    changes.append(("DELETED", gone, gone))
+        self.resource_version = listed.resource_version
+        self.synced.set()
+        self._log.debug("watch.listed", objects=len(listed.items), resource_version=self.resource_version)
+        self._dispatch(changes)
+
+    async def _watch_once(self) -> None:
+        async for event in self._client.watch(
+            self.rt,
+            resource_version=self.resource_version,
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            timeout_s=self._watch_timeout_s,
+        ):
+            obj = event["object"]
+            kind = event["type"]
+            if kind == "BOOKMARK":
+                self.resource_version = _rv(obj) or self.resource_version
+                continue
+            if kind == "DELETED":
+                old = self.store.remove(object_key(obj))
+                self._dispatch([("DELETED", obj, old)])
+            elif kind in ("ADDED", "MODIFIED"):
+                old = self.store.put(obj)
+                self._dispatch([("ADDED" if old is None else "MODIFIED", obj, old)])
+            self.resource_version = _rv(obj) or self.resource_version
+
+    def _dispatch(self, changes: Iterable[tuple[ChangeType, KubeObject, KubeObject | None]]) -> None:
+        for change, obj, old in changes:
+            try:
+                self._handler(change, obj, old)
+            except Exception:  # a handler bug must not stop the cache from tracking the cluster
+                self._log.exception("watch.handler_failed", change=change, object=str(object_key(obj)))
