@@ -48,12 +48,14 @@ __all__ = [
     "EngineSpec",
     "EnvVar",
     "IngressSpec",
+    "LivenessProbeSpec",
     "ModelSpec",
     "ProbeSpec",
     "ProbesSpec",
     "Quantization",
     "QueueMetricSpec",
     "RateLimitSpec",
+    "ReadinessProbeSpec",
     "ResourcesSpec",
     "RolloutSpec",
     "ScaleDownSpec",
@@ -65,6 +67,7 @@ __all__ = [
     "SecuritySpec",
     "ServicePortSpec",
     "SpecModel",
+    "StartupProbeSpec",
     "TGIServiceSpec",
     "Toleration",
     "TypeLabel",
@@ -645,7 +648,7 @@ class CacheSpec(SpecModel):
 
     existing_claim: ObjectName | None = Field(
         default=None,
-        description="Mount this existing PersistentVolumeClaim (e.g. `tgi-model-cache` from the article). "
+        description="Mount this existing PersistentVolumeClaim (e.g. a shared `tgi-model-cache`). "
         "Not created or deleted by the controller.",
     )
     create: CreateClaimSpec | None = Field(
@@ -785,41 +788,63 @@ class RolloutSpec(SpecModel):
 
 
 class ProbeSpec(SpecModel):
-    """HTTP probe timing (path and port come from the engine)."""
+    """HTTP probe timing (path and port come from the engine). Unset keys keep the probe's defaults."""
 
     period_seconds: PositiveInt = Field(description="Seconds between probes.")
     timeout_seconds: PositiveInt = Field(description="Seconds before one probe counts as failed.")
     failure_threshold: PositiveInt = Field(description="Consecutive failures before acting.")
 
 
-def _startup_probe() -> ProbeSpec:
-    return ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=180)
+class StartupProbeSpec(ProbeSpec):
+    """Startup probe timing: the budget for downloading and loading the model."""
+
+    period_seconds: PositiveInt = Field(default=10, description="Seconds between probes.")
+    timeout_seconds: PositiveInt = Field(default=5, description="Seconds before one probe counts as failed.")
+    failure_threshold: PositiveInt = Field(
+        default=180,
+        description="Failures before the container is restarted: 180 x 10 s = 30 min for a cold download.",
+    )
 
 
-def _liveness_probe() -> ProbeSpec:
-    return ProbeSpec(period_seconds=10, timeout_seconds=5, failure_threshold=6)
+class LivenessProbeSpec(ProbeSpec):
+    """Liveness probe timing."""
+
+    period_seconds: PositiveInt = Field(default=10, description="Seconds between probes.")
+    timeout_seconds: PositiveInt = Field(
+        default=5, description="Seconds before one probe counts as failed; a busy server answers slower."
+    )
+    failure_threshold: PositiveInt = Field(
+        default=6,
+        description="Failures before a restart (60 s): a restart costs a model load, so only on a real hang.",
+    )
 
 
-def _readiness_probe() -> ProbeSpec:
-    return ProbeSpec(period_seconds=5, timeout_seconds=5, failure_threshold=3)
+class ReadinessProbeSpec(ProbeSpec):
+    """Readiness probe timing."""
+
+    period_seconds: PositiveInt = Field(default=5, description="Seconds between probes.")
+    timeout_seconds: PositiveInt = Field(default=5, description="Seconds before one probe counts as failed.")
+    failure_threshold: PositiveInt = Field(
+        default=3, description="Failures before the pod leaves the Service endpoints (15 s)."
+    )
 
 
 class ProbesSpec(SpecModel):
     """Health checks on the engine's `/health`, shaped for servers that download and load GBs of weights."""
 
-    startup: ProbeSpec = Field(
-        default_factory=_startup_probe,
+    startup: StartupProbeSpec = Field(
+        default_factory=StartupProbeSpec,
         description="Startup probe: liveness and readiness wait until it succeeds, so a cold model "
         "download is never killed. Budget = periodSeconds x failureThreshold, default 10 s x 180 = "
         "30 min; raise it for large models on slow links.",
     )
-    liveness: ProbeSpec = Field(
-        default_factory=_liveness_probe,
+    liveness: LivenessProbeSpec = Field(
+        default_factory=LivenessProbeSpec,
         description="Liveness probe, active once started: a restart after 6 x 10 s of failing `/health`. "
         "No initial delay is needed (the startup probe covers loading).",
     )
-    readiness: ProbeSpec = Field(
-        default_factory=_readiness_probe,
+    readiness: ReadinessProbeSpec = Field(
+        default_factory=ReadinessProbeSpec,
         description="Readiness probe: takes a pod out of the Service after 3 x 5 s of failures, quickly "
         "enough to stop sending it traffic.",
     )
@@ -912,7 +937,7 @@ class QueueMetricSpec(SpecModel):
         gt=0,
         description="Target average queued requests per replica (HPA `AverageValue`). Queue depth grows "
         "only once a server's continuous batch is full, so a small standing queue is the sign to add "
-        "capacity; 10 (as in the article) keeps batches full without letting waits grow long.",
+        "capacity; 10 keeps batches full without letting waits grow long.",
     )
 
 
@@ -933,7 +958,7 @@ class BatchSizeMetricSpec(SpecModel):
 
 
 class CpuMetricSpec(SpecModel):
-    """Optional CPU signal, as in the article. GPU servers are rarely CPU bound; prefer queue depth."""
+    """Optional CPU signal. GPU servers are rarely CPU bound, so queue depth is the better signal."""
 
     target_utilization: int = Field(
         default=70,
@@ -948,7 +973,7 @@ class AutoscalingSpec(SpecModel):
 
     min_replicas: PositiveInt = Field(
         default=1,
-        description="Fewest replicas. Use 2 for availability across a node failure (as in the article). "
+        description="Fewest replicas. Use 2 for availability across a node failure. "
         "Scale to zero is not supported by the HPA without an alpha feature gate.",
     )
     max_replicas: PositiveInt = Field(
@@ -1044,7 +1069,7 @@ class IngressSpec(SpecModel):
     proxy_send_timeout_seconds: PositiveInt = Field(
         default=300, description="Seconds the ingress waits between two writes to the server."
     )
-    proxy_body_size: Quantity = Field(
+    proxy_body_size: Annotated[str, TypeLabel("nginx size")] = Field(
         default="10m",
         pattern=r"^\d+[kKmMgG]?$",
         description="Largest request body (`proxy-body-size`, nginx size syntax): long prompts are large.",
@@ -1175,7 +1200,8 @@ class TGIServiceSpec(SpecModel):
                 _issue("engine.numShard", f"must be 1 without GPUs (resources.gpu=0, numShard={shards})")
             )
         create = self.cache.create
-        if create is not None and create.access_mode != "ReadWriteMany" and self.autoscaling.max_replicas > 1:
+        single_node = create is not None and create.access_mode in ("ReadWriteOnce", "ReadWriteOncePod")
+        if create is not None and single_node and self.autoscaling.max_replicas > 1:
             issues.append(
                 _issue(
                     "cache.create.accessMode",
