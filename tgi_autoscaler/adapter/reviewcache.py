@@ -30,13 +30,20 @@ class ReviewCache(Generic[K, V]):
     """Maps a key to the answer of an async lookup for ``ttl_s`` seconds."""
 
     def __init__(
-        self, *, ttl_s: float, max_entries: int = 4096, clock: Callable[[], float] = time.monotonic
+        self,
+        *,
+        ttl_s: float,
+        ttl_of: Callable[[V], float] | None = None,
+        max_entries: int = 4096,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``ttl_of`` picks a TTL per answer (e.g. allow vs. deny); ``ttl_s`` applies otherwise."""
         if ttl_s < 0:
             raise ValueError(f"ttl_s: must be >= 0 (got {ttl_s})")
         if max_entries < 1:
             raise ValueError(f"max_entries: must be >= 1 (got {max_entries})")
         self._ttl = ttl_s
+        self._ttl_of = ttl_of
         self._max = max_entries
         self._clock = clock
         self._entries: dict[K, _Entry[V]] = {}
@@ -84,7 +91,8 @@ class ReviewCache(Generic[K, V]):
             del self._pending[key]
 
     def _store(self, key: K, value: V) -> None:
-        if self._ttl == 0:
+        ttl = self._ttl if self._ttl_of is None else self._ttl_of(value)
+        if ttl <= 0:
             return
         now = self._clock()
         if key not in self._entries and len(self._entries) >= self._max:
@@ -93,4 +101,4 @@ class ReviewCache(Generic[K, V]):
             while len(self._entries) >= self._max:
                 del self._entries[next(iter(self._entries))]  # oldest insertion first
         self._entries.pop(key, None)
-        self._entries[key] = _Entry(value, now + self._ttl)
+        self._entries[key] = _Entry(value, now + ttl)
