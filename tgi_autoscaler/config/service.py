@@ -1282,6 +1282,13 @@ def _first_model(annotation: Any) -> type[BaseModel] | None:
     return None
 
 
+def _plain_number(value: Any) -> Any:
+    """``0.0`` -> ``0`` in messages: limits are written as integers in the model."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
 def _message(error: Any) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -1293,7 +1300,7 @@ def _message(error: Any) -> str:
         close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
         hint = f"; did you mean {close[0]}?" if close else ""
         return f"unknown key{hint} (allowed: {', '.join(allowed)})"
-    ctx = error.get("ctx", {})
+    ctx = {key: _plain_number(value) for key, value in error.get("ctx", {}).items()}
     simple = {
         "missing": "required",
         "greater_than": f"must be > {ctx.get('gt')}",

@@ -13,7 +13,6 @@ rejects cross-namespace owners; they carry the ``tgi-autoscaler.io/owner-namespa
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
@@ -45,6 +44,7 @@ from tgi_autoscaler.render.workload import render_service as render_k8s_service
 __all__ = [
     "RenderOptions",
     "ServiceSource",
+    "apply_ownership",
     "owner_reference",
     "render_service",
     "source_from_configmap",
@@ -85,7 +85,25 @@ def _observability(source: ServiceSource, options: RenderOptions) -> list[Manife
     return objects
 
 
-def _with_ownership(obj: Manifest, source: ServiceSource) -> Manifest:
+def _unshared(value: Any) -> Any:
+    """A copy in which no dict or list appears twice.
+
+    Renderers may reuse one sub-dict (a resources block for two containers); ``copy.deepcopy`` would
+    keep that sharing, so a consumer editing one place would silently edit the other.
+    """
+    if isinstance(value, dict):
+        return {key: _unshared(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_unshared(item) for item in value]
+    return value
+
+
+def apply_ownership(obj: Manifest, source: ServiceSource) -> Manifest:
+    """Label ``obj`` as the service's and point it at its owner (in place; returns ``obj``).
+
+    Same namespace: an ownerReference to the service ConfigMap (when its uid is known). Another
+    namespace: no ownerReference (Kubernetes forbids cross-namespace owners) but the owner labels.
+    """
     metadata = obj["metadata"]
     obj_labels = metadata.setdefault("labels", {})
     # Every object must be findable by these two labels (pruning, status, clean-up).
@@ -120,9 +138,7 @@ def render_service(source: ServiceSource, options: RenderOptions | None = None) 
     objects.extend(obj for obj in auth if obj["kind"] != "ConfigMap")
     objects.append(render_ingress(source))
     objects.extend(_observability(source, options))
-    # Deep copies: renderers may share sub-dicts (e.g. one resources block for two containers), and a
-    # consumer mutating one object must never change another.
-    return [_with_ownership(copy.deepcopy(obj), source) for obj in objects if obj is not None]
+    return [apply_ownership(_unshared(obj), source) for obj in objects if obj is not None]
 
 
 class _Dumper(yaml.SafeDumper):
