@@ -1,0 +1,423 @@
+"""Configuration of the external metrics adapter: metric definitions and the Prometheus connection.
+
+Two documents, both YAML with camelCase keys and unknown keys rejected:
+
+- the *metrics* document (a file, or key ``metrics.yaml`` of a ConfigMap, reloaded while running)
+  lists the external metrics the adapter serves, each a PromQL template over ``$matchers``;
+- the *adapter settings* (read once at start) say how to reach Prometheus and how long to cache.
+
+Every template is compiled when the document is parsed, so a broken definition is reported with its
+path (``metrics[1].query``) and name before it can be served; a running adapter keeps its last good
+definitions instead. Secrets (token, password) are ``SecretStr`` so they never print.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Annotated, Any, Final, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.promql.errors import TemplateError
+from tgi_autoscaler.promql.k8slabels import label_key_errors
+from tgi_autoscaler.promql.matchers import is_valid_label_name
+from tgi_autoscaler.promql.query import QueryBuilder
+from tgi_autoscaler.promql.template import PLACEHOLDER, compile_template
+
+__all__ = [
+    "DEFAULT_METRIC_DEFINITIONS",
+    "METRICS_CONFIGMAP_KEY",
+    "AdapterSettings",
+    "BasicAuth",
+    "CacheSettings",
+    "MetricDefinition",
+    "MetricsConfig",
+    "MetricsConfigError",
+    "PrometheusConnection",
+    "parse_adapter_settings_yaml",
+    "parse_metrics_yaml",
+]
+
+# Data key of the adapter's metrics ConfigMap.
+METRICS_CONFIGMAP_KEY: Final = "metrics.yaml"
+
+_METRIC_NAME_RE: Final = re.compile(r"[A-Za-z0-9]([A-Za-z0-9_.-]{0,251}[A-Za-z0-9])?")
+_HEADER_NAME_RE: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+# Headers the client sets itself; setting them here would break requests or smuggle credentials
+# past the SecretStr fields.
+_RESERVED_HEADERS: Final = frozenset(
+    {"authorization", "host", "content-type", "content-length", "connection", "transfer-encoding"}
+)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        validate_default=True,
+    )
+
+
+class MetricDefinition(_Model):
+    """One external metric: its name in the API and the PromQL that computes it."""
+
+    name: Annotated[
+        str,
+        Field(
+            description="Metric name in the API path (/apis/external.metrics.k8s.io/v1beta1/"
+            "namespaces/NS/NAME) and in the HPA's metric.name."
+        ),
+    ]
+    namespace_label: Annotated[
+        str,
+        Field(
+            description="Prometheus label holding the pod's namespace; the adapter always adds "
+            'NAME="<request namespace>" to every selector.'
+        ),
+    ] = "namespace"
+    label_map: Annotated[
+        dict[str, str],
+        Field(
+            description="Kubernetes label key -> Prometheus label name, for keys whose Prometheus "
+            "label is not the key with every character outside [a-zA-Z0-9_] replaced by '_'."
+        ),
+    ] = {}
+    on_empty: Annotated[
+        Literal["error", "zero"],
+        Field(
+            description="What an empty query result means. 'error' (default): no data, the HPA "
+            "keeps the current replica count. 'zero': the value is 0 (only for metrics whose "
+            "series legitimately disappear when idle)."
+        ),
+    ] = "error"
+    description: Annotated[str, Field(description="Free text shown in the OpenAPI document.")] = ""
+    query: Annotated[
+        str,
+        Field(
+            description=f"PromQL template; every series selector must contain {PLACEHOLDER}, "
+            f"e.g. sum(tgi_queue_size{{{PLACEHOLDER}}}). The result must be one sample."
+        ),
+    ]
+
+    _builder: QueryBuilder = PrivateAttr()
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, value: str) -> str:
+        if not _METRIC_NAME_RE.fullmatch(value):
+            raise ValueError(
+                f"{value!r} is not a valid metric name: use 1-253 of [A-Za-z0-9_.-], starting and "
+                "ending with a letter or digit"
+            )
+        return value
+
+    @field_validator("namespace_label")
+    @classmethod
+    def _check_namespace_label(cls, value: str) -> str:
+        if not is_valid_label_name(value):
+            raise ValueError(f"{value!r} is not a valid, non-reserved Prometheus label name")
+        return value
+
+    @field_validator("label_map")
+    @classmethod
+    def _check_label_map(cls, value: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        namespace_label = info.data.get("namespace_label", "namespace")
+        problems: list[str] = []
+        for key, label in value.items():
+            if errors := label_key_errors(key):
+                problems.append(f"key {key!r} is not a Kubernetes label key: {'; '.join(errors)}")
+            if not is_valid_label_name(label):
+                problems.append(f"{key!r} -> {label!r}: not a valid, non-reserved Prometheus label name")
+            elif label == namespace_label:
+                problems.append(
+                    f"{key!r} -> {label!r}: the namespace label is set by the adapter, not by selectors"
+                )
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("query")
+    @classmethod
+    def _check_query(cls, value: str, info: ValidationInfo) -> str:
+        try:
+            compile_template(value, namespace_label=info.data.get("namespace_label", "namespace"))
+        except TemplateError as exc:
+            name = info.data.get("name")
+            owner = f"definition {name!r}: " if name else ""
+            raise ValueError(f"{owner}{exc}") from None
+        return value
+
+    def model_post_init(self, context: Any, /) -> None:
+        self._builder = QueryBuilder(
+            template=compile_template(self.query, namespace_label=self.namespace_label),
+            namespace_label=self.namespace_label,
+            label_map=dict(self.label_map),
+        )
+
+    @property
+    def builder(self) -> QueryBuilder:
+        """The compiled query builder (template checked at load)."""
+        return self._builder
+
+
+def _default(name: str, metric: str, description: str) -> MetricDefinition:
+    return MetricDefinition(name=name, query=f"sum({metric}{{{PLACEHOLDER}}})", description=description)
+
+
+DEFAULT_METRIC_DEFINITIONS: Final[tuple[MetricDefinition, ...]] = (
+    _default(
+        "tgi_queue_size",
+        "tgi_queue_size",
+        "Requests waiting in Text Generation Inference queues, summed over the selected pods.",
+    ),
+    _default(
+        "tgi_batch_current_size",
+        "tgi_batch_current_size",
+        "Requests in the current TGI batches, summed over the selected pods.",
+    ),
+    _default(
+        "vllm_num_requests_waiting",
+        "vllm:num_requests_waiting",
+        "Requests waiting in vLLM schedulers, summed over the selected pods.",
+    ),
+    _default(
+        "sglang_num_queue_reqs",
+        "sglang:num_queue_reqs",
+        "Requests waiting in SGLang queues, summed over the selected pods.",
+    ),
+)
+
+
+class MetricsConfig(_Model):
+    """The metrics document: which external metrics are served."""
+
+    include_defaults: Annotated[
+        bool,
+        Field(
+            description="Also serve the built-in definitions (tgi_queue_size, tgi_batch_current_size, "
+            "vllm_num_requests_waiting, sglang_num_queue_reqs); a definition listed here with the "
+            "same name replaces the built-in one."
+        ),
+    ] = True
+    metrics: Annotated[list[MetricDefinition], Field(description="Metric definitions.")] = []
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> MetricsConfig:
+        seen: dict[str, int] = {}
+        for index, definition in enumerate(self.metrics):
+            if definition.name in seen:
+                raise ValueError(
+                    f"metrics[{index}].name: {definition.name!r} is already defined by "
+                    f"metrics[{seen[definition.name]}]"
+                )
+            seen[definition.name] = index
+        return self
+
+    def definitions(self) -> dict[str, MetricDefinition]:
+        """Served definitions by name: defaults (if included) overridden by the listed ones."""
+        served: dict[str, MetricDefinition] = {}
+        if self.include_defaults:
+            served.update((definition.name, definition) for definition in DEFAULT_METRIC_DEFINITIONS)
+        served.update((definition.name, definition) for definition in self.metrics)
+        return served
+
+
+class BasicAuth(_Model):
+    """HTTP basic authentication towards Prometheus; exactly one of password, passwordFile."""
+
+    username: str
+    password: SecretStr | None = None
+    password_file: str | None = None
+
+    @model_validator(mode="after")
+    def _one_password(self) -> BasicAuth:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("set exactly one of password, passwordFile")
+        return self
+
+
+class PrometheusConnection(_Model):
+    """How to reach the Prometheus-compatible query API (Prometheus, Thanos Query, Mimir, ...)."""
+
+    url: Annotated[
+        str,
+        Field(
+            description="Base URL including any path prefix, e.g. http://prometheus:9090 or "
+            "https://mimir/prometheus; /api/v1/query is appended."
+        ),
+    ]
+    timeout_seconds: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=60,
+            description="Per-query deadline. Well under the HPA's 15 s sync period, so a hung "
+            "Prometheus turns into a prompt 503 instead of a stalled autoscaler.",
+        ),
+    ] = 3.0
+    bearer_token: SecretStr | None = None
+    bearer_token_file: Annotated[
+        str | None,
+        Field(description="Read on every change of the file (projected tokens rotate)."),
+    ] = None
+    basic_auth: BasicAuth | None = None
+    ca_file: Annotated[str | None, Field(description="PEM bundle to verify an https URL.")] = None
+    insecure_skip_verify: bool = False
+    headers: Annotated[
+        dict[str, str],
+        Field(description="Extra request headers, e.g. X-Scope-OrgID for Mimir, Cortex or Thanos."),
+    ] = {}
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        match = re.fullmatch(r"(https?)://([^/?#\s]+)(/[^?#\s]*)?", value)
+        if match is None:
+            raise ValueError(
+                f"{value!r} is not an http(s) URL without query or fragment, e.g. http://prometheus:9090"
+            )
+        return value.rstrip("/")
+
+    @field_validator("headers")
+    @classmethod
+    def _check_headers(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [
+            f"{name!r} is not a valid header name" for name in value if not _HEADER_NAME_RE.fullmatch(name)
+        ]
+        problems += [
+            f"{name!r} is set by the client (use bearerToken or basicAuth for credentials)"
+            for name in value
+            if name.lower() in _RESERVED_HEADERS
+        ]
+        problems += [
+            f"value of {name!r} contains a line break" for name, v in value.items() if "\n" in v or "\r" in v
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return value
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> PrometheusConnection:
+        given = [
+            name
+            for name, present in (
+                ("bearerToken", self.bearer_token is not None),
+                ("bearerTokenFile", self.bearer_token_file is not None),
+                ("basicAuth", self.basic_auth is not None),
+            )
+            if present
+        ]
+        if len(given) > 1:
+            raise ValueError(f"set at most one of bearerToken, bearerTokenFile, basicAuth (got {given})")
+        if self.insecure_skip_verify and self.ca_file is not None:
+            raise ValueError("caFile and insecureSkipVerify contradict each other; set one")
+        return self
+
+
+class CacheSettings(_Model):
+    """Short result cache shared by identical reads (the HPA and kubectl often ask together)."""
+
+    ttl_seconds: Annotated[
+        float,
+        Field(
+            ge=0,
+            le=10,
+            description="How long a Prometheus answer is reused for the same PromQL. Keep it well "
+            "under the scrape interval; 0 disables caching (concurrent reads still share a query).",
+        ),
+    ] = 0.5
+
+
+class AdapterSettings(_Model):
+    """Settings read once when the adapter starts."""
+
+    prometheus: PrometheusConnection
+    cache: CacheSettings = CacheSettings()
+
+
+def _path(loc: Sequence[int | str]) -> str:
+    path = ""
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path += f".{part}" if path else str(part)
+    return path or "<root>"
+
+
+def _issues(exc: ValidationError) -> list[ConfigIssue]:
+    issues: list[ConfigIssue] = []
+    for error in exc.errors():
+        loc = [part for part in error["loc"] if not isinstance(part, str) or "[" not in part]
+        message = str(error["msg"]).removeprefix("Value error, ")
+        # A document-level validator names its own path inside the message ("metrics[2].name: ...").
+        prefix = re.match(r"([A-Za-z0-9_.\[\]]+): ", message)
+        if not loc and prefix is not None:
+            issues.append(ConfigIssue(prefix.group(1), message[prefix.end() :]))
+        else:
+            issues.append(ConfigIssue(_path(loc), message))
+    return issues
+
+
+class MetricsConfigError(ConfigError):
+    """Invalid adapter configuration; ``issues`` lists every problem with its key path."""
+
+    def __init__(self, source: str, issues: Sequence[ConfigIssue], *, what: str) -> None:
+        super().__init__(source, issues)
+        lines = "\n".join(f"  - {issue}" for issue in self.issues)
+        count = len(self.issues)
+        noun = "problem" if count == 1 else "problems"
+        self.args = (f"{source}: invalid {what} ({count} {noun}):\n{lines}",)
+
+
+def _load_yaml(text: str, *, source: str, what: str) -> Mapping[str, Any]:
+    try:
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise MetricsConfigError(source, [ConfigIssue("<root>", f"{where}{problem}")], what=what) from None
+    if document is None:
+        document = {}
+    if not isinstance(document, dict):
+        raise MetricsConfigError(
+            source,
+            [ConfigIssue("<root>", f"expected a mapping, got {type(document).__name__}")],
+            what=what,
+        )
+    return document
+
+
+def parse_metrics_yaml(text: str, *, source: str) -> MetricsConfig:
+    """Parse and compile a metrics document; raises ``MetricsConfigError`` listing every problem."""
+    document = _load_yaml(text, source=source, what="metrics configuration")
+    try:
+        return MetricsConfig.model_validate(document, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise MetricsConfigError(source, _issues(exc), what="metrics configuration") from None
+
+
+def parse_adapter_settings_yaml(text: str, *, source: str) -> AdapterSettings:
+    """Parse the adapter settings document; raises ``MetricsConfigError`` listing every problem."""
+    document = _load_yaml(text, source=source, what="adapter settings")
+    try:
+        return AdapterSettings.model_validate(document, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise MetricsConfigError(source, _issues(exc), what="adapter settings") from None

@@ -1,0 +1,66 @@
+"""From an HTTP request's namespace and ``labelSelector`` to the final PromQL of one definition.
+
+This is the whole untrusted-input path of the adapter, kept pure so it can be tested exhaustively:
+parse the selector (Kubernetes rules), convert it through the explicit table in ``convert``, prepend
+the namespace matcher, and substitute the matcher list into the compiled template.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tgi_autoscaler.promql.convert import requirements_to_matchers
+from tgi_autoscaler.promql.matchers import Matcher, format_matchers
+from tgi_autoscaler.promql.selector import Operator, Requirement, parse_selector
+from tgi_autoscaler.promql.template import QueryTemplate
+
+__all__ = ["BuiltQuery", "QueryBuilder", "exact_match_labels"]
+
+
+@dataclass(frozen=True)
+class BuiltQuery:
+    """The PromQL to run, the matchers inside it, and the labels to report on the result."""
+
+    promql: str
+    matchers: tuple[Matcher, ...]
+    metric_labels: Mapping[str, str]
+
+
+def exact_match_labels(requirements: tuple[Requirement, ...]) -> dict[str, str]:
+    """Keys the selector pins to one value (``=``, ``==``, single-value ``in``), as ``RequiresExactMatch``.
+
+    A key pinned twice to different values matches nothing; it is reported with the first value.
+    """
+    labels: dict[str, str] = {}
+    for requirement in requirements:
+        exact = requirement.operator in (Operator.EQUALS, Operator.DOUBLE_EQUALS) or (
+            requirement.operator is Operator.IN and len(requirement.values) == 1
+        )
+        if exact:
+            labels.setdefault(requirement.key, requirement.values[0])
+    return labels
+
+
+@dataclass(frozen=True)
+class QueryBuilder:
+    """Everything a definition contributes to turning a request into PromQL."""
+
+    template: QueryTemplate
+    namespace_label: str
+    label_map: Mapping[str, str]
+
+    def build(self, *, namespace: str, selector: str) -> BuiltQuery:
+        """Raises ``SelectorParseError`` / ``SelectorUnsupportedError`` naming the bad part."""
+        requirements = parse_selector(selector)
+        matchers = requirements_to_matchers(
+            requirements,
+            namespace=namespace,
+            namespace_label=self.namespace_label,
+            label_map=self.label_map,
+        )
+        return BuiltQuery(
+            promql=self.template.render(format_matchers(matchers)),
+            matchers=tuple(matchers),
+            metric_labels=exact_match_labels(requirements),
+        )
