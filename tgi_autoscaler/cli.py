@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[tuple[str, str], ...] = (
     ("localstack", "tgi_autoscaler.localstack.cli"),
     ("demo", "tgi_autoscaler.demo"),
     ("docs", "tgi_autoscaler.config.docs"),
+    ("what-if", "tgi_autoscaler.hpa.cli"),
 )
 
 
