@@ -37,8 +37,8 @@ _KEYS_MAP = "/etc/nginx/auth/keys.map"
 LOAD_KEYS_SCRIPT = r"""#!/bin/sh
 # Turn the API keys Secret (one key per line) into nginx map entries that match a key exactly.
 set -eu
-src=/run/api-keys/keys
-out=/etc/nginx/auth/keys.map
+src=${API_KEYS_FILE:-/run/api-keys/keys}
+out=${KEYS_MAP_FILE:-/etc/nginx/auth/keys.map}
 : > "$out.tmp"
 count=0
 lineno=0
