@@ -229,9 +229,11 @@ holds the spec below (camelCase keys). The ConfigMap's name names every object r
 problem in a spec is reported at once with its key path, e.g.
 `autoscaling.minReplicas: must be <= maxReplicas (3 > 2)`.
 
-Preview what the controller will apply with `tgi-autoscaler render -f service-configmap.yaml`
-(add `--no-prometheus-operator` for an annotation-scraped Prometheus). Examples:
-`manifests/examples/`.
+Preview what the controller will apply with `tgi-autoscaler render -f service-configmap.yaml`.
+With the Prometheus Operator (the default) the pods are scraped through a PodMonitor and alerts are
+a PrometheusRule; with `--no-prometheus-operator` (controller and `render`) the pods carry
+`prometheus.io/scrape|port|path` annotations for an annotation-driven scrape job and no PodMonitor
+or PrometheusRule is rendered. Examples: `manifests/examples/`.
 
 ## Rules checked across keys
 
