@@ -168,13 +168,14 @@ async def apply_objects(
     for obj in objects:
         ref = ref_of(obj)
         resource_for(obj)  # fail early and clearly on a kind this controller cannot manage
+        # Read before the write: the watch may deliver our own change while the request is in flight.
+        versions = set(known_versions(ref))
         try:
             response = await client.apply(obj, field_manager=field_manager, force=True, dry_run=dry_run)
         except ApiError as exc:
             if is_permanent(exc):
                 raise RejectedObject(ref, exc) from exc
             raise
-        versions = set(known_versions(ref))
         rv = str((response.get("metadata") or {}).get("resourceVersion", ""))
         change: Change
         if not versions:

@@ -39,7 +39,7 @@ from tgi_autoscaler.controller.apply import (
     ref_of,
 )
 from tgi_autoscaler.controller.events import EventRecorder
-from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject
+from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
 from tgi_autoscaler.controller.resources import CONFIGMAP, HPA, resource_for
 from tgi_autoscaler.controller.status import StatusDocument, parse_status, spec_hash, status_changed
 from tgi_autoscaler.controller.watch import ObjectKey
@@ -266,15 +266,10 @@ class Reconciler:
 
         hpa = next((a.object for a in applied if a.ref.kind == HPA.kind), None)
         names = [str(a.ref) for a in applied]
-        if new_spec:
-            result: Result = "applied"
-            message = f"applied {len(applied)} objects"
-        elif changed:
-            result = "repaired"
-            message = f"{len(applied)} objects in sync (repaired: {', '.join(changed)})"
-        else:
-            result = "unchanged"
-            message = f"{len(applied)} objects in sync"
+        # The message stays the same from one reconcile to the next unless something happened, so
+        # that the status annotation is not rewritten by every resync.
+        message = f"{len(applied)} objects applied and in sync"
+        result: Result = "applied" if new_spec else ("repaired" if changed else "unchanged")
         applied_at = _now() if new_spec or old_status is None else old_status.get("appliedAt", _now())
         status = cast(
             StatusDocument,
@@ -354,6 +349,38 @@ class Reconciler:
         await self._recorder.record(configmap, "Warning", reason, message)
         await self._write_status(configmap, old_status, status)
         return Outcome("invalid", message)
+
+    async def report_failure(self, key: ObjectKey, error: BaseException) -> None:
+        """Tell the user about an error the retry policy gave up on (best effort, never raises)."""
+        try:
+            await self._report_failure(key, error)
+        except Exception:  # reporting must never take a worker down
+            log.exception("report_failure.failed", service=str(key))
+
+    async def _report_failure(self, key: ObjectKey, error: BaseException) -> None:
+        configmap = self._caches.service(key)
+        if configmap is None:
+            return
+        meta = configmap.get("metadata") or {}
+        old_status = parse_status((meta.get("annotations") or {}).get(ANNOTATION_STATUS))
+        text = (configmap.get("data") or {}).get(SERVICE_CONFIGMAP_KEY)
+        message = f"reconcile failed, retried at the next change or resync: {error}"
+        running = {k: v for k, v in (old_status or {}).items() if k in _RUNNING_FIELDS}
+        status = cast(
+            StatusDocument,
+            {
+                **running,
+                "phase": "Error",
+                "message": message,
+                "observedHash": spec_hash(text) if isinstance(text, str) else "",
+                "observedResourceVersion": str(meta.get("resourceVersion", "")),
+            },
+        )
+        await self._recorder.record(configmap, "Warning", "ReconcileFailed", message)
+        try:
+            await self._write_status(configmap, old_status, status)
+        except (ApiError, TransportError) as exc:
+            log.warning("status.write_failed", service=str(key), error=str(exc))
 
     async def _write_status(
         self, configmap: KubeObject, old: StatusDocument | None, new: StatusDocument

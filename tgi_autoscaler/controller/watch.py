@@ -175,7 +175,8 @@ class Reflector:
             elif _rv(old) != _rv(obj):
                 changes.append(("MODIFIED", obj, old))
         for key in self.store.object_keys():
-            if key not in seen:
+            # The store may be shared with reflectors of other namespaces: only judge our own.
+            if key not in seen and (self.namespace is None or key.namespace == self.namespace):
                 gone = self.store.remove(key)
                 if gone is not None:
                     changes.append(("DELETED", gone, gone))

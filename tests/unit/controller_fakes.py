@@ -1,0 +1,231 @@
+"""In-memory stand-ins for the controller's unit tests: an API server store and a virtual clock.
+
+``FakeKube`` implements the ``KubeClient`` protocol on a dict, with the behaviour the controller
+relies on: resourceVersions that change only when an object changes, 409 on a stale
+resourceVersion, uid preconditions on delete, and dry runs that change nothing. Failures can be
+injected per verb. It is deliberately not a server-side-apply implementation (field ownership is
+tested against the real API server in tests/e2e).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import itertools
+from collections.abc import AsyncIterator, Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from tgi_autoscaler.controller.kube import ApiError, KubeObject, ObjectList, WatchEvent
+from tgi_autoscaler.controller.resources import ResourceType, resource_for
+
+Key = tuple[str, str, str]  # kind, namespace, name
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.objects: dict[Key, KubeObject] = {}
+        self._rv = itertools.count(100)
+        self._uid = itertools.count(1)
+        self.calls: list[tuple[str, str]] = []  # (verb, "Kind/ns/name")
+        self.fail: dict[str, list[BaseException]] = {}  # verb -> errors raised by the next calls
+        self.discovery: dict[str, KubeObject] = {}
+
+    # -- helpers for tests ------------------------------------------------------------------------
+
+    def put(self, obj: KubeObject) -> KubeObject:
+        stored = copy.deepcopy(obj)
+        meta = stored.setdefault("metadata", {})
+        meta.setdefault("uid", f"uid-{next(self._uid)}")
+        meta["resourceVersion"] = str(next(self._rv))
+        self.objects[self._key_of(stored)] = stored
+        return copy.deepcopy(stored)
+
+    def find(self, kind: str, namespace: str, name: str) -> KubeObject | None:
+        obj = self.objects.get((kind, namespace, name))
+        return copy.deepcopy(obj) if obj is not None else None
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [c for c in self.calls if c[0] in ("apply", "merge_patch", "create", "replace", "delete")]
+
+    @staticmethod
+    def _key_of(obj: Mapping[str, Any]) -> Key:
+        meta = obj.get("metadata") or {}
+        return (str(obj["kind"]), str(meta.get("namespace") or ""), str(meta["name"]))
+
+    def _maybe_fail(self, verb: str) -> None:
+        pending = self.fail.get(verb)
+        if pending:
+            raise pending.pop(0)
+
+    # -- KubeClient -------------------------------------------------------------------------------
+
+    async def get(self, rt: ResourceType, namespace: str | None, name: str) -> KubeObject | None:
+        self.calls.append(("get", f"{rt.kind}/{namespace}/{name}"))
+        self._maybe_fail("get")
+        return self.find(rt.kind, namespace or "", name)
+
+    async def get_path(self, path: str) -> KubeObject | None:
+        self._maybe_fail("get_path")
+        return copy.deepcopy(self.discovery.get(path))
+
+    async def list(
+        self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
+    ) -> ObjectList:
+        self._maybe_fail("list")
+        items = [
+            copy.deepcopy(o)
+            for (kind, ns, _), o in sorted(self.objects.items())
+            if kind == rt.kind and (namespace is None or ns == namespace)
+        ]
+        return ObjectList(items=items, resource_version=str(next(self._rv)))
+
+    async def watch(
+        self,
+        rt: ResourceType,
+        *,
+        resource_version: str,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        timeout_s: int = 300,
+    ) -> AsyncIterator[WatchEvent]:
+        raise NotImplementedError("use ScriptedWatchClient for watch tests")
+        yield  # pragma: no cover
+
+    async def apply(
+        self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True, dry_run: bool = False
+    ) -> KubeObject:
+        resource_for(obj)
+        key = self._key_of(obj)
+        self.calls.append(("dry-run" if dry_run else "apply", "/".join(key)))
+        self._maybe_fail("dry-run" if dry_run else "apply")
+        existing = self.objects.get(key)
+        merged = copy.deepcopy(dict(obj))
+        if existing is not None:
+            # Keep what the server owns (uid, status, and spec.replicas written by the HPA).
+            meta = merged.setdefault("metadata", {})
+            meta["uid"] = existing["metadata"]["uid"]
+            if "status" in existing:
+                merged["status"] = copy.deepcopy(existing["status"])
+            replicas = (existing.get("spec") or {}).get("replicas")
+            if replicas is not None and "replicas" not in (merged.get("spec") or {}):
+                merged.setdefault("spec", {})["replicas"] = replicas
+            if _without_rv(existing) == _without_rv(merged):
+                return copy.deepcopy(existing)  # a no-op apply does not bump the resourceVersion
+        if dry_run:
+            return merged
+        return self.put(merged) if existing is None else self._store(key, merged)
+
+    def _store(self, key: Key, obj: KubeObject) -> KubeObject:
+        obj["metadata"]["resourceVersion"] = str(next(self._rv))
+        self.objects[key] = obj
+        return copy.deepcopy(obj)
+
+    async def merge_patch(
+        self,
+        rt: ResourceType,
+        namespace: str | None,
+        name: str,
+        patch: Mapping[str, Any],
+        *,
+        field_manager: str,
+    ) -> KubeObject:
+        self.calls.append(("merge_patch", f"{rt.kind}/{namespace}/{name}"))
+        self._maybe_fail("merge_patch")
+        key = (rt.kind, namespace or "", name)
+        existing = self.objects.get(key)
+        if existing is None:
+            raise ApiError(404, "NotFound", f"{rt.plural} {name!r} not found")
+        merged = copy.deepcopy(existing)
+        _merge(merged, patch)
+        return self._store(key, merged)
+
+    async def create(self, rt: ResourceType, namespace: str | None, obj: Mapping[str, Any]) -> KubeObject:
+        self.calls.append(("create", f"{rt.kind}/{namespace}/{obj['metadata']['name']}"))
+        self._maybe_fail("create")
+        full = {"apiVersion": rt.api_version, "kind": rt.kind, **obj}
+        key = self._key_of(full)
+        if key in self.objects:
+            raise ApiError(409, "AlreadyExists", f"{rt.plural} {key[2]!r} already exists")
+        return self.put(full)
+
+    async def replace(
+        self, rt: ResourceType, namespace: str | None, name: str, obj: Mapping[str, Any]
+    ) -> KubeObject:
+        self.calls.append(("replace", f"{rt.kind}/{namespace}/{name}"))
+        self._maybe_fail("replace")
+        key = (rt.kind, namespace or "", name)
+        existing = self.objects.get(key)
+        if existing is None:
+            raise ApiError(404, "NotFound", f"{rt.plural} {name!r} not found")
+        wanted = (obj.get("metadata") or {}).get("resourceVersion")
+        if wanted is not None and wanted != existing["metadata"]["resourceVersion"]:
+            raise ApiError(409, "Conflict", "the object has been modified")
+        updated = copy.deepcopy(dict(obj))
+        updated.setdefault("apiVersion", rt.api_version)
+        updated.setdefault("kind", rt.kind)
+        updated["metadata"]["uid"] = existing["metadata"]["uid"]
+        return self._store(key, updated)
+
+    async def delete(
+        self, rt: ResourceType, namespace: str | None, name: str, *, uid: str | None = None
+    ) -> bool:
+        self.calls.append(("delete", f"{rt.kind}/{namespace}/{name}"))
+        self._maybe_fail("delete")
+        key = (rt.kind, namespace or "", name)
+        existing = self.objects.get(key)
+        if existing is None:
+            return False
+        if uid is not None and existing["metadata"]["uid"] != uid:
+            raise ApiError(409, "Conflict", "uid precondition failed")
+        del self.objects[key]
+        return True
+
+
+def _without_rv(obj: Mapping[str, Any]) -> dict[str, Any]:
+    stripped = copy.deepcopy(dict(obj))
+    stripped.get("metadata", {}).pop("resourceVersion", None)
+    return stripped
+
+
+def _merge(target: dict[str, Any], patch: Mapping[str, Any]) -> None:
+    for k, v in patch.items():
+        if v is None:
+            target.pop(k, None)
+        elif isinstance(v, Mapping) and isinstance(target.get(k), dict):
+            _merge(target[k], v)
+        else:
+            target[k] = copy.deepcopy(v)
+
+
+class FakeClock:
+    """Virtual time: ``sleep`` waits until a test ``advance``s the clock past its deadline."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def utcnow(self) -> datetime:
+        return datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=self.now)
+
+    async def sleep(self, seconds: float) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self.now + seconds, future))
+        try:
+            await future
+        finally:
+            self._sleepers = [(t, f) for t, f in self._sleepers if f is not future]
+
+    async def advance(self, seconds: float, *, step: float = 0.05) -> None:
+        """Move time forward in small steps, letting every woken task run between steps."""
+        target = self.now + seconds
+        while self.now < target - 1e-9:
+            self.now = min(target, self.now + step)
+            for due, future in list(self._sleepers):
+                if due <= self.now + 1e-9 and not future.done():
+                    future.set_result(None)
+            for _ in range(20):
+                await asyncio.sleep(0)

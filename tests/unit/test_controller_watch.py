@@ -1,0 +1,172 @@
+"""Reflector: list then watch, resume from the last resourceVersion, bookmarks, re-list on 410 Gone."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tgi_autoscaler.controller.kube import ApiError, KubeObject, ObjectList, TransportError, WatchEvent
+from tgi_autoscaler.controller.resources import CONFIGMAP, ResourceType
+from tgi_autoscaler.controller.retry import Backoff
+from tgi_autoscaler.controller.watch import ObjectKey, Reflector, Store
+
+pytestmark = pytest.mark.unit
+
+
+def cm(name: str, rv: str, namespace: str = "ns", data: str = "") -> KubeObject:
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": name, "namespace": namespace, "resourceVersion": rv},
+        "data": {"k": data},
+    }
+
+
+Script = list[WatchEvent] | BaseException
+
+
+class ScriptedClient:
+    """Serves scripted list results and watch streams; records where each watch resumed."""
+
+    def __init__(self, lists: list[ObjectList], watches: list[Script]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.watch_versions: list[str] = []
+        self.list_calls = 0
+        self.idle = asyncio.Event()
+
+    async def list(self, rt: ResourceType, **_: Any) -> ObjectList:
+        self.list_calls += 1
+        return self.lists.pop(0)
+
+    async def watch(self, rt: ResourceType, *, resource_version: str, **_: Any) -> AsyncIterator[WatchEvent]:
+        self.watch_versions.append(resource_version)
+        if not self.watches:
+            self.idle.set()
+            await asyncio.Event().wait()  # a quiet, open watch
+        script = self.watches.pop(0)
+        if isinstance(script, BaseException):
+            raise script
+        for event in script:
+            yield event
+
+
+async def _run(reflector: Reflector, client: ScriptedClient) -> None:
+    task = asyncio.create_task(reflector.run())
+    try:
+        await asyncio.wait_for(client.idle.wait(), 5)
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def _reflector(client: ScriptedClient, seen: list[tuple[str, str]], **kwargs: Any) -> Reflector:
+    return Reflector(
+        client,  # type: ignore[arg-type]  # list and watch are all a reflector uses
+        CONFIGMAP,
+        handler=lambda change, obj, old: seen.append((change, obj["metadata"]["name"])),
+        backoff=Backoff(initial_s=0.001, max_s=0.002),
+        **kwargs,
+    )
+
+
+async def test_lists_then_watches_from_the_list_version_and_resumes_where_it_stopped() -> None:
+    client = ScriptedClient(
+        lists=[ObjectList([cm("a", "5")], "10")],
+        watches=[
+            [
+                WatchEvent(type="ADDED", object=cm("b", "11")),
+                WatchEvent(type="MODIFIED", object=cm("a", "12")),
+            ],
+            [WatchEvent(type="DELETED", object=cm("b", "13"))],
+        ],
+    )
+    seen: list[tuple[str, str]] = []
+    reflector = _reflector(client, seen)
+    await _run(reflector, client)
+    assert client.watch_versions == ["10", "12", "13"], "each watch resumes from the last version seen"
+    assert client.list_calls == 1, "a watch that simply ended must not cause a re-list"
+    assert seen == [("ADDED", "a"), ("ADDED", "b"), ("MODIFIED", "a"), ("DELETED", "b")]
+    assert reflector.store.object_keys() == [ObjectKey("ns", "a")]
+    assert reflector.synced.is_set()
+
+
+async def test_bookmarks_advance_the_resume_point_without_events() -> None:
+    bookmark = {"kind": "ConfigMap", "apiVersion": "v1", "metadata": {"resourceVersion": "99"}}
+    client = ScriptedClient(
+        lists=[ObjectList([], "10")], watches=[[WatchEvent(type="BOOKMARK", object=bookmark)]]
+    )
+    seen: list[tuple[str, str]] = []
+    await _run(_reflector(client, seen), client)
+    assert client.watch_versions == ["10", "99"]
+    assert seen == []
+
+
+async def test_gone_relists_and_reports_what_changed_meanwhile_including_deletions() -> None:
+    client = ScriptedClient(
+        lists=[
+            ObjectList([cm("a", "5"), cm("b", "6")], "10"),
+            ObjectList([cm("a", "5"), cm("c", "40")], "50"),  # b deleted, c created while we were away
+        ],
+        watches=[ApiError(410, "Expired", "too old resource version: 10 (30)")],
+    )
+    seen: list[tuple[str, str]] = []
+    reflector = _reflector(client, seen)
+    await _run(reflector, client)
+    assert client.list_calls == 2
+    assert client.watch_versions == ["10", "50"]
+    assert seen == [("ADDED", "a"), ("ADDED", "b"), ("ADDED", "c"), ("DELETED", "b")]
+    assert reflector.relists == 2
+
+
+async def test_connection_errors_back_off_and_resume_without_relisting() -> None:
+    client = ScriptedClient(
+        lists=[ObjectList([], "10")],
+        watches=[TransportError("reset"), ApiError(503, "ServiceUnavailable", "busy")],
+    )
+    seen: list[tuple[str, str]] = []
+    await _run(_reflector(client, seen), client)
+    assert client.list_calls == 1
+    assert client.watch_versions == ["10", "10", "10"]
+
+
+async def test_a_failing_handler_does_not_stop_the_cache() -> None:
+    client = ScriptedClient(
+        lists=[ObjectList([], "1")],
+        watches=[
+            [WatchEvent(type="ADDED", object=cm("a", "2")), WatchEvent(type="ADDED", object=cm("b", "3"))]
+        ],
+    )
+
+    def explode(*_: Any) -> None:
+        raise RuntimeError("handler bug")
+
+    reflector = Reflector(client, CONFIGMAP, handler=explode)  # type: ignore[arg-type]
+    await _run(reflector, client)
+    assert len(reflector.store) == 2
+
+
+async def test_relist_of_one_namespace_leaves_other_namespaces_in_a_shared_store() -> None:
+    store = Store()
+    store.put(cm("other", "1", namespace="elsewhere"))
+    client = ScriptedClient(lists=[ObjectList([cm("a", "2")], "5")], watches=[])
+    seen: list[tuple[str, str]] = []
+    await _run(_reflector(client, seen, store=store, namespace="ns"), client)
+    assert sorted(store.object_keys()) == [ObjectKey("elsewhere", "other"), ObjectKey("ns", "a")]
+
+
+def test_store_index_follows_updates_and_removals() -> None:
+    store = Store(index=lambda obj: obj["data"]["k"] or None)
+    store.put(cm("a", "1", data="x"))
+    store.put(cm("b", "1", data="x"))
+    assert [o["metadata"]["name"] for o in store.by_index("x")] == ["a", "b"]
+    store.put(cm("a", "2", data="y"))
+    assert [o["metadata"]["name"] for o in store.by_index("x")] == ["b"]
+    store.remove(ObjectKey("ns", "b"))
+    assert store.by_index("x") == []
+    assert [o["metadata"]["name"] for o in store.by_index("y")] == ["a"]
