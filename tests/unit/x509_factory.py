@@ -140,6 +140,7 @@ def client_context(*, trust: bytes | None, client: Issued | None = None) -> ssl.
 class Handshake:
     server_cert_der: bytes
     client_cert_der: bytes | None
+    server_side: ssl.SSLObject
 
 
 def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, server_name: str) -> Handshake:
@@ -170,5 +171,5 @@ def handshake(server_ctx: ssl.SSLContext, client_ctx: ssl.SSLContext, server_nam
                 client.read(1)
             cert = client.getpeercert(binary_form=True)
             assert cert is not None
-            return Handshake(cert, server.getpeercert(binary_form=True))
+            return Handshake(cert, server.getpeercert(binary_form=True), server)
     raise AssertionError("handshake did not finish")
