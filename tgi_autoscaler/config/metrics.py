@@ -287,10 +287,11 @@ class PrometheusConnection(_Model):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
-        match = re.fullmatch(r"(https?)://([^/?#\s]+)(/[^?#\s]*)?", value)
+        match = re.fullmatch(r"(https?)://([^/?#\s@]+)(/[^?#\s]*)?", value)
         if match is None:
             raise ValueError(
-                f"{value!r} is not an http(s) URL without query or fragment, e.g. http://prometheus:9090"
+                f"{value!r} is not an http(s) URL without credentials, query or fragment, e.g. "
+                "http://prometheus:9090 (credentials go in basicAuth or bearerToken)"
             )
         return value.rstrip("/")
 

@@ -1,0 +1,335 @@
+"""The metric definitions being served, and the watchers that replace them while the adapter runs.
+
+``DefinitionStore`` holds one immutable snapshot; a reload swaps it atomically (single event loop,
+one assignment), so a request sees the old or the new definitions, never a mix. A document that
+fails to parse or compile is logged with every problem, counted in
+``tgi_autoscaler_adapter_config_reload_total{result="failure"}`` and
+``tgi_autoscaler_adapter_config_last_reload_success`` = 0, and the last good definitions stay.
+
+Two sources feed it:
+
+- ``watch_file``: a local YAML file, polled for changes of mtime/size/inode (local runs, tests,
+  or a ConfigMap mounted as a volume);
+- ``watch_configmap``: a ConfigMap through the Kubernetes API, list-then-watch from the listed
+  ``resourceVersion``, resuming from the last seen version when a watch ends, and listing again
+  when the server answers 410 Gone. Edits reach the adapter within a second or two, without the
+  kubelet's volume-sync delay.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final, Protocol
+
+import structlog
+
+from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
+from tgi_autoscaler.config.metrics import (
+    METRICS_CONFIGMAP_KEY,
+    MetricDefinition,
+    MetricsConfig,
+    MetricsConfigError,
+    parse_metrics_yaml,
+)
+
+__all__ = [
+    "ConfigMapEvent",
+    "ConfigMapSource",
+    "DefinitionSnapshot",
+    "DefinitionStore",
+    "KubeConfigMapSource",
+    "WatchExpired",
+    "watch_configmap",
+    "watch_file",
+]
+
+log = structlog.get_logger(__name__)
+
+_MAX_BACKOFF_S: Final = 30.0
+
+
+@dataclass(frozen=True)
+class DefinitionSnapshot:
+    """The definitions served at one moment; ``generation`` increases with every change."""
+
+    generation: int
+    definitions: Mapping[str, MetricDefinition]
+    source: str
+    loaded_at: float = field(default_factory=time.time)
+
+
+class DefinitionStore:
+    """The current definitions; ``apply_text`` replaces them only with a valid document."""
+
+    def __init__(
+        self, initial: MetricsConfig | None = None, *, metrics: AdapterMetrics | None = None
+    ) -> None:
+        self._metrics = metrics
+        self._loaded = initial is not None
+        self._snapshot = DefinitionSnapshot(
+            generation=0,
+            definitions=(initial or MetricsConfig()).definitions(),
+            source="built-in defaults" if initial is None else "initial configuration",
+        )
+        self._waiters: list[asyncio.Future[None]] = []
+        if metrics is not None:
+            metrics.definitions.set(len(self._snapshot.definitions))
+            if initial is not None:
+                metrics.config_last_reload_success.set(1)
+
+    @property
+    def snapshot(self) -> DefinitionSnapshot:
+        return self._snapshot
+
+    @property
+    def loaded(self) -> bool:
+        """True once definitions came from configuration (or were given at construction)."""
+        return self._loaded
+
+    def get(self, name: str) -> MetricDefinition | None:
+        return self._snapshot.definitions.get(name)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._snapshot.definitions
+
+    def names(self) -> list[str]:
+        return sorted(self._snapshot.definitions)
+
+    def replace(self, config: MetricsConfig, *, source: str) -> DefinitionSnapshot:
+        """Serve ``config`` from now on."""
+        previous = self._snapshot
+        self._snapshot = DefinitionSnapshot(
+            generation=previous.generation + 1, definitions=config.definitions(), source=source
+        )
+        self._loaded = True
+        added = sorted(set(self._snapshot.definitions) - set(previous.definitions))
+        removed = sorted(set(previous.definitions) - set(self._snapshot.definitions))
+        log.info(
+            "metric_definitions_loaded",
+            source=source,
+            generation=self._snapshot.generation,
+            metrics=sorted(self._snapshot.definitions),
+            added=added,
+            removed=removed,
+        )
+        if self._metrics is not None:
+            self._metrics.config_reloads.labels(result="success").inc()
+            self._metrics.config_last_reload_success.set(1)
+            self._metrics.config_last_reload_success_timestamp.set(time.time())
+            self._metrics.definitions.set(len(self._snapshot.definitions))
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiters.clear()
+        return self._snapshot
+
+    def reject(self, *, source: str, error: str, issues: list[str] | None = None) -> None:
+        """Record a failed load; the current definitions stay in service."""
+        log.error(
+            "metric_definitions_rejected",
+            source=source,
+            error=error,
+            issues=issues or [],
+            kept_generation=self._snapshot.generation,
+            kept_source=self._snapshot.source,
+        )
+        if self._metrics is not None:
+            self._metrics.config_reloads.labels(result="failure").inc()
+            self._metrics.config_last_reload_success.set(0)
+
+    def apply_text(self, text: str, *, source: str) -> bool:
+        """Parse ``text`` and serve it if valid; True if it was applied."""
+        try:
+            config = parse_metrics_yaml(text, source=source)
+        except MetricsConfigError as exc:
+            self.reject(
+                source=source,
+                error=f"invalid metrics configuration ({len(exc.issues)} problems)",
+                issues=[str(issue) for issue in exc.issues],
+            )
+            return False
+        self.replace(config, source=source)
+        return True
+
+    async def wait_for_change(self, after_generation: int, timeout: float) -> bool:
+        """Wait until the generation exceeds ``after_generation``; False on timeout."""
+        if self._snapshot.generation > after_generation:
+            return True
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await asyncio.wait_for(asyncio.shield(waiter), timeout)
+        except TimeoutError:
+            return self._snapshot.generation > after_generation
+        return True
+
+
+def _file_identity(path: Path) -> tuple[int, int, int] | None:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        return None
+    return (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+
+
+async def watch_file(
+    store: DefinitionStore, path: Path, *, interval_s: float = 1.0, stop: asyncio.Event | None = None
+) -> None:
+    """Load ``path`` now and again whenever it changes, until ``stop`` is set (or forever)."""
+    seen: tuple[int, int, int] | str | None = "never"
+    stop = stop or asyncio.Event()
+    while not stop.is_set():
+        identity = await asyncio.to_thread(_file_identity, path)
+        if identity != seen:
+            seen = identity
+            if identity is None:
+                store.reject(source=str(path), error="file not found")
+            else:
+                try:
+                    text = await asyncio.to_thread(path.read_text, encoding="utf-8")
+                except (OSError, UnicodeDecodeError) as exc:
+                    store.reject(source=str(path), error=f"cannot read: {exc}")
+                else:
+                    store.apply_text(text, source=str(path))
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval_s)
+
+
+@dataclass(frozen=True)
+class ConfigMapEvent:
+    """A watch event reduced to what matters: type, data and resourceVersion."""
+
+    type: str
+    data: Mapping[str, str] | None
+    resource_version: str
+
+
+class WatchExpired(Exception):
+    """The resourceVersion is too old (HTTP 410 Gone): list again."""
+
+
+class ConfigMapSource(Protocol):
+    """Reads and watches one ConfigMap; ``KubeConfigMapSource`` talks to the API server."""
+
+    async def list(self) -> tuple[Mapping[str, str] | None, str]:
+        """The ConfigMap's data (None if it does not exist) and the list's resourceVersion."""
+        ...
+
+    def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
+        """Events after ``resource_version``; ends when the server closes the watch.
+
+        Raises ``WatchExpired`` on 410 Gone.
+        """
+        ...
+
+
+class KubeConfigMapSource:
+    """``ConfigMapSource`` over kubernetes_asyncio, selecting the ConfigMap by name."""
+
+    def __init__(self, api_client: Any, namespace: str, name: str, *, watch_timeout_s: int = 300) -> None:
+        from kubernetes_asyncio import client
+
+        self._core = client.CoreV1Api(api_client)
+        self._namespace = namespace
+        self._name = name
+        self._watch_timeout_s = watch_timeout_s
+
+    @property
+    def where(self) -> str:
+        return f"configmap {self._namespace}/{self._name}"
+
+    async def list(self) -> tuple[Mapping[str, str] | None, str]:
+        result = await self._core.list_namespaced_config_map(
+            self._namespace, field_selector=f"metadata.name={self._name}"
+        )
+        items = result.items or []
+        data: Mapping[str, str] | None = (items[0].data or {}) if items else None
+        return data, str(result.metadata.resource_version)
+
+    async def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
+        from kubernetes_asyncio import watch
+        from kubernetes_asyncio.client.exceptions import ApiException
+
+        stream = watch.Watch()
+        try:
+            async for event in stream.stream(
+                self._core.list_namespaced_config_map,
+                self._namespace,
+                field_selector=f"metadata.name={self._name}",
+                resource_version=resource_version,
+                allow_watch_bookmarks=True,
+                timeout_seconds=self._watch_timeout_s,
+            ):
+                raw = event["raw_object"]
+                yield ConfigMapEvent(
+                    type=str(event["type"]),
+                    data=raw.get("data") or {} if event["type"] != "BOOKMARK" else None,
+                    resource_version=str(raw.get("metadata", {}).get("resourceVersion", "")),
+                )
+        except ApiException as exc:
+            if exc.status == 410:
+                raise WatchExpired(str(exc.reason)) from None
+            raise
+        finally:
+            await stream.close()
+
+
+async def watch_configmap(
+    store: DefinitionStore,
+    source: ConfigMapSource,
+    *,
+    where: str,
+    key: str = METRICS_CONFIGMAP_KEY,
+    stop: asyncio.Event | None = None,
+    sleep: Callable[[float], Any] = asyncio.sleep,
+) -> None:
+    """Keep ``store`` in step with the ConfigMap's ``key`` until ``stop`` is set (or forever)."""
+    stop = stop or asyncio.Event()
+    backoff = 1.0
+    applied_text: str | None = None
+
+    def apply(data: Mapping[str, str] | None) -> None:
+        nonlocal applied_text
+        if data is None:
+            store.reject(source=where, error="the ConfigMap does not exist")
+            applied_text = None
+            return
+        text = data.get(key)
+        if text is None:
+            store.reject(source=where, error=f"the ConfigMap has no data key {key!r}")
+            applied_text = None
+            return
+        if text != applied_text:  # resyncs and unrelated edits need no reload
+            applied_text = text
+            store.apply_text(text, source=f"{where} ({key})")
+
+    while not stop.is_set():
+        try:
+            data, resource_version = await source.list()
+            apply(data)
+            backoff = 1.0
+            while not stop.is_set():
+                async for event in source.watch(resource_version):
+                    if event.resource_version:
+                        resource_version = event.resource_version
+                    if event.type in ("ADDED", "MODIFIED"):
+                        apply(event.data)
+                    elif event.type == "DELETED":
+                        apply(None)
+                    if stop.is_set():
+                        return
+                # The server ended the watch (its timeout): resume where it stopped.
+        except WatchExpired:
+            log.info("configmap_watch_expired", source=where, note="listing again")
+            continue
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("configmap_watch_failed", source=where, error=repr(exc), retry_in_s=backoff)
+            await sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_S)
