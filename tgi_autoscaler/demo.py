@@ -1,0 +1,347 @@
+"""``tgi-autoscaler demo``: the whole loop on one machine, live in the terminal, then a plot.
+
+What runs, all real except the GPUs: etcd, kube-apiserver and kube-controller-manager (its HPA
+controller does the scaling), Prometheus scraping simulated TGI pods, the adapter registered as
+``v1beta1.external.metrics.k8s.io`` behind the aggregation layer, and the controller turning the demo
+service's ConfigMap into a Deployment and HPA. There is no kubelet, so the simulator plays the pods:
+it follows the Deployment's replica count (each new pod becomes ready after a start-up delay, like a
+GPU pod loading a model). A load spike fills the queue; the HPA reads it through the adapter and
+scales up; when the spike ends the queue drains and the HPA scales down one pod at a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tgi_autoscaler.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
+from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
+from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
+from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler.sim.fleet import Fleet
+from tgi_autoscaler.sim.loadgen import LoadSpec, run_load
+from tgi_autoscaler.sim.model import ReplicaConfig
+from tgi_autoscaler.sim.traces import Spike
+
+NAMESPACE = "llm-inference"
+SERVICE = "llama2-tgi"
+
+DEMO_SERVICE_YAML = """\
+model:
+  id: meta-llama/Llama-2-7b-chat-hf
+autoscaling:
+  minReplicas: 1
+  maxReplicas: 6
+  queue:
+    targetPerReplica: 4
+  scaleUp:
+    policies:
+      - {type: Pods, value: 2, periodSeconds: 10}
+  scaleDown:
+    stabilizationWindowSeconds: 20
+    policies:
+      - {type: Pods, value: 1, periodSeconds: 10}
+"""
+
+
+@dataclass
+class Sample:
+    t: float
+    offered_rps: float
+    queue: float
+    desired: int
+    current: int
+    ready: int
+
+
+@dataclass
+class DemoState:
+    samples: list[Sample] = field(default_factory=list)
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser("demo", help="run the whole autoscaling loop locally and plot it")
+    parser.add_argument("--workdir", type=Path, default=None, help="where logs and the plot go")
+    parser.add_argument("--spike-rps", type=float, default=8.0, help="peak request rate of the spike")
+    parser.add_argument("--base-rps", type=float, default=1.0, help="request rate before and after")
+    parser.add_argument("--spike-seconds", type=float, default=60.0)
+    parser.add_argument("--pod-start-delay", type=float, default=5.0, help="seconds until a new pod is ready")
+    parser.add_argument("--max-seconds", type=float, default=300.0, help="stop after this long in any case")
+    parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: <workdir>/demo.png)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    workdir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="tgi-autoscaler-demo-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(_demo(args, workdir))
+
+
+def _cli(*args: str) -> list[str]:
+    return [sys.executable, "-m", "tgi_autoscaler", "--log-format", "json", *args]
+
+
+@contextlib.asynccontextmanager
+async def _process(proc: ManagedProcess) -> AsyncIterator[ManagedProcess]:
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        await proc.stop()
+
+
+async def _demo(args: argparse.Namespace, workdir: Path) -> int:
+    say = _Printer()
+    say.step(f"work directory {workdir} (component logs are kept there)")
+    cp = ControlPlane(
+        workdir / "control-plane",
+        settings=ControlPlaneSettings(hpa_sync_period_s=3, hpa_downscale_stabilization_s=20),
+    )
+    prom = PrometheusServer(workdir / "prometheus")
+    started = time.monotonic()
+    say.step("starting etcd, kube-apiserver, kube-controller-manager (building them first if needed)")
+    await cp.start()
+    say.step(f"control plane up in {time.monotonic() - started:.1f}s; KUBECONFIG={cp.kubeconfig}")
+    await prom.start()
+    say.step(f"Prometheus {prom.url}, scraping every second")
+    try:
+        return await _with_stack(args, workdir, cp, prom, say)
+    finally:
+        await prom.stop()
+        await cp.stop()
+
+
+async def _with_stack(
+    args: argparse.Namespace, workdir: Path, cp: ControlPlane, prom: PrometheusServer, say: _Printer
+) -> int:
+    assert cp.pki is not None
+    adapter_port = free_port()
+    api = LocalApiService(
+        group="external.metrics.k8s.io",
+        version="v1beta1",
+        service_name="tgi-autoscaler-adapter",
+        service_namespace="tgi-autoscaler",
+        port=adapter_port,
+        ca_bundle=cp.pki.cluster_ca.cert_path,
+    )
+    serving = issue_serving_cert(cp.pki.cluster_ca, api.service_name, api.service_namespace)
+    env = {"PYTHONUNBUFFERED": "1"}
+    adapter = ManagedProcess(
+        name="adapter",
+        argv=_cli(
+            "adapter",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={adapter_port}",
+            f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}",
+            f"--kubeconfig={cp.kubeconfig}",
+            f"--prometheus-url={prom.url}",
+        ),
+        log_path=workdir / "adapter.log",
+        env=env,
+    )
+    controller = ManagedProcess(
+        name="controller",
+        argv=_cli("controller", f"--kubeconfig={cp.kubeconfig}", "--no-leader-elect"),
+        log_path=workdir / "controller.log",
+        env=env,
+    )
+    async with _process(adapter), _process(controller):
+        for obj in apiservice_objects(api):
+            await _apply(cp, obj)
+        say.step("adapter registered as v1beta1.external.metrics.k8s.io; waiting for Available")
+        await wait_for(
+            lambda: _apiservice_available(cp, api.apiservice_name), timeout=60, what="APIService Available"
+        )
+        await _apply(cp, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        await _apply(
+            cp,
+            {
+                "apiVersion": "v1",
+                "kind": "ConfigMap",
+                "metadata": {
+                    "name": SERVICE,
+                    "namespace": NAMESPACE,
+                    "labels": {"tgi-autoscaler.io/service": "true"},
+                },
+                "data": {"service.yaml": DEMO_SERVICE_YAML},
+            },
+        )
+        say.step(f"applied ConfigMap {NAMESPACE}/{SERVICE}; the controller renders Deployment, HPA, ...")
+        await wait_for(lambda: _exists(cp, _hpa_path()), timeout=60, what="the controller to create the HPA")
+        say.step("HPA created; starting simulated pods that follow the Deployment's replicas")
+        return await _loop(args, workdir, cp, prom, say)
+
+
+async def _loop(
+    args: argparse.Namespace, workdir: Path, cp: ControlPlane, prom: PrometheusServer, say: _Printer
+) -> int:
+    state = DemoState()
+    trace = Spike(base=args.base_rps, peak_rate=args.spike_rps, start=20.0, duration=args.spike_seconds)
+    load_seconds = 20.0 + args.spike_seconds + 20.0
+    labels = {
+        "app.kubernetes.io/name": "tgi",
+        "app.kubernetes.io/instance": SERVICE,
+        "app.kubernetes.io/managed-by": "tgi-autoscaler",
+        "app.kubernetes.io/component": "server",
+    }
+    # A small replica (4 sequences, 20 tokens/s each, 40 tokens per request: about 2 requests/s) so a
+    # laptop-sized spike needs several replicas.
+    replica = ReplicaConfig(max_batch_size=4, token_rate=20.0)
+    async with Fleet(
+        SERVICE,
+        namespace=NAMESPACE,
+        replicas=1,
+        config=replica,
+        labels=labels,
+        file_sd_dir=prom.file_sd_dir,
+    ) as fleet:
+        follower = asyncio.create_task(_follow_deployment(cp, fleet, args.pod_start_delay), name="follow")
+        load = asyncio.create_task(
+            run_load(
+                fleet.url,
+                LoadSpec(trace=trace, duration_s=load_seconds, max_requests=20_000, max_new_tokens=40),
+            ),
+            name="load",
+        )
+        t0 = time.monotonic()
+        say.header()
+        try:
+            while True:
+                t = time.monotonic() - t0
+                sample = await _sample(cp, prom, fleet, t, trace.rate_at(t) if t < load_seconds else 0.0)
+                state.samples.append(sample)
+                say.sample(sample)
+                if t > args.max_seconds:
+                    say.step("time limit reached")
+                    break
+                if load.done() and t > load_seconds + 20 and sample.desired <= 1 and sample.current <= 1:
+                    say.step("load over and scaled back down to minReplicas")
+                    break
+                await asyncio.sleep(2.0)
+        finally:
+            follower.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await follower
+            if not load.done():
+                load.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                report = await load
+                say.step(f"load: {report.summary()}")
+    plot = args.plot or workdir / "demo.png"
+    _plot(state, plot)
+    say.step(f"plot saved to {plot}")
+    peak = max((s.desired for s in state.samples), default=0)
+    return 0 if peak > 1 else 1
+
+
+def _hpa_path() -> str:
+    return f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/{SERVICE}"
+
+
+async def _follow_deployment(cp: ControlPlane, fleet: Fleet, start_delay: float) -> None:
+    """Keep the simulated pods in step with the Deployment, with a start-up delay for new pods."""
+    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{SERVICE}"
+    pending_since: float | None = None
+    while True:
+        status, body = await cp.request("GET", path)
+        if status == 200:
+            want = int(body.get("spec", {}).get("replicas") or 1)
+            if want < fleet.size:
+                await fleet.scale_to(want)
+                pending_since = None
+            elif want > fleet.size:
+                pending_since = pending_since or time.monotonic()
+                if time.monotonic() - pending_since >= start_delay:
+                    await fleet.scale_to(want)
+                    pending_since = None
+        await asyncio.sleep(0.5)
+
+
+async def _sample(cp: ControlPlane, prom: PrometheusServer, fleet: Fleet, t: float, rps: float) -> Sample:
+    _, hpa = await cp.request("GET", _hpa_path())
+    status = hpa.get("status", {}) if isinstance(hpa, dict) else {}
+    queue = 0.0
+    with contextlib.suppress(Exception):
+        result = await prom.query(f'sum(tgi_queue_size{{namespace="{NAMESPACE}"}})')
+        if result:
+            queue = float(result[0]["value"][1])
+    return Sample(
+        t=t,
+        offered_rps=rps,
+        queue=queue,
+        desired=int(status.get("desiredReplicas") or 0),
+        current=int(status.get("currentReplicas") or 0),
+        ready=fleet.size,
+    )
+
+
+async def _apply(cp: ControlPlane, obj: dict[str, Any]) -> None:
+    result = await cp.kubectl("apply", "--server-side", "-f", "-", input_text=yaml.safe_dump(obj))
+    result.check()
+
+
+async def _exists(cp: ControlPlane, path: str) -> bool:
+    status, _ = await cp.request("GET", path)
+    return status == 200
+
+
+async def _apiservice_available(cp: ControlPlane, name: str) -> bool:
+    _, body = await cp.request("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
+    conditions = body.get("status", {}).get("conditions", []) if isinstance(body, dict) else []
+    return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
+
+
+class _Printer:
+    def __init__(self) -> None:
+        self.color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+
+    def step(self, text: str) -> None:
+        prefix = "\033[1;34m==>\033[0m" if self.color else "==>"
+        print(f"{prefix} {text}", flush=True)
+
+    def header(self) -> None:
+        print(f"{'t(s)':>6} {'load rps':>9} {'queue':>7} {'desired':>8} {'current':>8} {'ready pods':>11}  ")
+
+    def sample(self, s: Sample) -> None:
+        bar = "#" * min(int(s.queue), 60)
+        print(
+            f"{s.t:6.0f} {s.offered_rps:9.1f} {s.queue:7.0f} {s.desired:8d} {s.current:8d} "
+            f"{s.ready:11d}  {bar}",
+            flush=True,
+        )
+
+
+def _plot(state: DemoState, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = [s.t for s in state.samples]
+    fig, (ax_load, ax_rep) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
+    ax_load.plot(t, [s.queue for s in state.samples], label="queue (tgi_queue_size, sum)", color="tab:red")
+    ax_load.plot(t, [s.offered_rps for s in state.samples], label="offered load (req/s)", color="tab:gray")
+    ax_load.set_ylabel("requests")
+    ax_load.legend(loc="upper right")
+    ax_rep.step(t, [s.desired for s in state.samples], where="post", label="HPA desired")
+    ax_rep.step(t, [s.current for s in state.samples], where="post", label="HPA current")
+    ax_rep.step(t, [s.ready for s in state.samples], where="post", label="ready pods", linestyle="--")
+    ax_rep.set_ylabel("replicas")
+    ax_rep.set_xlabel("seconds")
+    ax_rep.legend(loc="upper right")
+    fig.suptitle("tgi-autoscaler demo: queue depth drives the HorizontalPodAutoscaler")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
