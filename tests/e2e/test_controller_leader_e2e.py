@@ -1,0 +1,193 @@
+"""Two controller processes: only the Lease holder reconciles; killing it hands over to the standby;
+SIGTERM releases the lease."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import aiohttp
+import pytest
+from kubernetes_asyncio import client as k8s_client
+
+from tests.e2e.controller_harness import (
+    install_controller_rbac,
+    install_operator_crds,
+    service_configmap,
+    status_of,
+)
+from tgi_autoscaler.controller.kube import ApiKubeClient
+from tgi_autoscaler.controller.resources import CONFIGMAP, HPA, LEASE
+from tgi_autoscaler.localstack.controlplane import ControlPlane
+from tgi_autoscaler.localstack.process import free_port, wait_for
+
+pytestmark = pytest.mark.e2e
+
+LEASE_S, RENEW_S, RETRY_S = 6.0, 4.0, 1.0
+LEASE_NS, LEASE_NAME = "tgi-autoscaler", "tgi-autoscaler-controller"
+SPEC = """\
+model:
+  id: meta-llama/Llama-2-7b-chat-hf
+autoscaling:
+  queue:
+    targetPerReplica: 10
+"""
+
+
+class ControllerProcess:
+    def __init__(self, identity: str, proc: asyncio.subprocess.Process, port: int, log: Path) -> None:
+        self.identity = identity
+        self.proc = proc
+        self.port = port
+        self.log = log
+
+    async def metric(self, name: str) -> float:
+        """Sum of the samples of ``name`` (0 when absent) from the process' /metrics."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{self.port}/metrics", timeout=aiohttp.ClientTimeout(total=3)
+            ) as resp,
+        ):
+            text = await resp.text()
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(name) and line[len(name)] in " {":
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    async def ready(self) -> bool:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"http://127.0.0.1:{self.port}/readyz", timeout=aiohttp.ClientTimeout(total=3)
+            ) as resp,
+        ):
+            return resp.status == 200
+
+
+@pytest.fixture
+async def spawn(
+    control_plane: ControlPlane, kube_api: k8s_client.ApiClient, namespace: str, tmp_path: Path
+) -> AsyncIterator[Callable[[str], asyncio.Future[ControllerProcess]]]:
+    kubeconfig = await install_controller_rbac(control_plane)
+    await install_operator_crds(control_plane)
+    await ApiKubeClient(kube_api).delete(LEASE, LEASE_NS, LEASE_NAME)  # a clean slate
+    started: list[ControllerProcess] = []
+
+    async def start(identity: str) -> ControllerProcess:
+        port = free_port()
+        log = tmp_path / f"controller-{identity}.log"
+        with log.open("wb") as sink:
+            proc = await asyncio.create_subprocess_exec(
+                sys.executable,
+                "-m",
+                "tgi_autoscaler",
+                "--log-format=json",
+                "controller",
+                f"--kubeconfig={kubeconfig}",
+                f"--namespace={namespace}",
+                f"--identity={identity}",
+                f"--lease-namespace={LEASE_NS}",
+                f"--lease-name={LEASE_NAME}",
+                f"--metrics-bind=127.0.0.1:{port}",
+                f"--lease-duration={LEASE_S}",
+                f"--renew-deadline={RENEW_S}",
+                f"--retry-period={RETRY_S}",
+                "--shutdown-grace=10",
+                stdout=sink,
+                stderr=sink,
+                env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            )
+        process = ControllerProcess(identity, proc, port, log)
+        started.append(process)
+        await wait_for(process.ready, timeout=60, what=f"controller {identity} to become ready")
+        return process
+
+    def spawner(identity: str) -> asyncio.Future[ControllerProcess]:
+        return asyncio.ensure_future(start(identity))
+
+    try:
+        yield spawner
+    finally:
+        for process in started:
+            if process.proc.returncode is None:
+                process.proc.kill()
+            with contextlib.suppress(ProcessLookupError):
+                await process.proc.wait()
+
+
+async def _holder(admin: ApiKubeClient) -> str | None:
+    lease = await admin.get(LEASE, LEASE_NS, LEASE_NAME)
+    return None if lease is None else str(lease["spec"].get("holderIdentity") or "")
+
+
+async def test_only_the_leader_reconciles_and_the_standby_takes_over_when_it_dies(
+    spawn: Callable[[str], asyncio.Future[ControllerProcess]], kube_api: k8s_client.ApiClient, namespace: str
+) -> None:
+    admin = ApiKubeClient(kube_api)
+    first = await spawn("a")
+
+    async def a_leads() -> bool:
+        return await _holder(admin) == "a"
+
+    await wait_for(a_leads, timeout=20, what="the first controller to acquire the lease")
+    second = await spawn("b")
+    await admin.create(CONFIGMAP, namespace, service_configmap("svc", namespace, SPEC))
+
+    async def ready() -> bool:
+        status = await status_of(admin, namespace, "svc")
+        return status is not None and status["phase"] == "Ready"
+
+    await wait_for(ready, timeout=60, what="the leader to apply the service")
+    assert await first.metric("tgi_autoscaler_controller_leader") == 1
+    assert await second.metric("tgi_autoscaler_controller_leader") == 0
+    assert await first.metric("tgi_autoscaler_controller_reconciles_total") >= 1
+    assert await second.metric("tgi_autoscaler_controller_reconciles_total") == 0, "the standby reconciled"
+
+    first.proc.kill()  # a crash: no lease release
+    await first.proc.wait()
+    killed_at = time.monotonic()
+    await admin.merge_patch(
+        CONFIGMAP,
+        namespace,
+        "svc",
+        {"data": {"service.yaml": SPEC.replace("targetPerReplica: 10", "targetPerReplica: 3")}},
+        field_manager="e2e",
+    )
+
+    async def b_applied_the_edit() -> bool:
+        hpa = await admin.get(HPA, namespace, "svc")
+        external = [m for m in (hpa or {}).get("spec", {}).get("metrics", []) if m["type"] == "External"]
+        return bool(external) and external[0]["external"]["target"]["averageValue"] == "3"
+
+    # Bound: lease duration + 2 retry periods for the takeover, plus time to reconcile.
+    await wait_for(b_applied_the_edit, timeout=LEASE_S + 2 * RETRY_S + 20, what="the standby to take over")
+    took = time.monotonic() - killed_at
+    assert await _holder(admin) == "b"
+    assert await second.metric("tgi_autoscaler_controller_leader") == 1
+    print(f"takeover and reconcile {took:.1f}s after the leader was killed")
+
+
+async def test_sigterm_finishes_and_releases_the_lease(
+    spawn: Callable[[str], asyncio.Future[ControllerProcess]], kube_api: k8s_client.ApiClient
+) -> None:
+    admin = ApiKubeClient(kube_api)
+    only = await spawn("solo")
+
+    async def leads() -> bool:
+        return await _holder(admin) == "solo"
+
+    await wait_for(leads, timeout=20, what="the controller to acquire the lease")
+    only.proc.send_signal(signal.SIGTERM)
+    assert await asyncio.wait_for(only.proc.wait(), 30) == 0
+    assert await _holder(admin) == "", "the lease was not released on SIGTERM"
+    log = only.log.read_text()
+    assert '"leader.released"' in log
+    assert '"controller.stopped"' in log
