@@ -142,6 +142,7 @@ class Controller:
             settings=ReconcilerSettings(
                 field_manager=settings.field_manager, dashboard_namespace=settings.dashboard_namespace
             ),
+            on_applied=lambda kind, change: metrics.applied_objects.labels(kind=kind, change=change).inc(),
         )
         self._reflectors: list[Reflector] = []
         self._watch_tasks: list[asyncio.Task[None]] = []
@@ -186,6 +187,7 @@ class Controller:
             label_selector=selector,
             watch_timeout_s=self.settings.watch_timeout_s,
             rand=self._rand,
+            on_relist=self._metrics.watch_relists.labels(resource=str(rt)).inc,
         )
 
     def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:

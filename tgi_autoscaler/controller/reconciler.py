@@ -180,8 +180,10 @@ class Reconciler:
         prometheus_operator: Callable[[], bool],
         is_permanent: Callable[[ApiError], bool],
         settings: ReconcilerSettings | None = None,
+        on_applied: Callable[[str, str], None] = lambda kind, change: None,
     ) -> None:
         self._client = client
+        self._on_applied = on_applied
         self._caches = caches
         self._recorder = recorder
         self._build_source = build_source
@@ -311,6 +313,7 @@ class Reconciler:
         if not dry_run:
             for item in applied:
                 self.expectations.record(item.object)
+                self._on_applied(item.ref.kind, item.change)
         return applied
 
     async def _prune(self, key: ObjectKey, desired: Sequence[KubeObject]) -> list[str]:

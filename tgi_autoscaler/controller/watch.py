@@ -119,8 +119,10 @@ class Reflector:
         watch_timeout_s: int = 300,
         backoff: Backoff | None = None,
         rand: Callable[[], float] = random.random,
+        on_relist: Callable[[], None] = lambda: None,
     ) -> None:
         self._client = client
+        self._on_relist = on_relist
         self.rt = rt
         self.namespace = namespace
         self.label_selector = label_selector
@@ -164,6 +166,7 @@ class Reflector:
             self.rt, namespace=self.namespace, label_selector=self.label_selector
         )
         self.relists += 1
+        self._on_relist()
         seen = set()
         changes: list[tuple[ChangeType, KubeObject, KubeObject | None]] = []
         for obj in listed.items:
