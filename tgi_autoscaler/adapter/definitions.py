@@ -76,6 +76,7 @@ class DefinitionStore:
             definitions=(initial or MetricsConfig()).definitions(),
             source="built-in defaults" if initial is None else "initial configuration",
         )
+        self._attempts = 0
         self._waiters: list[asyncio.Future[None]] = []
         if metrics is not None:
             metrics.definitions.set(len(self._snapshot.definitions))
@@ -122,11 +123,20 @@ class DefinitionStore:
             self._metrics.config_last_reload_success.set(1)
             self._metrics.config_last_reload_success_timestamp.set(time.time())
             self._metrics.definitions.set(len(self._snapshot.definitions))
+        self._attempted()
+        return self._snapshot
+
+    @property
+    def attempts(self) -> int:
+        """Loads tried so far (applied or rejected)."""
+        return self._attempts
+
+    def _attempted(self) -> None:
+        self._attempts += 1
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
         self._waiters.clear()
-        return self._snapshot
 
     def reject(self, *, source: str, error: str, issues: list[str] | None = None) -> None:
         """Record a failed load; the current definitions stay in service."""
@@ -141,6 +151,7 @@ class DefinitionStore:
         if self._metrics is not None:
             self._metrics.config_reloads.labels(result="failure").inc()
             self._metrics.config_last_reload_success.set(0)
+        self._attempted()
 
     def apply_text(self, text: str, *, source: str) -> bool:
         """Parse ``text`` and serve it if valid; True if it was applied."""
@@ -149,7 +160,7 @@ class DefinitionStore:
         except MetricsConfigError as exc:
             self.reject(
                 source=source,
-                error=f"invalid metrics configuration ({len(exc.issues)} problems)",
+                error=f"invalid metrics configuration ({len(exc.issues)} problem(s))",
                 issues=[str(issue) for issue in exc.issues],
             )
             return False
@@ -158,14 +169,23 @@ class DefinitionStore:
 
     async def wait_for_change(self, after_generation: int, timeout: float) -> bool:
         """Wait until the generation exceeds ``after_generation``; False on timeout."""
-        if self._snapshot.generation > after_generation:
-            return True
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(waiter)
-        try:
-            await asyncio.wait_for(asyncio.shield(waiter), timeout)
-        except TimeoutError:
-            return self._snapshot.generation > after_generation
+        return await self._wait(lambda: self._snapshot.generation > after_generation, timeout)
+
+    async def wait_for_attempts(self, attempts: int, timeout: float) -> bool:
+        """Wait until at least ``attempts`` loads were tried; False on timeout."""
+        return await self._wait(lambda: self._attempts >= attempts, timeout)
+
+    async def _wait(self, done: Callable[[], bool], timeout: float) -> bool:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not done():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return False
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(waiter)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(waiter, remaining)
         return True
 
 

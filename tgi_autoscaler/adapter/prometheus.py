@@ -14,6 +14,7 @@ Every failure leaves this module as a ``PrometheusUnavailable`` (could not get a
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
 import math
 import ssl
@@ -157,7 +158,8 @@ class PrometheusClient:
             else:
                 assert self._password_file is not None
                 password = await self._password_file.get()
-            return {"Authorization": aiohttp.BasicAuth(basic.username, password).encode()}
+            credentials = base64.b64encode(f"{basic.username}:{password}".encode()).decode("ascii")
+            return {"Authorization": f"Basic {credentials}"}
         return {}
 
     async def query(self, promql: str) -> InstantResult:

@@ -1,0 +1,163 @@
+"""Definition reloads: valid edits replace, invalid ones keep the last good set and say why."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Mapping
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+
+from tgi_autoscaler.adapter.definitions import (
+    ConfigMapEvent,
+    DefinitionStore,
+    WatchExpired,
+    watch_configmap,
+    watch_file,
+)
+from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
+
+pytestmark = pytest.mark.unit
+
+GOOD = "includeDefaults: false\nmetrics:\n  - {name: first, query: 'sum(a{$matchers})'}\n"
+BETTER = "includeDefaults: false\nmetrics:\n  - {name: second, query: 'sum(b{$matchers})'}\n"
+BROKEN = "includeDefaults: false\nmetrics:\n  - {name: third, query: 'sum(b)'}\n"
+
+
+def _store() -> tuple[DefinitionStore, AdapterMetrics]:
+    metrics = AdapterMetrics(CollectorRegistry())
+    return DefinitionStore(metrics=metrics), metrics
+
+
+def _reloads(metrics: AdapterMetrics, result: str) -> float:
+    return metrics.config_reloads.labels(result=result)._value.get()
+
+
+def test_an_invalid_edit_keeps_the_last_good_definitions() -> None:
+    store, metrics = _store()
+    assert not store.loaded
+    assert store.apply_text(GOOD, source="t")
+    assert store.names() == ["first"]
+    generation = store.snapshot.generation
+    assert not store.apply_text(BROKEN, source="t")
+    assert store.names() == ["first"]
+    assert store.snapshot.generation == generation
+    assert metrics.config_last_reload_success._value.get() == 0
+    assert (_reloads(metrics, "success"), _reloads(metrics, "failure")) == (1, 1)
+    assert store.apply_text(BETTER, source="t")
+    assert store.names() == ["second"]
+    assert metrics.config_last_reload_success._value.get() == 1
+    assert metrics.definitions._value.get() == 1
+
+
+async def test_file_edits_are_picked_up_and_bad_ones_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "metrics.yaml"
+    path.write_text(GOOD)
+    store, metrics = _store()
+    stop = asyncio.Event()
+    task = asyncio.create_task(watch_file(store, path, interval_s=0.01, stop=stop))
+    try:
+        assert await store.wait_for_change(0, timeout=5)
+        assert store.names() == ["first"]
+        path.write_text(BROKEN + "\n# edited\n")
+        assert await store.wait_for_attempts(2, timeout=5)
+        assert _reloads(metrics, "failure") == 1
+        assert store.names() == ["first"]
+        path.write_text(BETTER)
+        assert await store.wait_for_change(1, timeout=5)
+        assert store.names() == ["second"]
+    finally:
+        stop.set()
+        await task
+
+
+async def _no_wait(seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+class FakeConfigMaps:
+    """Scripted list/watch answers: each watch() call pops the next script entry."""
+
+    def __init__(self, lists: list[tuple[Mapping[str, str] | None, str]], watches: list[object]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.watched_from: list[str] = []
+        self.listed = 0
+
+    async def list(self) -> tuple[Mapping[str, str] | None, str]:
+        self.listed += 1
+        return self.lists.pop(0)
+
+    async def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
+        self.watched_from.append(resource_version)
+        script = self.watches.pop(0) if self.watches else "block"
+        if script == "block":
+            await asyncio.Event().wait()
+        if isinstance(script, Exception):
+            raise script
+        for event in script:  # type: ignore[attr-defined]
+            yield event
+
+
+async def test_configmap_list_then_watch_resumes_and_relists_after_gone() -> None:
+    source = FakeConfigMaps(
+        lists=[({"metrics.yaml": GOOD}, "10"), ({"metrics.yaml": BETTER}, "40")],
+        watches=[
+            [ConfigMapEvent("MODIFIED", {"metrics.yaml": BROKEN}, "11")],  # invalid edit: kept
+            [ConfigMapEvent("BOOKMARK", None, "20")],  # a watch that ends after a bookmark
+            WatchExpired("too old resource version"),
+        ],
+    )
+    store, metrics = _store()
+    task = asyncio.create_task(watch_configmap(store, source, where="cm ns/x", sleep=_no_wait))
+    try:
+        assert await store.wait_for_change(1, timeout=5)
+        assert store.names() == ["second"]
+        assert store.snapshot.generation == 2  # GOOD, then (BROKEN rejected) BETTER after the relist
+        assert source.watched_from[:3] == ["10", "11", "20"]
+        assert source.listed == 2
+        assert _reloads(metrics, "failure") == 1
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_a_deleted_configmap_keeps_serving_the_last_definitions() -> None:
+    source = FakeConfigMaps(
+        lists=[({"metrics.yaml": GOOD}, "1")],
+        watches=[[ConfigMapEvent("DELETED", {"metrics.yaml": GOOD}, "2")]],
+    )
+    store, metrics = _store()
+    task = asyncio.create_task(watch_configmap(store, source, where="cm", sleep=_no_wait))
+    try:
+        assert await store.wait_for_attempts(2, timeout=5)
+        assert _reloads(metrics, "failure") == 1
+        assert store.names() == ["first"]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+
+async def test_api_errors_back_off_and_retry() -> None:
+    source = FakeConfigMaps(
+        lists=[({"metrics.yaml": GOOD}, "1"), ({"metrics.yaml": BETTER}, "5")],
+        watches=[ConnectionError("apiserver restarting")],
+    )
+    delays: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        delays.append(seconds)
+
+    store, _ = _store()
+    task = asyncio.create_task(watch_configmap(store, source, where="cm", sleep=sleep))
+    try:
+        assert await store.wait_for_change(1, timeout=5)
+        assert store.names() == ["second"]
+        assert delays == [1.0]
+    finally:
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
