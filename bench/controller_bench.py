@@ -173,7 +173,7 @@ async def _edit_latency(client: ApiKubeClient, services: int, edits: int) -> lis
                 ):
                     latencies.append(time.monotonic() - started)
                     break
-        await stream.aclose()  # type: ignore[attr-defined]
+        await stream.aclose()
     return latencies
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import itertools
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -88,7 +88,7 @@ class FakeKube:
         namespace: str | None = None,
         label_selector: str | None = None,
         timeout_s: int = 300,
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         raise NotImplementedError("use ScriptedWatchClient for watch tests")
         yield  # pragma: no cover
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
@@ -43,7 +43,9 @@ class ScriptedClient:
         self.list_calls += 1
         return self.lists.pop(0)
 
-    async def watch(self, rt: ResourceType, *, resource_version: str, **_: Any) -> AsyncIterator[WatchEvent]:
+    async def watch(
+        self, rt: ResourceType, *, resource_version: str, **_: Any
+    ) -> AsyncGenerator[WatchEvent, None]:
         self.watch_versions.append(resource_version)
         if not self.watches:
             self.idle.set()

@@ -12,7 +12,7 @@ controller with an in-memory fake and e2e tests with the real API server.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, TypedDict
 
@@ -119,7 +119,7 @@ class KubeClient(Protocol):
         namespace: str | None = None,
         label_selector: str | None = None,
         timeout_s: int = 300,
-    ) -> AsyncIterator[WatchEvent]: ...
+    ) -> AsyncGenerator[WatchEvent, None]: ...
 
     async def apply(
         self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True, dry_run: bool = False
@@ -240,7 +240,7 @@ class ApiKubeClient:
         namespace: str | None = None,
         label_selector: str | None = None,
         timeout_s: int = 300,
-    ) -> AsyncIterator[WatchEvent]:
+    ) -> AsyncGenerator[WatchEvent, None]:
         """Stream watch events from ``resource_version`` until the server closes the watch.
 
         An ``ERROR`` event (e.g. 410 Gone when the version was compacted) is raised as ``ApiError``

@@ -29,7 +29,7 @@ from tgi_autoscaler.config.constants import (
     LABEL_SERVICE_CONFIGMAP_VALUE,
     SERVICE_CONFIGMAP_KEY,
 )
-from tgi_autoscaler.controller.apply import ObjectRef, owner_of
+from tgi_autoscaler.controller.apply import ObjectRef, owner_of, ref_of
 from tgi_autoscaler.controller.discovery import PrometheusOperatorDiscovery
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
@@ -240,7 +240,9 @@ class Controller:
         owner = owner_of(obj)
         if owner is None:
             return
-        if change != "DELETED" and self.reconciler.expectations.matches(obj):
+        if change == "DELETED":
+            self.reconciler.expectations.forget(ref_of(obj))
+        elif self.reconciler.expectations.matches(obj):
             return  # the echo of our own apply
         self._enqueue(owner)
 

@@ -13,6 +13,7 @@ Handlers run synchronously on the event loop and must only do cheap things (enqu
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from typing import Literal
 
 import structlog
 
-from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
+from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError, WatchEvent
 from tgi_autoscaler.controller.resources import ResourceType
 from tgi_autoscaler.controller.retry import Backoff
 
@@ -189,25 +190,29 @@ class Reflector:
         self._dispatch(changes)
 
     async def _watch_once(self) -> None:
-        async for event in self._client.watch(
+        stream = self._client.watch(
             self.rt,
             resource_version=self.resource_version,
             namespace=self.namespace,
             label_selector=self.label_selector,
             timeout_s=self._watch_timeout_s,
-        ):
-            obj = event["object"]
-            kind = event["type"]
-            if kind == "BOOKMARK":
-                self.resource_version = _rv(obj) or self.resource_version
-                continue
-            if kind == "DELETED":
-                old = self.store.remove(object_key(obj))
-                self._dispatch([("DELETED", obj, old)])
-            elif kind in ("ADDED", "MODIFIED"):
-                old = self.store.put(obj)
-                self._dispatch([("ADDED" if old is None else "MODIFIED", obj, old)])
-            self.resource_version = _rv(obj) or self.resource_version
+        )
+        # aclosing: a cancelled watch closes its HTTP response now, not whenever the generator is collected.
+        async with contextlib.aclosing(stream) as events:
+            async for event in events:
+                self._apply_event(event)
+
+    def _apply_event(self, event: WatchEvent) -> None:
+        obj = event["object"]
+        kind = event["type"]
+        if kind == "DELETED":
+            old = self.store.remove(object_key(obj))
+            self._dispatch([("DELETED", obj, old)])
+        elif kind in ("ADDED", "MODIFIED"):
+            old = self.store.put(obj)
+            self._dispatch([("ADDED" if old is None else "MODIFIED", obj, old)])
+        # Every event, bookmarks included, moves the resume point forward.
+        self.resource_version = _rv(obj) or self.resource_version
 
     def _dispatch(self, changes: Iterable[tuple[ChangeType, KubeObject, KubeObject | None]]) -> None:
         for change, obj, old in changes:
