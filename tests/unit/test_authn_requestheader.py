@@ -177,13 +177,35 @@ async def test_a_missing_configmap_leaves_the_watcher_unsynced_until_it_appears(
     source.lists = [(None, "10")]
     source.watches = [[ConfigMapEvent("ADDED", _data(CA1), "11")]]
     watcher = RequestHeaderWatcher(source)
-    states: list[bool] = []
+    # (synced, current) as each listener call sees them: before the settings become current.
+    states: list[tuple[bool, RequestHeaderConfig | None]] = []
 
     async def listener(_config: RequestHeaderConfig) -> None:
-        states.append(watcher.synced)
+        states.append((watcher.synced, watcher.current))
 
     watcher.add_listener(listener)
-    assert not watcher.synced
     await _run_until_idle(watcher, source)
-    assert states == [True]
+    assert states == [(False, None)]
+    assert watcher.synced
     assert watcher.current is not None
+
+
+async def test_a_listener_failure_is_retried_until_the_settings_are_applied() -> None:
+    source = FakeConfigMapSource()
+    source.lists = [(_data(CA1), "10"), (_data(CA1), "11")]
+    failures = [RuntimeError("TLS context rebuild failed")]
+    applied: list[bytes | None] = []
+
+    async def flaky(config: RequestHeaderConfig) -> None:
+        if failures:
+            raise failures.pop()
+        applied.append(config.client_ca_pem)
+
+    watcher = RequestHeaderWatcher(source, backoff_initial_s=0.001, backoff_max_s=0.002)
+    watcher.add_listener(flaky)
+    await _run_until_idle(watcher, source)
+
+    assert applied == [CA1.encode()]
+    assert source.list_calls == 2
+    assert watcher.current is not None
+    assert watcher.synced

@@ -234,10 +234,15 @@ class RequestHeaderWatcher:
         except RequestHeaderConfigError as exc:
             log.error("requestheader_configmap_invalid", configmap=self._where, error=str(exc))
             return
-        self._synced.set()
         if config == self._current:
+            self._synced.set()
             return
+        # Listeners first (e.g. the TLS listener's client CA): if one fails, the configuration is
+        # not recorded as current, so the retry after the backoff applies it again.
+        for listener in self._listeners:
+            await listener(config)
         self._current = config
+        self._synced.set()
         log.info(
             "requestheader_config_loaded",
             configmap=self._where,
@@ -246,8 +251,6 @@ class RequestHeaderWatcher:
             username_headers=list(config.username_headers),
             client_cas=[ca.subject.rfc4514_string() for ca in config.client_cas],
         )
-        for listener in self._listeners:
-            await listener(config)
 
     async def run(self) -> None:
         """List, then watch, forever; relist when the watch expires, back off on errors."""
