@@ -19,6 +19,7 @@ import yaml
 from tgi_autoscaler.config.constants import SERVICE_CONFIGMAP_KEY
 from tgi_autoscaler.config.errors import ConfigError
 from tgi_autoscaler.config.service import AutoscalingSpec, parse_service_yaml
+from tgi_autoscaler.hpa.docs import DocsError, docs_section, update_document
 from tgi_autoscaler.hpa.replay import ReplayConfig, ReplayError, replay
 from tgi_autoscaler.hpa.report import format_csv, format_markdown, format_summary, format_table, summarize
 from tgi_autoscaler.hpa.spec_input import BehaviorInputError, hpa_spec_from_autoscaling, parse_behavior_yaml
@@ -77,6 +78,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     output.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     output.add_argument("--csv", help="also write every second's sample to this CSV file")
     output.add_argument("--explain", action="store_true", help="print every rescale decision in full")
+    output.add_argument(
+        "--update-docs",
+        metavar="MARKDOWN",
+        help="regenerate the replay tables of this document (docs/scaling-behavior.md) and exit",
+    )
     parser.set_defaults(func=run)
 
 
@@ -123,9 +129,24 @@ def _trace(args: argparse.Namespace) -> Trace:
     return build_trace(args.trace, shape)
 
 
+def _update_docs(path: str, out: TextIO, err: TextIO) -> int:
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+        updated = update_document(text, docs_section())
+    except (OSError, DocsError) as exc:
+        print(f"what-if: {path}: {exc}", file=err)
+        return 2
+    if updated != text:
+        Path(path).write_text(updated, encoding="utf-8")
+    print(f"{path}: {'updated' if updated != text else 'already up to date'}", file=out)
+    return 0
+
+
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
+    if args.update_docs:
+        return _update_docs(args.update_docs, out, err)
     try:
         spec = _spec(args)
         trace = _trace(args)

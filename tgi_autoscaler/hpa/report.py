@@ -30,7 +30,13 @@ __all__ = [
 
 @dataclass(frozen=True)
 class ReplaySummary:
-    """Headline numbers of a replay; times are absolute trace times in seconds."""
+    """Headline numbers of a replay; times are absolute trace times in seconds.
+
+    ``longest_wait_seconds`` estimates the wait of the request at the back of the queue at its
+    longest (queue / what the Ready replicas serve); ``mean_wait_seconds`` is the average time a
+    request spends queued over the whole trace (Little's law: queue-seconds / arrivals).
+    ``back_to_min_at`` is when the count last returned to ``minReplicas`` to stay there.
+    """
 
     load_rise_at: Seconds | None
     load_fall_at: Seconds | None
@@ -42,9 +48,11 @@ class ReplaySummary:
     peak_queue_at: Seconds
     queue_drained_at: Seconds | None
     longest_wait_seconds: float
+    mean_wait_seconds: float
     scale_down_started_at: Seconds | None
     back_to_min_at: Seconds | None
     scale_down_steps: int
+    rescales: int
     replica_hours: float
 
 
@@ -76,11 +84,13 @@ def summarize(result: ReplayResult) -> ReplaySummary:
     ]
     downs = [d for d in result.rescales if d.desired_replicas < d.current_replicas and d.time >= peak.time]
     back = None
-    if peak.current > result.spec.min_replicas:
+    if peak.current > result.spec.min_replicas and samples[-1].current <= result.spec.min_replicas:
         back = next(
-            (s.time for s in samples if s.time > peak.time and s.current <= result.spec.min_replicas), None
+            d.time for d in reversed(result.rescales) if d.desired_replicas <= result.spec.min_replicas
         )
     hours = sum(s.current for s in samples[:-1]) * config.tick / 3600
+    arrivals = sum(s.arrival_rate for s in samples[:-1]) * config.tick
+    queued = sum(s.queue for s in samples[:-1]) * config.tick
     return ReplaySummary(
         load_rise_at=rise,
         load_fall_at=fall,
@@ -92,9 +102,11 @@ def summarize(result: ReplayResult) -> ReplaySummary:
         peak_queue_at=top_queue.time,
         queue_drained_at=drained,
         longest_wait_seconds=max(waits),
+        mean_wait_seconds=queued / arrivals if arrivals else 0.0,
         scale_down_started_at=downs[0].time if downs else None,
         back_to_min_at=back,
         scale_down_steps=len(downs),
+        rescales=len(result.rescales),
         replica_hours=hours,
     )
 
@@ -135,7 +147,8 @@ def format_summary(summary: ReplaySummary, result: ReplayResult) -> list[str]:
         lines.append(
             f"queue peaks at {summary.peak_queue:.0f} requests at t={_clock(summary.peak_queue_at)}"
             f" (longest wait about {'unbounded' if math.isinf(wait) else _clock(wait)}), drained at "
-            f"{_after(summary.queue_drained_at, summary.load_rise_at, rise)}"
+            f"{_after(summary.queue_drained_at, summary.load_rise_at, rise)}; requests waited "
+            f"{summary.mean_wait_seconds:.0f} s on average"
         )
     else:
         lines.append("the queue never forms")
@@ -146,7 +159,10 @@ def format_summary(summary: ReplaySummary, result: ReplayResult) -> list[str]:
             f"takes {summary.scale_down_steps} step(s); back to {spec.min_replicas} at "
             f"{_after(summary.back_to_min_at, summary.load_fall_at, 'the load fell')}"
         )
-    lines.append(f"{summary.replica_hours:.2f} replica-hours over {_clock(result.trace.end)}")
+    lines.append(
+        f"{summary.rescales} scale event(s); {summary.replica_hours:.2f} replica-hours over "
+        f"{_clock(result.trace.end)}"
+    )
     return lines
 
 
@@ -160,7 +176,7 @@ def describe_rescale(decision: Decision) -> str:
         suffix = f" ({', '.join(binding)})" if binding and decision.limit.value.endswith("Limit") else ""
         return f"{text} {decision.limit.value}{suffix}"
     if decision.stabilized_replicas != decision.metric_replicas and decision.stabilization is not None:
-        return f"{text} {decision.stabilization.value}"
+        return f"{text} {decision.stabilization.value} (window: {decision.stabilized_replicas})"
     return text
 
 
