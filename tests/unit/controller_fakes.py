@@ -30,6 +30,7 @@ class FakeKube:
         self.calls: list[tuple[str, str]] = []  # (verb, "Kind/ns/name")
         self.fail: dict[str, list[BaseException]] = {}  # verb -> errors raised by the next calls
         self.discovery: dict[str, KubeObject] = {}
+        self._watchers: list[asyncio.Queue[tuple[str, KubeObject, KubeObject | None]]] = []
 
     # -- helpers for tests ------------------------------------------------------------------------
 
@@ -38,7 +39,10 @@ class FakeKube:
         meta = stored.setdefault("metadata", {})
         meta.setdefault("uid", f"uid-{next(self._uid)}")
         meta["resourceVersion"] = str(next(self._rv))
-        self.objects[self._key_of(stored)] = stored
+        key = self._key_of(stored)
+        old = self.objects.get(key)
+        self.objects[key] = stored
+        self._notify("MODIFIED" if old is not None else "ADDED", stored, old)
         return copy.deepcopy(stored)
 
     def find(self, kind: str, namespace: str, name: str) -> KubeObject | None:
@@ -76,7 +80,7 @@ class FakeKube:
         items = [
             copy.deepcopy(o)
             for (kind, ns, _), o in sorted(self.objects.items())
-            if kind == rt.kind and (namespace is None or ns == namespace)
+            if kind == rt.kind and (namespace is None or ns == namespace) and _selects(label_selector, o)
         ]
         return ObjectList(items=items, resource_version=str(next(self._rv)))
 
@@ -89,8 +93,30 @@ class FakeKube:
         label_selector: str | None = None,
         timeout_s: int = 300,
     ) -> AsyncGenerator[WatchEvent, None]:
-        raise NotImplementedError("use ScriptedWatchClient for watch tests")
-        yield  # pragma: no cover
+        """Changes made after the call; objects leaving the selector are reported as DELETED."""
+        self._maybe_fail("watch")
+        queue: asyncio.Queue[tuple[str, KubeObject, KubeObject | None]] = asyncio.Queue()
+        self._watchers.append(queue)
+        try:
+            while True:
+                change, obj, old = await queue.get()
+                if obj["kind"] != rt.kind or (
+                    namespace is not None and obj["metadata"].get("namespace") != namespace
+                ):
+                    continue
+                now, before = _selects(label_selector, obj), old is not None and _selects(label_selector, old)
+                if change == "DELETED" and before:
+                    yield WatchEvent(type="DELETED", object=copy.deepcopy(obj))
+                elif change != "DELETED" and now:
+                    yield WatchEvent(type="MODIFIED" if before else "ADDED", object=copy.deepcopy(obj))
+                elif change != "DELETED" and before:
+                    yield WatchEvent(type="DELETED", object=copy.deepcopy(obj))
+        finally:
+            self._watchers.remove(queue)
+
+    def _notify(self, change: str, obj: KubeObject, old: KubeObject | None) -> None:
+        for queue in self._watchers:
+            queue.put_nowait((change, copy.deepcopy(obj), copy.deepcopy(old) if old is not None else None))
 
     async def apply(
         self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True, dry_run: bool = False
@@ -118,8 +144,15 @@ class FakeKube:
 
     def _store(self, key: Key, obj: KubeObject) -> KubeObject:
         obj["metadata"]["resourceVersion"] = str(next(self._rv))
+        old = self.objects.get(key)
         self.objects[key] = obj
+        self._notify("MODIFIED", obj, old)
         return copy.deepcopy(obj)
+
+    def remove(self, kind: str, namespace: str, name: str) -> None:
+        """Delete as another client would (the garbage collector, a user)."""
+        old = self.objects.pop((kind, namespace, name))
+        self._notify("DELETED", old, old)
 
     async def merge_patch(
         self,
@@ -179,7 +212,20 @@ class FakeKube:
         if uid is not None and existing["metadata"]["uid"] != uid:
             raise ApiError(409, "Conflict", "uid precondition failed")
         del self.objects[key]
+        self._notify("DELETED", existing, existing)
         return True
+
+
+def _selects(selector: str | None, obj: Mapping[str, Any]) -> bool:
+    """Equality (``k=v``) and existence (``k``) terms, comma-separated: what the controller uses."""
+    if not selector:
+        return True
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    for term in selector.split(","):
+        key, _, value = term.partition("=")
+        if key not in labels or (value and labels[key] != value):
+            return False
+    return True
 
 
 def _without_rv(obj: Mapping[str, Any]) -> dict[str, Any]:

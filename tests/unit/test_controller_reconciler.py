@@ -13,7 +13,6 @@ from tgi_autoscaler.controller.apply import ObjectRef, owner_of
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.kube import ApiError, FieldCause, KubeObject
 from tgi_autoscaler.controller.reconciler import Reconciler
-from tgi_autoscaler.controller.retry import RetryPolicy
 from tgi_autoscaler.controller.watch import ObjectKey
 from tgi_autoscaler.render import render_service, source_from_configmap
 
@@ -60,7 +59,6 @@ def _service_configmap(spec: str = SPEC) -> KubeObject:
 
 def _reconciler(kube: FakeKube, *, operator: bool = True) -> tuple[Reconciler, EventRecorder]:
     recorder = EventRecorder(kube, instance="test")
-    policy = RetryPolicy()
     reconciler = Reconciler(
         kube,
         FakeCaches(kube),
@@ -68,7 +66,6 @@ def _reconciler(kube: FakeKube, *, operator: bool = True) -> tuple[Reconciler, E
         build_source=source_from_configmap,
         render=render_service,
         prometheus_operator=lambda: operator,
-        is_permanent=lambda exc: not policy.is_transient(exc),
     )
     return reconciler, recorder
 

@@ -30,6 +30,7 @@ from tgi_autoscaler.controller.resources import HPA, resource_for
 from tgi_autoscaler.controller.watch import ObjectKey
 
 __all__ = [
+    "REJECTED_STATUSES",
     "AppliedObject",
     "Change",
     "ObjectRef",
@@ -42,6 +43,9 @@ __all__ = [
 ]
 
 Change = Literal["created", "updated", "unchanged"]
+
+# Statuses meaning "this object's content is not acceptable": reported like an invalid spec.
+REJECTED_STATUSES = frozenset({400, 422})
 
 
 @dataclass(frozen=True, order=True)
@@ -157,12 +161,12 @@ async def apply_objects(
     field_manager: str,
     known_versions: Callable[[ObjectRef], Iterable[str]],
     dry_run: bool = False,
-    is_permanent: Callable[[ApiError], bool],
 ) -> list[AppliedObject]:
     """Apply ``objects`` in order; ``known_versions`` are resourceVersions meaning "unchanged".
 
-    A permanent error is raised as ``RejectedObject`` naming the object; transient ones propagate
-    unchanged for the retry policy.
+    The API server refusing an object's content (400, 422: schema, CEL rules, webhooks) is raised
+    as ``RejectedObject`` naming the object and fields; every other error propagates unchanged for
+    the retry policy (transient) or the error report (403 and other permanent failures).
     """
     applied: list[AppliedObject] = []
     for obj in objects:
@@ -173,7 +177,7 @@ async def apply_objects(
         try:
             response = await client.apply(obj, field_manager=field_manager, force=True, dry_run=dry_run)
         except ApiError as exc:
-            if is_permanent(exc):
+            if exc.status in REJECTED_STATUSES:
                 raise RejectedObject(ref, exc) from exc
             raise
         rv = str((response.get("metadata") or {}).get("resourceVersion", ""))

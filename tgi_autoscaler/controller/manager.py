@@ -138,7 +138,6 @@ class Controller:
             build_source=build_source,
             render=render,
             prometheus_operator=lambda: bool(self.discovery.available),
-            is_permanent=lambda exc: not settings.retry.is_transient(exc),
             settings=ReconcilerSettings(
                 field_manager=settings.field_manager, dashboard_namespace=settings.dashboard_namespace
             ),

@@ -178,7 +178,6 @@ class Reconciler:
         build_source: SourceBuilder,
         render: Renderer,
         prometheus_operator: Callable[[], bool],
-        is_permanent: Callable[[ApiError], bool],
         settings: ReconcilerSettings | None = None,
         on_applied: Callable[[str, str], None] = lambda kind, change: None,
     ) -> None:
@@ -189,7 +188,6 @@ class Reconciler:
         self._build_source = build_source
         self._render = render
         self._operator = prometheus_operator
-        self._is_permanent = is_permanent
         self.settings = settings or ReconcilerSettings()
         self.expectations = Expectations()
 
@@ -308,7 +306,6 @@ class Reconciler:
             field_manager=self.settings.field_manager,
             known_versions=known,
             dry_run=dry_run,
-            is_permanent=self._is_permanent,
         )
         if not dry_run:
             for item in applied:
