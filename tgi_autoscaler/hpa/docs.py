@@ -13,7 +13,7 @@ from typing import Final
 
 from tgi_autoscaler.config.service import AutoscalingSpec
 from tgi_autoscaler.hpa.replay import ReplayConfig, ReplayResult, replay
-from tgi_autoscaler.hpa.report import ReplaySummary, format_markdown, summarize
+from tgi_autoscaler.hpa.report import ReplaySummary, format_markdown, format_summary, summarize
 from tgi_autoscaler.hpa.spec_input import hpa_spec_from_autoscaling
 from tgi_autoscaler.hpa.trace import TraceShape, build_trace
 from tgi_autoscaler.hpa.types import Behavior, HpaSpec
@@ -88,6 +88,10 @@ def _rules_text(defaults: AutoscalingSpec) -> list[str]:
     ]
 
 
+def _last_change(result: ReplayResult) -> float:
+    return max((d.time for d in result.rescales), default=0.0)
+
+
 def docs_section(defaults: AutoscalingSpec | None = None) -> str:
     """The Markdown between the markers, computed from the service defaults."""
     defaults = defaults or AutoscalingSpec()
@@ -119,10 +123,12 @@ def docs_section(defaults: AutoscalingSpec | None = None) -> str:
         "",
         f"### Timeline with the project defaults as shipped (`maxReplicas` {defaults.max_replicas})",
         "",
-        "`desired` is what the queue asks for at each sync, `current` what the HPA has set, `ready` "
-        "the pods serving. Rows every 5 minutes and at every change.",
+        *(f"- {line}" for line in format_summary(summarize(project), project)),
         "",
-        format_markdown(project, every=300.0).rstrip("\n"),
+        "`desired` is what the queue asks for at each sync, `current` what the HPA has set, `ready` "
+        "the pods serving. Rows every 5 minutes and at every change, until 5 minutes after the last.",
+        "",
+        format_markdown(project, every=300.0, until=_last_change(project) + 300.0).rstrip("\n"),
         "",
         END_MARKER,
     ]

@@ -13,6 +13,7 @@ import math
 from dataclasses import dataclass
 
 from tgi_autoscaler.hpa.controller import Decision
+from tgi_autoscaler.hpa.normalize import StabilizationReason
 from tgi_autoscaler.hpa.replay import ReplayResult, Sample
 from tgi_autoscaler.hpa.types import Seconds
 
@@ -176,19 +177,26 @@ def describe_rescale(decision: Decision) -> str:
         suffix = f" ({', '.join(binding)})" if binding and decision.limit.value.endswith("Limit") else ""
         return f"{text} {decision.limit.value}{suffix}"
     if decision.stabilized_replicas != decision.metric_replicas and decision.stabilization is not None:
-        return f"{text} {decision.stabilization.value} (window: {decision.stabilized_replicas})"
+        extreme = (
+            "highest" if decision.stabilization is StabilizationReason.SCALE_DOWN_STABILIZED else "lowest"
+        )
+        held = decision.stabilized_replicas
+        return f"{text} {decision.stabilization.value} ({extreme} recent proposal {held})"
     return text
 
 
 _HEADER = ("time", "rate", "queue", "desired", "current", "ready", "rescale")
 
 
-def table_rows(result: ReplayResult, every: float) -> list[tuple[str, ...]]:
-    """Rows every ``every`` seconds, plus every row where the HPA changed the replica count."""
+def table_rows(result: ReplayResult, every: float, until: float | None = None) -> list[tuple[str, ...]]:
+    """Rows every ``every`` seconds, plus every row where the HPA changed the replica count,
+    up to ``until`` (default: the end of the trace)."""
     rescales = {d.time: d for d in result.rescales}
     every_ticks = max(1, round(every / result.config.tick))
     rows: list[tuple[str, ...]] = []
     for index, sample in enumerate(result.samples):
+        if until is not None and sample.time > until:
+            break
         decision = rescales.get(sample.time)
         if index % every_ticks and decision is None:
             continue
@@ -206,9 +214,9 @@ def table_rows(result: ReplayResult, every: float) -> list[tuple[str, ...]]:
     return rows
 
 
-def format_table(result: ReplayResult, every: float) -> str:
+def format_table(result: ReplayResult, every: float, until: float | None = None) -> str:
     """A fixed-width table for a terminal."""
-    rows = [_HEADER, *table_rows(result, every)]
+    rows = [_HEADER, *table_rows(result, every, until)]
     widths = [max(len(row[i]) for row in rows) for i in range(len(_HEADER))]
     lines = []
     for row in rows:
@@ -217,9 +225,9 @@ def format_table(result: ReplayResult, every: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-def format_markdown(result: ReplayResult, every: float) -> str:
+def format_markdown(result: ReplayResult, every: float, until: float | None = None) -> str:
     """The same table as GitHub Markdown."""
-    rows = table_rows(result, every)
+    rows = table_rows(result, every, until)
     lines = ["| " + " | ".join(_HEADER) + " |", "|" + "|".join("---:" for _ in _HEADER[:-1]) + "|---|"]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"

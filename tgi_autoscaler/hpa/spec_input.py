@@ -88,7 +88,6 @@ def _rules(data: Any, path: str, issues: list[str]) -> ScalingRules | None:
     if not isinstance(data, Mapping):
         issues.append(f"{path}: must be a mapping")
         return None
-    before = len(issues)
     for key in sorted(set(data) - _RULE_KEYS):
         issues.append(f"{path}.{key}: unknown key (allowed: {', '.join(sorted(_RULE_KEYS))})")
     window = None
@@ -108,13 +107,13 @@ def _rules(data: Any, path: str, issues: list[str]) -> ScalingRules | None:
             issues.append(f"{path}.policies: must be a list")
         else:
             parsed = [_policy(p, f"{path}.policies[{i}]", issues) for i, p in enumerate(raw_policies)]
-            policies = tuple(p for p in parsed if p is not None)
+            # A list with broken entries is already reported; don't also call it empty.
+            policies = tuple(p for p in parsed if p is not None) if all(parsed) else None
     tolerance = _tolerance(data["tolerance"], f"{path}.tolerance", issues) if "tolerance" in data else None
-    if len(issues) > before:
-        return None
     try:
         return ScalingRules(window, select, policies, tolerance)
     except HpaSpecError as exc:
+        # Range rules live in ScalingRules; report them alongside the key errors found above.
         issues.append(f"{path}.{exc}")
         return None
 
