@@ -101,8 +101,9 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
         response = status.method_not_allowed()
     except web.HTTPException as exc:
         if exc.status >= 400:
-            raise
-        response = exc  # redirects and the like are answers, not failures
+            response = status.http_error(exc.status, exc.reason)
+        else:  # redirects and the like are answers, not failures
+            response = web.Response(status=exc.status, headers=exc.headers)
     except Exception as exc:
         log.exception("request_failed_unexpectedly", path=request.path)
         response = status.internal_error(f"unexpected {type(exc).__name__} while serving the request")

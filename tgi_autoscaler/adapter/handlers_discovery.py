@@ -134,7 +134,7 @@ async def openapi_v3_group_version(request: web.Request) -> web.StreamResponse:
     asked = request.query.get("hash")
     if asked is not None and asked != digest:
         # kube-openapi sends an outdated hash to the current document.
-        raise web.HTTPMovedPermanently(location=f"{request.path}?hash={digest}")
+        return web.Response(status=301, headers={"Location": f"{request.path}?hash={digest}"})
     headers = {"ETag": f'"{digest}"', "Vary": "Accept"}
     headers["Cache-Control"] = "public, immutable" if asked == digest else "no-cache, private"
     if request.headers.get("If-None-Match") == headers["ETag"]:

@@ -168,7 +168,9 @@ class PrometheusClient:
             await self.start()
         assert self._session is not None
         evaluated_at = round(time.time(), 3)
-        form = {"query": promql, "time": f"{evaluated_at:.3f}", "timeout": f"{self._server_timeout:.3f}s"}
+        # Prometheus durations take no fractions ("1.5s" is refused): milliseconds, then.
+        timeout_ms = int(self._server_timeout * 1000)
+        form = {"query": promql, "time": f"{evaluated_at:.3f}", "timeout": f"{timeout_ms}ms"}
         started = time.perf_counter()
         try:
             status, body = await self._post(form)

@@ -36,6 +36,7 @@ __all__ = [
     "encode_json",
     "forbidden",
     "from_error",
+    "http_error",
     "internal_error",
     "json_response",
     "method_not_allowed",
@@ -66,6 +67,8 @@ _REASONS: Final = {
     404: "NotFound",
     405: "MethodNotAllowed",
     406: "NotAcceptable",
+    413: "RequestEntityTooLarge",
+    429: "TooManyRequests",
     500: "InternalError",
     503: "ServiceUnavailable",
 }
@@ -163,6 +166,11 @@ def not_acceptable(accepted: str) -> web.Response:
     return _respond(406, f"only the following media types are accepted: {accepted}")
 
 
+def http_error(code: int, message: str) -> web.Response:
+    """Any other HTTP failure (e.g. a request aiohttp could not parse) as a Status."""
+    return _respond(code, message)
+
+
 def service_unavailable(message: str) -> web.Response:
     """503, as ``errors.NewServiceUnavailable``: no client retries it on its own (no Retry-After)."""
     return _respond(503, message)
@@ -170,9 +178,7 @@ def service_unavailable(message: str) -> web.Response:
 
 def internal_error(message: str) -> web.Response:
     """500, as ``errors.NewInternalError``: the cause is repeated in ``details.causes``."""
-    return _respond(
-        500, f"Internal error occurred: {message}", details={"causes": [{"message": message}]}
-    )
+    return _respond(500, f"Internal error occurred: {message}", details={"causes": [{"message": message}]})
 
 
 def from_error(error: AdapterError) -> web.Response:
