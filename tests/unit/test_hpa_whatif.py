@@ -15,6 +15,7 @@ from tgi_autoscaler.hpa.docs import BEGIN_MARKER, END_MARKER, DocsError, docs_se
 from tgi_autoscaler.hpa.spec_input import (
     BehaviorInputError,
     behavior_from_autoscaling,
+    behavior_to_manifest,
     hpa_spec_from_autoscaling,
     parse_behavior,
     parse_behavior_yaml,
@@ -88,6 +89,22 @@ scaleDown:
     assert "behavior.scaleDown.windowSeconds: unknown key" in issues
     assert "behavior.scaleDown.stabilizationWindowSeconds: must be in 0..3600 (got 7200)" in issues
     assert str(caught.value).startswith("b.yaml: invalid HPA behavior")
+
+
+@pytest.mark.parametrize(
+    "behavior",
+    [
+        Behavior(),
+        Behavior(scale_down=ScalingRules(select_policy=SelectPolicy.DISABLED)),
+        Behavior(
+            ScalingRules(0, SelectPolicy.MAX, (ScalingPolicy(PolicyType.PERCENT, 100, 15),), 0.02),
+            ScalingRules(600, SelectPolicy.MIN, (ScalingPolicy(PolicyType.PODS, 1, 300),), 0.3),
+        ),
+    ],
+)
+def test_behavior_manifest_round_trips(behavior: Behavior) -> None:
+    manifest = behavior_to_manifest(behavior)
+    assert parse_behavior(yaml.safe_load(yaml.safe_dump({"behavior": manifest})), source="x") == behavior
 
 
 def test_rendered_hpa_behavior_parses_back_to_the_service_behavior() -> None:

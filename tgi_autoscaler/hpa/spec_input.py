@@ -28,6 +28,7 @@ from tgi_autoscaler.hpa.types import (
 __all__ = [
     "BehaviorInputError",
     "behavior_from_autoscaling",
+    "behavior_to_manifest",
     "hpa_spec_from_autoscaling",
     "parse_behavior",
     "parse_behavior_yaml",
@@ -152,6 +153,33 @@ def parse_behavior_yaml(text: str, *, source: str) -> Behavior:
     except yaml.YAMLError as exc:
         raise BehaviorInputError(source, [f"<root>: not valid YAML: {exc}"]) from exc
     return parse_behavior(data, source=source)
+
+
+def _rules_to_manifest(rules: ScalingRules) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if rules.stabilization_window_seconds is not None:
+        out["stabilizationWindowSeconds"] = rules.stabilization_window_seconds
+    if rules.select_policy is not None:
+        out["selectPolicy"] = rules.select_policy.value
+    if rules.policies is not None:
+        out["policies"] = [
+            {"type": p.type.value, "value": p.value, "periodSeconds": p.period_seconds}
+            for p in rules.policies
+        ]
+    if rules.tolerance is not None:
+        out["tolerance"] = repr(rules.tolerance)  # a decimal string is a valid quantity
+    return out
+
+
+def behavior_to_manifest(behavior: Behavior) -> dict[str, Any]:
+    """The ``spec.behavior`` block of an HPA manifest for ``behavior`` (absent fields stay absent),
+    so a real HPA can be created with exactly the behavior a model run used."""
+    out: dict[str, Any] = {}
+    if behavior.scale_up is not None:
+        out["scaleUp"] = _rules_to_manifest(behavior.scale_up)
+    if behavior.scale_down is not None:
+        out["scaleDown"] = _rules_to_manifest(behavior.scale_down)
+    return out
 
 
 def _rules_from(spec: ScaleUpSpec | ScaleDownSpec) -> ScalingRules:
