@@ -242,6 +242,28 @@ def _limits(up: ResolvedRules, down: ResolvedRules) -> ResolvedBehavior:
             8,
             "ScaleDownLimit",
         ),
+        # 30 pods removed inside the period: trunc((100 + 30) x 0.9) = 117 > 100, hold at 100.
+        (
+            100,
+            0,
+            1,
+            1000,
+            _limits(_rules((PODS, 4, 15)), _rules((PERCENT, 10, 120))),
+            ((10, 100), (10, 60), (10, 20)),
+            100,
+            "ScaleDownLimit",
+        ),
+        # A bound below zero ((10 + 30) x (1 - 10) = -360) falls back to minReplicas; 5 is allowed.
+        (
+            10,
+            5,
+            1,
+            1000,
+            _limits(_rules((PODS, 4, 15)), _rules((PERCENT, 1000, 120))),
+            ((10, 100), (10, 60), (10, 20)),
+            5,
+            "DesiredWithinRange",
+        ),
         (
             10,
             2,
