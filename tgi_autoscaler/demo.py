@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import math
 import os
 import sys
 import tempfile
@@ -29,6 +30,7 @@ from tgi_autoscaler.localstack.aggregation import LocalApiService, apiservice_ob
 from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
 from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.sim.fleet import Fleet
 from tgi_autoscaler.sim.loadgen import LoadSpec, run_load
 from tgi_autoscaler.sim.model import ReplicaConfig
@@ -59,7 +61,7 @@ autoscaling:
 class Sample:
     t: float
     offered_rps: float
-    queue: float
+    queue: float | None  # None: Prometheus had no answer (shown as a gap, never as a fake zero)
     desired: int
     current: int
     ready: int
@@ -79,10 +81,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--pod-start-delay", type=float, default=5.0, help="seconds until a new pod is ready")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="stop after this long in any case")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: <workdir>/demo.png)")
+    parser.add_argument("--verbose", action="store_true", help="show the simulator's and load's log events")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if not args.verbose:
+        # The live table is the output; the in-process simulator's per-replica events would bury it.
+        configure_logging(args.log_format, "WARNING")
     workdir: Path = args.workdir or Path(tempfile.mkdtemp(prefix="tgi-autoscaler-demo-"))
     workdir.mkdir(parents=True, exist_ok=True)
     return asyncio.run(_demo(args, workdir))
@@ -272,7 +278,7 @@ async def _follow_deployment(cp: ControlPlane, fleet: Fleet, start_delay: float)
 async def _sample(cp: ControlPlane, prom: PrometheusServer, fleet: Fleet, t: float, rps: float) -> Sample:
     _, hpa = await cp.request("GET", _hpa_path())
     status = hpa.get("status", {}) if isinstance(hpa, dict) else {}
-    queue = 0.0
+    queue: float | None = None
     with contextlib.suppress(Exception):
         result = await prom.query(f'sum(tgi_queue_size{{namespace="{NAMESPACE}"}})')
         if result:
@@ -315,10 +321,10 @@ class _Printer:
         print(f"{'t(s)':>6} {'load rps':>9} {'queue':>7} {'desired':>8} {'current':>8} {'ready pods':>11}  ")
 
     def sample(self, s: Sample) -> None:
-        bar = "#" * min(int(s.queue), 60)
+        bar = "#" * min(int(s.queue or 0), 60)
+        queue = "?" if s.queue is None else f"{s.queue:.0f}"
         print(
-            f"{s.t:6.0f} {s.offered_rps:9.1f} {s.queue:7.0f} {s.desired:8d} {s.current:8d} "
-            f"{s.ready:11d}  {bar}",
+            f"{s.t:6.0f} {s.offered_rps:9.1f} {queue:>7} {s.desired:8d} {s.current:8d} {s.ready:11d}  {bar}",
             flush=True,
         )
 
@@ -331,7 +337,12 @@ def _plot(state: DemoState, path: Path) -> None:
 
     t = [s.t for s in state.samples]
     fig, (ax_load, ax_rep) = plt.subplots(2, 1, sharex=True, figsize=(10, 6))
-    ax_load.plot(t, [s.queue for s in state.samples], label="queue (tgi_queue_size, sum)", color="tab:red")
+    ax_load.plot(
+        t,
+        [math.nan if s.queue is None else s.queue for s in state.samples],
+        label="queue (tgi_queue_size, sum)",
+        color="tab:red",
+    )
     ax_load.plot(t, [s.offered_rps for s in state.samples], label="offered load (req/s)", color="tab:gray")
     ax_load.set_ylabel("requests")
     ax_load.legend(loc="upper right")
