@@ -24,7 +24,13 @@ from tgi_autoscaler.hpa.replay import ReplayConfig, ReplayError, replay
 from tgi_autoscaler.hpa.report import format_csv, format_markdown, format_summary, format_table, summarize
 from tgi_autoscaler.hpa.spec_input import BehaviorInputError, hpa_spec_from_autoscaling, parse_behavior_yaml
 from tgi_autoscaler.hpa.trace import TRACE_NAMES, Trace, TraceError, TraceShape, build_trace, parse_trace_csv
-from tgi_autoscaler.hpa.types import Behavior, HpaSpec, HpaSpecError
+from tgi_autoscaler.hpa.types import (
+    DEFAULT_DOWNSCALE_STABILIZATION_SECONDS,
+    DEFAULT_TOLERANCE,
+    Behavior,
+    HpaSpec,
+    HpaSpecError,
+)
 
 __all__ = ["register", "run"]
 
@@ -68,9 +74,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "none: no behavior block (legacy algorithm)",
     )
     hpa.add_argument("--behavior-file", help="YAML behavior block (or HPA manifest) replacing the behavior")
-    hpa.add_argument("--tolerance", type=float, default=0.1, help="controller tolerance flag")
+    hpa.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="controller tolerance flag")
     hpa.add_argument(
-        "--downscale-stabilization", type=int, default=300, help="controller downscale window flag, s"
+        "--downscale-stabilization",
+        type=int,
+        default=DEFAULT_DOWNSCALE_STABILIZATION_SECONDS,
+        help="controller downscale window flag, s",
     )
 
     output = parser.add_argument_group("output")

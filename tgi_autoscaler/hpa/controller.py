@@ -19,8 +19,10 @@ from tgi_autoscaler.hpa.behavior import resolve_behavior
 from tgi_autoscaler.hpa.normalize import (
     LimitReason,
     PolicyLimit,
+    RateLimit,
     Recommendation,
     ScaleEvent,
+    Stabilization,
     StabilizationReason,
     limit_legacy,
     limit_with_behavior,
@@ -193,6 +195,31 @@ def _store_event(state: HpaState, spec: HpaSpec, now: Seconds, previous: int, ne
     return replace(state, scale_down_events=events)
 
 
+def _normalize(
+    state: HpaState, spec: HpaSpec, now: Seconds, proposal: int
+) -> tuple[Stabilization, RateLimit]:
+    """``normalizeDesiredReplicas`` without behavior, ``normalizeDesiredReplicasWithBehaviors`` with it."""
+    current = state.current_replicas
+    if spec.behavior is None:
+        stabilized = stabilize_legacy(
+            state.recommendations, now, spec.downscale_stabilization_seconds, proposal
+        )
+        return stabilized, limit_legacy(current, stabilized.replicas, spec.min_replicas, spec.max_replicas)
+    behavior = resolve_behavior(spec.behavior, spec.downscale_stabilization_seconds)
+    stabilized = stabilize_with_behavior(state.recommendations, now, behavior, current, proposal)
+    limited = limit_with_behavior(
+        current,
+        stabilized.replicas,
+        spec.min_replicas,
+        spec.max_replicas,
+        state.scale_up_events,
+        state.scale_down_events,
+        behavior,
+        now,
+    )
+    return stabilized, limited
+
+
 def step(
     state: HpaState,
     now: Seconds | float,
@@ -261,24 +288,7 @@ def step(
             reason = f"{computed.metric} above target"
         if desired < current:
             reason = "All metrics below target"
-        if spec.behavior is None:
-            stabilized = stabilize_legacy(
-                state.recommendations, now, spec.downscale_stabilization_seconds, desired
-            )
-            limited = limit_legacy(current, stabilized.replicas, spec.min_replicas, spec.max_replicas)
-        else:
-            behavior = resolve_behavior(spec.behavior, spec.downscale_stabilization_seconds)
-            stabilized = stabilize_with_behavior(state.recommendations, now, behavior, current, desired)
-            limited = limit_with_behavior(
-                current,
-                stabilized.replicas,
-                spec.min_replicas,
-                spec.max_replicas,
-                state.scale_up_events,
-                state.scale_down_events,
-                behavior,
-                now,
-            )
+        stabilized, limited = _normalize(state, spec, now, desired)
         state = replace(state, recommendations=stabilized.recommendations)
         decision = replace(
             decision,
@@ -302,7 +312,7 @@ def step(
         rescale = desired != current
 
     if not rescale:
-        return state, replace(decision, reason=reason or "within tolerance or stabilized")
+        return state, replace(decision, reason=reason or "no change")
     state = _store_event(state, spec, now, current, desired)
     scaled_to_zero = gates.scale_to_zero and current > 0 and desired == 0 and spec.min_replicas == 0
     state = replace(state, current_replicas=desired, scaled_to_zero=scaled_to_zero)
