@@ -12,7 +12,7 @@ few seconds in the queue, or a p95 end-to-end time above a minute, means users n
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
@@ -21,10 +21,18 @@ __all__ = [
     "AlertsSpec",
     "ConditionAlert",
     "DashboardSpec",
+    "ErrorRatioAlert",
+    "HpaAtMaxAlert",
+    "LatencyP95Alert",
     "PromDuration",
-    "RatioAlert",
+    "QueueBacklogAlert",
+    "QueueWaitP95Alert",
+    "ReplicasNotStartingAlert",
+    "ScalingInactiveAlert",
+    "ScalingMetricAbsentAlert",
     "Severity",
     "ThresholdAlert",
+    "ThroughputFloorAlert",
     "parse_duration_seconds",
 ]
 
@@ -101,16 +109,27 @@ class _Model(BaseModel):
     )
 
 
-class ConditionAlert(_Model):
-    """An alert without a tunable threshold: it fires when its condition has held for ``for``."""
-
-    enabled: bool = Field(default=True, description="Emit this alert rule.")
-    for_: PromDuration = Field(
-        default="15m",
+def _for(default: str) -> Any:
+    return Field(
+        default=default,
         alias="for",
         description="How long the condition must hold before the alert fires (Prometheus duration).",
     )
-    severity: Severity = Field(default="warning", description="Value of the alert's `severity` label.")
+
+
+def _severity(default: Severity) -> Any:
+    return Field(default=default, description="Value of the alert's `severity` label.")
+
+
+class ConditionAlert(_Model):
+    """An alert without a tunable threshold: it fires when its condition has held for ``for``.
+
+    Every field has a default, so a spec overrides only what it changes (``hpaAtMax: {for: 1h}``).
+    """
+
+    enabled: bool = Field(default=True, description="Emit this alert rule.")
+    for_: PromDuration = _for("15m")
+    severity: Severity = _severity("warning")
 
 
 class ThresholdAlert(ConditionAlert):
@@ -119,17 +138,76 @@ class ThresholdAlert(ConditionAlert):
     threshold: float = Field(gt=0, description="Value the expression is compared against (unit per alert).")
 
 
-class RatioAlert(ConditionAlert):
-    """An alert on a fraction between 0 and 1 (for example failed requests / all requests)."""
+class LatencyP95Alert(ThresholdAlert):
+    """p95 end-to-end request duration, seconds."""
 
-    threshold: float = Field(gt=0, lt=1, description="Fraction above which the alert fires (0 < x < 1).")
+    threshold: float = Field(default=60.0, gt=0, description="Seconds (p95 end-to-end request duration).")
+    for_: PromDuration = _for("10m")
+
+
+class QueueWaitP95Alert(ThresholdAlert):
+    """p95 time spent in the queue, seconds."""
+
+    threshold: float = Field(default=10.0, gt=0, description="Seconds (p95 time in the queue).")
+    for_: PromDuration = _for("10m")
+
+
+class QueueBacklogAlert(ThresholdAlert):
+    """Queued requests per replica."""
+
+    threshold: float = Field(default=20.0, gt=0, description="Queued requests per replica.")
+    for_: PromDuration = _for("10m")
+
+
+class ErrorRatioAlert(ThresholdAlert):
+    """Failed / all requests."""
+
+    threshold: float = Field(default=0.05, gt=0, lt=1, description="Fraction of failed requests (0 < x < 1).")
+    for_: PromDuration = _for("5m")
+    severity: Severity = _severity("critical")
+
+
+class ThroughputFloorAlert(ThresholdAlert):
+    """Successful requests per second; off unless enabled."""
+
+    enabled: bool = Field(default=False, description="Emit this alert rule (off by default).")
+    threshold: float = Field(default=0.1, gt=0, description="Successful requests per second.")
+    for_: PromDuration = _for("15m")
+
+
+class HpaAtMaxAlert(ConditionAlert):
+    """HPA at maxReplicas."""
+
+    for_: PromDuration = _for("30m")
+
+
+class ReplicasNotStartingAlert(ConditionAlert):
+    """Desired replicas not available."""
+
+    for_: PromDuration = _for("15m")
+    severity: Severity = _severity("critical")
+
+
+class ScalingInactiveAlert(ConditionAlert):
+    """HPA ScalingActive=False."""
+
+    for_: PromDuration = _for("10m")
+    severity: Severity = _severity("critical")
+
+
+class ScalingMetricAbsentAlert(ConditionAlert):
+    """Queue metric missing while replicas run."""
+
+    for_: PromDuration = _for("5m")
+    severity: Severity = _severity("critical")
 
 
 class AlertsSpec(_Model):
     """Per-service alert rules rendered into a PrometheusRule.
 
     Request-level alerts read the serving engine's own metrics; the autoscaling alerts read
-    kube-state-metrics (``kube_horizontalpodautoscaler_*``, ``kube_deployment_*``), which must be installed.
+    kube-state-metrics (``kube_horizontalpodautoscaler_*``, ``kube_deployment_*``), which must be
+    installed.
     """
 
     enabled: bool = Field(default=True, description="Render a PrometheusRule for this service at all.")
@@ -150,54 +228,54 @@ class AlertsSpec(_Model):
         description="If set, every alert gets a `runbook_url` annotation `<runbookUrl>#<alertname>`.",
     )
 
-    latency_p95: ThresholdAlert = Field(
-        default_factory=lambda: ThresholdAlert(threshold=60.0, for_="10m"),
+    latency_p95: LatencyP95Alert = Field(
+        default_factory=LatencyP95Alert,
         description="p95 end-to-end request duration in seconds (queue + inference), over all replicas.",
     )
-    queue_wait_p95: ThresholdAlert = Field(
-        default_factory=lambda: ThresholdAlert(threshold=10.0, for_="10m"),
+    queue_wait_p95: QueueWaitP95Alert = Field(
+        default_factory=QueueWaitP95Alert,
         description="p95 time a request waits in the queue before its first batch, in seconds.",
     )
-    queue_backlog_per_replica: ThresholdAlert = Field(
-        default_factory=lambda: ThresholdAlert(threshold=20.0, for_="10m"),
+    queue_backlog_per_replica: QueueBacklogAlert = Field(
+        default_factory=QueueBacklogAlert,
         description=(
-            "Queued requests per ready replica (sum of the queue gauge / number of replicas reporting). "
+            "Queued requests per replica (average of the queue gauge over the replicas reporting it). "
             "Sustained backlog despite autoscaling means the HPA cannot add capacity fast enough."
         ),
     )
-    error_ratio: RatioAlert = Field(
-        default_factory=lambda: RatioAlert(threshold=0.05, for_="5m", severity="critical"),
+    error_ratio: ErrorRatioAlert = Field(
+        default_factory=ErrorRatioAlert,
         description="Failed requests / all requests over the rate window (no traffic never fires).",
     )
-    throughput_floor: ThresholdAlert = Field(
-        default_factory=lambda: ThresholdAlert(enabled=False, threshold=0.1, for_="15m"),
+    throughput_floor: ThroughputFloorAlert = Field(
+        default_factory=ThroughputFloorAlert,
         description=(
             "Successful requests per second below this floor. Off by default: an idle service is normal "
             "for most workloads; enable it for services that always have traffic."
         ),
     )
-    hpa_at_max: ConditionAlert = Field(
-        default_factory=lambda: ConditionAlert(for_="30m"),
-        description="The HPA has been at maxReplicas and still wants more (current replicas == max).",
+    hpa_at_max: HpaAtMaxAlert = Field(
+        default_factory=HpaAtMaxAlert,
+        description="The HPA runs maxReplicas and still wants at least that many (min < max).",
     )
-    replicas_not_starting: ConditionAlert = Field(
-        default_factory=lambda: ConditionAlert(for_="15m", severity="critical"),
+    replicas_not_starting: ReplicasNotStartingAlert = Field(
+        default_factory=ReplicasNotStartingAlert,
         description=(
-            "The HPA wants more replicas than are available (desired > available), e.g. pods Pending "
-            "for lack of GPU capacity or crash-looping on model download."
+            "The HPA wants more replicas than the Deployment has available, e.g. pods Pending for lack "
+            "of GPU capacity or crash-looping on model load."
         ),
     )
-    scaling_inactive: ConditionAlert = Field(
-        default_factory=lambda: ConditionAlert(for_="10m", severity="critical"),
+    scaling_inactive: ScalingInactiveAlert = Field(
+        default_factory=ScalingInactiveAlert,
         description=(
             "The HPA reports `ScalingActive=False`: it cannot read its metric (external metrics API "
             "down or returning errors) and has stopped scaling."
         ),
     )
-    scaling_metric_absent: ConditionAlert = Field(
-        default_factory=lambda: ConditionAlert(for_="5m", severity="critical"),
+    scaling_metric_absent: ScalingMetricAbsentAlert = Field(
+        default_factory=ScalingMetricAbsentAlert,
         description=(
-            "The Deployment has replicas but the queue metric the HPA scales on has no series "
+            "The Deployment has available replicas but the queue metric the HPA scales on has no series "
             "(scraping or labels broken): the HPA is blind."
         ),
     )

@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from tgi_autoscaler.config.observability import AlertsSpec, ConditionAlert
+from tgi_autoscaler.config.observability import AlertsSpec, ConditionAlert, ThresholdAlert
 from tgi_autoscaler.render.engine_metrics import SERVICE_LABEL, EngineMetrics, engine_metrics, label_matchers
 
 __all__ = [
@@ -163,7 +163,7 @@ def _engine_rules(scope: _Scope, spec: AlertsSpec) -> list[AlertRule]:
     who = scope.who()
     rules: list[AlertRule] = []
     if m.request_duration is not None and spec.latency_p95.enabled:
-        cfg = spec.latency_p95
+        cfg: ThresholdAlert = spec.latency_p95
         rules.append(
             AlertRule(
                 alert="TGIRequestLatencyHigh",
@@ -282,7 +282,7 @@ def _scaling_rules(scope: _Scope, spec: AlertsSpec) -> list[AlertRule]:
     hpa = f"{scope.namespace}/{scope.workload}"
     rules: list[AlertRule] = []
     if spec.hpa_at_max.enabled:
-        cfg = spec.hpa_at_max
+        cfg: ConditionAlert = spec.hpa_at_max
         current = scope.hpa("kube_horizontalpodautoscaler_status_current_replicas")
         desired = scope.hpa("kube_horizontalpodautoscaler_status_desired_replicas")
         maximum = scope.hpa("kube_horizontalpodautoscaler_spec_max_replicas")
@@ -318,7 +318,7 @@ def _scaling_rules(scope: _Scope, spec: AlertsSpec) -> list[AlertRule]:
             AlertRule(
                 alert="TGIReplicasNotStarting",
                 spec_key="replicasNotStarting",
-                expr=f"{desired}\n> on (namespace)\n{available}",
+                expr=f"{desired}\n> on (namespace) group_left\n{available}",
                 for_=cfg.for_,
                 severity=cfg.severity,
                 summary=f"{who}: HPA wants {{value}} replicas but fewer are available",
