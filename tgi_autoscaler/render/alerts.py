@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from tgi_autoscaler.config.observability import AlertsSpec, ConditionAlert, ThresholdAlert
+from tgi_autoscaler.config.service import TGIServiceSpec
 from tgi_autoscaler.render.engine_metrics import SERVICE_LABEL, EngineMetrics, engine_metrics, label_matchers
 
 __all__ = [
     "AlertRule",
-    "ServiceAlertsSource",
     "ValueFormat",
     "alert_rules",
     "render_prometheus_rule",
@@ -93,16 +93,6 @@ class AlertRule:
             "labels": dict(self.labels),
             "annotations": self.annotations(runbook_url),
         }
-
-
-class ServiceAlertsSource(Protocol):
-    """What the rules need from a service spec: its alert settings and serving engine."""
-
-    @property
-    def alerts(self) -> AlertsSpec: ...
-
-    @property
-    def engine(self) -> str: ...
 
 
 def _num(value: float) -> str:
@@ -392,16 +382,16 @@ def _scaling_rules(scope: _Scope, spec: AlertsSpec) -> list[AlertRule]:
     return rules
 
 
-def _resolve(spec: AlertsSpec | ServiceAlertsSource, engine: str | None) -> tuple[AlertsSpec, EngineMetrics]:
+def _resolve(spec: TGIServiceSpec | AlertsSpec, engine: str | None) -> tuple[AlertsSpec, EngineMetrics]:
     if isinstance(spec, AlertsSpec):
         return spec, engine_metrics(engine or "tgi")
-    return spec.alerts, engine_metrics(engine or spec.engine)
+    return spec.alerts, engine_metrics(engine or spec.engine.kind.value)
 
 
 def alert_rules(
     name: str,
     namespace: str,
-    spec: AlertsSpec | ServiceAlertsSource,
+    spec: TGIServiceSpec | AlertsSpec,
     *,
     engine: str | None = None,
     workload_name: str | None = None,
@@ -446,7 +436,7 @@ def group_name(name: str, namespace: str) -> str:
 def rule_groups(
     name: str,
     namespace: str,
-    spec: AlertsSpec | ServiceAlertsSource,
+    spec: TGIServiceSpec | AlertsSpec,
     *,
     engine: str | None = None,
     workload_name: str | None = None,
@@ -469,7 +459,7 @@ def rule_groups(
 def render_prometheus_rule(
     name: str,
     namespace: str,
-    spec: AlertsSpec | ServiceAlertsSource,
+    spec: TGIServiceSpec | AlertsSpec,
     labels: Mapping[str, str],
     owner_refs: Sequence[Mapping[str, Any]] = (),
     *,
