@@ -17,6 +17,7 @@ from typing import Literal
 import aiohttp
 import structlog
 from aiohttp import web
+from multidict import CIMultiDict
 
 __all__ = ["Balancer", "Strategy"]
 
@@ -106,6 +107,22 @@ class Balancer:
             first = next(self._counter) % len(backends)
         return [backends[(first + i) % len(backends)] for i in range(len(backends))]
 
+    async def _copy(self, request: web.Request, upstream: aiohttp.ClientResponse) -> web.StreamResponse:
+        headers = CIMultiDict((k, v) for k, v in upstream.headers.items() if k.lower() not in _HOP_HEADERS)
+        if upstream.content_type != "text/event-stream":
+            body = await upstream.read()
+            return web.Response(status=upstream.status, reason=upstream.reason, body=body, headers=headers)
+        # Server-sent events are relayed chunk by chunk, so tokens reach the client as they come.
+        response = web.StreamResponse(status=upstream.status, reason=upstream.reason, headers=headers)
+        try:
+            await response.prepare(request)
+            async for chunk in upstream.content.iter_any():
+                await response.write(chunk)
+            await response.write_eof()
+        except ConnectionResetError:
+            log.debug("balancer_client_gone", path=request.path)
+        return response
+
     async def _relay(self, request: web.Request) -> web.StreamResponse:
         assert self._session is not None
         backends = list(self._backends())
@@ -126,15 +143,7 @@ class Balancer:
                 last_error = exc
                 continue
             async with upstream:
-                response = web.StreamResponse(status=upstream.status, reason=upstream.reason)
-                for key, value in upstream.headers.items():
-                    if key.lower() not in _HOP_HEADERS:
-                        response.headers.add(key, value)
-                await response.prepare(request)
-                async for chunk in upstream.content.iter_any():
-                    await response.write(chunk)
-                await response.write_eof()
-                return response
+                return await self._copy(request, upstream)
         log.warning("balancer_no_backend_reachable", tried=len(backends), error=str(last_error))
         return web.json_response(
             {"error": f"no replica reachable: {last_error}", "error_type": "unavailable"}, status=502

@@ -34,7 +34,7 @@ class ReplicaEngine:
     def __init__(self, model: ReplicaModel, *, clock: Clock = time.monotonic) -> None:
         self.model = model
         self._clock = clock
-        self._streams: dict[int, asyncio.Queue[TokenEvent]] = {}
+        self._streams: dict[int, tuple[asyncio.Queue[TokenEvent], bool]] = {}
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self._idle.set()
@@ -57,16 +57,20 @@ class ReplicaEngine:
         self._task = None
 
     def submit(
-        self, request: GenerationRequest | InvalidRequest
+        self, request: GenerationRequest | InvalidRequest, *, every_token: bool = True
     ) -> tuple[Submission, asyncio.Queue[TokenEvent] | None]:
-        """Submit now; on acceptance, the returned queue yields the request's tokens in order."""
+        """Submit now; on acceptance, the returned queue yields the request's tokens in order.
+
+        With ``every_token=False`` only the last token (carrying the completion) is delivered: a
+        non-streaming handler then wakes up once per request instead of once per token.
+        """
         if not self.running:
             raise RuntimeError("the replica engine is not running")
         submission = self.model.submit(request, self._clock())
         if not isinstance(submission, Accepted):
             return submission, None
         stream: asyncio.Queue[TokenEvent] = asyncio.Queue()
-        self._streams[submission.request_id] = stream
+        self._streams[submission.request_id] = (stream, every_token)
         self._idle.clear()
         self._wake.set()
         return submission, stream
@@ -90,12 +94,15 @@ class ReplicaEngine:
 
     def _dispatch(self) -> None:
         for event in self.model.poll(self._clock()):
-            stream = self._streams.get(event.request_id)
-            if stream is None:
+            route = self._streams.get(event.request_id)
+            if route is None:
                 continue
-            stream.put_nowait(event)
+            stream, every_token = route
             if event.last:
+                stream.put_nowait(event)
                 del self._streams[event.request_id]
+            elif every_token:
+                stream.put_nowait(event)
         self._update_idle()
 
     async def _run(self) -> None:

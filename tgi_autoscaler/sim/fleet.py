@@ -184,7 +184,12 @@ class Fleet:
             before = len(self._pods)
             if replicas > before:
                 added = [self._new_pod() for _ in range(replicas - before)]
-                await asyncio.gather(*(p.server.start() for p in added))
+                results = await asyncio.gather(*(p.server.start() for p in added), return_exceptions=True)
+                failures = [r for r in results if isinstance(r, BaseException)]
+                if failures:
+                    # Never leave half a scale-up running: the caller sees the first error.
+                    await asyncio.gather(*(p.server.stop() for p in added))
+                    raise failures[0]
                 self._pods.extend(added)
                 removed: list[SimulatedPod] = []
             else:

@@ -4,8 +4,8 @@ A simulated replica has to look, in Prometheus, exactly like a pod of the Deploy
 renders, so the adapter's queries (``sum(tgi_queue_size{namespace=..., app_kubernetes_io_instance=...})``)
 select it. Pod names follow the ReplicaSet pattern ``<deployment>-<template hash>-<5 chars>`` and are
 never reused, as in Kubernetes; labels are the pod labels sanitized the way Prometheus' ``labelmap``
-relabeling does (every character outside ``[a-zA-Z0-9_]`` becomes ``_``), plus ``namespace`` and
-``pod``.
+relabeling does (every character outside ``[a-zA-Z0-9_]`` becomes ``_``; the same function the
+adapter uses to map selector keys), plus ``namespace`` and ``pod``.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from tgi_autoscaler.config.constants import (
     LABEL_NAME,
     MANAGED_BY,
 )
+from tgi_autoscaler.promql.k8slabels import sanitize_label_name
 
 __all__ = [
     "pod_labels",
@@ -34,15 +35,9 @@ __all__ = [
     "template_hash",
 ]
 
-_INVALID_LABEL_CHARS = re.compile(r"[^a-zA-Z0-9_]")
 # Kubernetes' rand.SafeEncodeString alphabet (no vowels, no confusable digits).
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-
-
-def sanitize_label_name(key: str) -> str:
-    """``app.kubernetes.io/instance`` -> ``app_kubernetes_io_instance`` (Prometheus ``labelmap``)."""
-    return _INVALID_LABEL_CHARS.sub("_", key)
 
 
 def _safe_encode(seed: str, length: int) -> str:

@@ -153,9 +153,14 @@ class ReplicaServer:
             handler_cancellation=True,
             shutdown_timeout=1.0,
         )
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", self._requested_port)
-        await site.start()
+        try:
+            await runner.setup()
+            site = web.TCPSite(runner, "127.0.0.1", self._requested_port)
+            await site.start()
+        except BaseException:
+            await runner.cleanup()
+            await self.engine.stop()
+            raise
         self._runner = runner
         self._port = int(runner.addresses[0][1])
         self._log.info("replica_started", url=self.url)
@@ -240,7 +245,7 @@ class ReplicaServer:
         if self._draining:
             return self._unavailable()
         valid = validate(parsed, self.config, stream=False)
-        submission, stream = self.engine.submit(valid)
+        submission, stream = self.engine.submit(valid, every_token=False)
         if isinstance(submission, Rejected):
             self._log_request("generate", parsed, submission.error)
             return web.json_response(
@@ -288,10 +293,15 @@ class ReplicaServer:
                 if event.completion is not None:
                     self._log_request("generate_stream", parsed, "ok", event.completion)
                     break
-        except (asyncio.CancelledError, ConnectionError):
+        except asyncio.CancelledError:
             self.engine.cancel(submission.request_id)
             self._log_request("generate_stream", parsed, "dropped")
             raise
+        except ConnectionError:
+            # The client went away mid-stream: stop generating for it, as TGI does.
+            self.engine.cancel(submission.request_id)
+            self._log_request("generate_stream", parsed, "dropped")
+            return response
         await response.write_eof()
         return response
 
