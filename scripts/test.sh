@@ -12,6 +12,16 @@ echo "==> mypy --strict"
 mypy
 echo "==> import-linter"
 lint-imports
+echo "==> the Dockerfile's install steps (non-editable install into a fresh virtualenv)"
+imgvenv=$(mktemp -d)
+trap 'rm -rf "$imgvenv"' EXIT
+python -m venv "$imgvenv/venv"
+"$imgvenv/venv/bin/python" -m pip install -q --upgrade pip
+"$imgvenv/venv/bin/python" -m pip install -q .
+"$imgvenv/venv/bin/tgi-autoscaler" --version
+"$imgvenv/venv/bin/tgi-autoscaler" adapter --help >/dev/null
+"$imgvenv/venv/bin/tgi-autoscaler" controller --help >/dev/null
+
 echo "==> pytest"
 set +e
 python -m pytest "$@"

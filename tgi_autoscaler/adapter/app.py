@@ -58,6 +58,7 @@ from tgi_autoscaler.adapter.handlers import (
 from tgi_autoscaler.adapter.handlers_discovery import DOCUMENTS_KEY, READINESS_KEY, Documents, routes
 from tgi_autoscaler.adapter.own_metrics import UNKNOWN_METRIC, AdapterMetrics
 from tgi_autoscaler.adapter.prometheus import InstantResult, PrometheusQuerier
+from tgi_autoscaler.adapter.security import USER_KEY
 from tgi_autoscaler.config.metrics import AdapterSettings
 
 __all__ = [
@@ -76,9 +77,6 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 
 
 def _user_name(request: web.Request) -> str | None:
-    # Imported lazily: the security module is optional for the app (tests run without it).
-    from tgi_autoscaler.adapter.security import USER_KEY
-
     user = request.get(USER_KEY)
     return user.name if user is not None else None
 

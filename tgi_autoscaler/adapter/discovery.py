@@ -14,9 +14,10 @@ sigs.k8s.io/custom-metrics-apiserver, so ``kubectl get --raw`` and RBAC see each
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -70,11 +71,12 @@ AGGREGATED_V2BETA1: Final = MediaType("application/json", (_DISCOVERY_GROUP, "v2
 class _Clause:
     type: str
     subtype: str
-    params: dict[str, str]
+    params: Mapping[str, str]
     quality: float
 
 
-def _parse_accept(header: str) -> list[_Clause]:
+@functools.lru_cache(maxsize=256)
+def _parse_accept(header: str) -> tuple[_Clause, ...]:
     clauses: list[_Clause] = []
     for raw in header.split(","):
         parts = [part.strip() for part in raw.split(";")]
@@ -91,7 +93,7 @@ def _parse_accept(header: str) -> list[_Clause]:
             quality = 0.0
         clauses.append(_Clause(kind, subtype or "*", params, quality))
     # Highest quality first; the client's order breaks ties (as goautoneg's stable sort does).
-    return sorted(clauses, key=lambda clause: -clause.quality)
+    return tuple(sorted(clauses, key=lambda clause: -clause.quality))
 
 
 def _matches(clause: _Clause, offer: MediaType) -> bool:

@@ -38,9 +38,9 @@ from tgi_autoscaler.adapter.errors import (
 )
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.adapter.prometheus import InstantResult, PrometheusQuerier, Sample
-from tgi_autoscaler.adapter.status import json_response
+from tgi_autoscaler.adapter.status import encode_json, encoded_json_response
 from tgi_autoscaler.config.metrics import AdapterSettings, MetricDefinition
-from tgi_autoscaler.promql import NonFiniteValueError, SelectorError, format_quantity
+from tgi_autoscaler.promql import BuiltQuery, NonFiniteValueError, SelectorError, format_quantity
 
 __all__ = [
     "DEFINITIONS_KEY",
@@ -58,6 +58,7 @@ __all__ = [
 
 METRIC_PATH: Final = f"/apis/{GROUP_VERSION}/namespaces/{{namespace}}/{{metric}}"
 _NAMESPACE_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_RENDERED_SIZE: Final = 1024
 
 
 @dataclass
@@ -87,8 +88,28 @@ class MetricReader:
         self._cache = cache
         self._metrics = metrics
         self._clock = clock
+        self._cache_counters = {
+            outcome: metrics.cache_requests.labels(result=outcome.value) for outcome in CacheOutcome
+        }
+        # Last rendering per request: while the same definition gets the same Prometheus answer
+        # from the cache, the response bytes are the same too.
+        self._rendered: dict[
+            tuple[str, str, str], tuple[MetricDefinition, InstantResult, dict[str, Any], bytes, float]
+        ] = {}
 
     async def read(self, metric: str, namespace: str, selector: str) -> tuple[dict[str, Any], CacheOutcome]:
+        """The ``ExternalMetricValueList`` for the request, and how the cache served it."""
+        body, _, outcome = await self._read(metric, namespace, selector)
+        return body, outcome
+
+    async def read_encoded(self, metric: str, namespace: str, selector: str) -> tuple[bytes, CacheOutcome]:
+        """As ``read``, already JSON-encoded (reused while the same Prometheus answer is served)."""
+        _, encoded, outcome = await self._read(metric, namespace, selector)
+        return encoded, outcome
+
+    async def _read(
+        self, metric: str, namespace: str, selector: str
+    ) -> tuple[dict[str, Any], bytes, CacheOutcome]:
         definition = self._definitions.get(metric)
         if definition is None:
             raise UnknownMetric(metric)
@@ -103,24 +124,46 @@ class MetricReader:
         except SelectorError as exc:
             raise InvalidSelector(str(exc), part=exc.part) from None
         result, outcome = await self._cache.get(built.promql, lambda: self._prometheus.query(built.promql))
-        self._metrics.cache_requests.labels(result=outcome.value).inc()
+        self._cache_counters[outcome].inc()
+        key = (metric, namespace, selector)
+        rendered = self._rendered.get(key)
+        if rendered is None or rendered[0] is not definition or rendered[1] is not result:
+            body, sample_time = self._render(definition, built, result, namespace, selector)
+            rendered = (definition, result, body, encode_json(body), sample_time)
+            if len(self._rendered) >= _RENDERED_SIZE:
+                self._rendered.clear()
+            self._rendered[key] = rendered
+        self._metrics.sample_age.observe(max(self._clock() - rendered[4], 0.0))
+        return rendered[2], rendered[3], outcome
+
+    def _render(
+        self,
+        definition: MetricDefinition,
+        built: BuiltQuery,
+        result: InstantResult,
+        namespace: str,
+        selector: str,
+    ) -> tuple[dict[str, Any], float]:
         sample = _single_sample(definition, result, namespace=namespace, selector=selector)
         try:
             value = format_quantity(sample.value)
         except NonFiniteValueError:
             raise NonFiniteValue(
-                f"external metric {metric!r} evaluated to {sample.value} in namespace {namespace!r}; "
-                "only finite values can be reported"
+                f"external metric {definition.name!r} evaluated to {sample.value} in namespace "
+                f"{namespace!r}; only finite values can be reported"
             ) from None
-        self._metrics.sample_age.observe(max(self._clock() - sample.timestamp, 0.0))
         item = {
-            "metricName": metric,
+            "metricName": definition.name,
             "metricLabels": dict(sorted(built.metric_labels.items())),
             "timestamp": metav1_time(sample.timestamp),
             "value": value,
         }
-        body = {"kind": LIST_KIND, "apiVersion": GROUP_VERSION, "metadata": {}, "items": [item]}
-        return body, outcome
+        return {
+            "kind": LIST_KIND,
+            "apiVersion": GROUP_VERSION,
+            "metadata": {},
+            "items": [item],
+        }, sample.timestamp
 
 
 def _single_sample(
@@ -169,7 +212,7 @@ async def get_external_metric(request: web.Request) -> web.Response:
         raise NotAcceptable(PLAIN_JSON.mime)
     # Like Convert_Slice_string_To_string: the first labelSelector parameter counts.
     selector = request.query.getone("labelSelector", "")
-    body, outcome = await request.app[READER_KEY].read(metric, namespace, selector)
+    body, outcome = await request.app[READER_KEY].read_encoded(metric, namespace, selector)
     if info is not None:
         info.cache = outcome.value
-    return json_response(body)
+    return encoded_json_response(body)

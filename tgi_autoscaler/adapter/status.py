@@ -34,6 +34,7 @@ __all__ = [
     "JSON",
     "bad_request",
     "encode_json",
+    "encoded_json_response",
     "forbidden",
     "from_error",
     "http_error",
@@ -93,6 +94,14 @@ def json_response(
     response = web.Response(body=encode_json(obj), status=status, headers=headers)
     # Set after construction so parameters such as ";g=apidiscovery.k8s.io" survive verbatim.
     response.headers["Content-Type"] = content_type
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+def encoded_json_response(body: bytes, *, status: int = 200) -> web.Response:
+    """A response for JSON already encoded with ``encode_json``."""
+    response = web.Response(body=body, status=status)
+    response.headers["Content-Type"] = JSON
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -8,7 +8,8 @@ the namespace matcher, and substitute the matcher list into the compiled templat
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Final
 
 from tgi_autoscaler.promql.convert import requirements_to_matchers
 from tgi_autoscaler.promql.matchers import Matcher, format_matchers
@@ -16,6 +17,10 @@ from tgi_autoscaler.promql.selector import Operator, Requirement, parse_selector
 from tgi_autoscaler.promql.template import QueryTemplate
 
 __all__ = ["BuiltQuery", "QueryBuilder", "exact_match_labels"]
+
+# The HPA asks for the same (namespace, selector) every sync period; remembering the result of the
+# parse-convert-render pipeline makes a cache-hit read cheap. Bounded: cleared when full.
+_MEMO_SIZE: Final = 1024
 
 
 @dataclass(frozen=True)
@@ -49,9 +54,22 @@ class QueryBuilder:
     template: QueryTemplate
     namespace_label: str
     label_map: Mapping[str, str]
+    _memo: dict[tuple[str, str], BuiltQuery] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def build(self, *, namespace: str, selector: str) -> BuiltQuery:
         """Raises ``SelectorParseError`` / ``SelectorUnsupportedError`` naming the bad part."""
+        key = (namespace, selector)
+        built = self._memo.get(key)
+        if built is None:
+            built = self._build(namespace, selector)
+            if len(self._memo) >= _MEMO_SIZE:
+                self._memo.clear()
+            self._memo[key] = built
+        return built
+
+    def _build(self, namespace: str, selector: str) -> BuiltQuery:
         requirements = parse_selector(selector)
         matchers = requirements_to_matchers(
             requirements,
