@@ -18,9 +18,16 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.promtool.scenarios import ServiceUnderTest, build_test_file, rule_file
+from tests.promtool.scenarios import (
+    ServiceUnderTest,
+    build_self_test_file,
+    build_test_file,
+    rule_file,
+    self_rule_file,
+)
 from tgi_autoscaler.config.observability import AlertsSpec
 from tgi_autoscaler.render.alerts import alert_rules, render_prometheus_rule, rule_groups
+from tgi_autoscaler.render.self_monitoring import SelfMonitoringThresholds, self_alert_rules
 
 pytestmark = pytest.mark.integration
 
@@ -145,3 +152,32 @@ def test_disabled_alerts_render_nothing() -> None:
     assert rule_groups("llama", "llm", spec) == []
     assert render_prometheus_rule("llama", "llm", spec, {}) is None
     assert alert_rules("llama", "llm", spec) == []
+
+
+@pytest.mark.parametrize("namespace", ["tgi-autoscaler", "platform"])
+def test_self_monitoring_alerts_fire_resolve_and_stay_quiet(
+    promtool: str, tmp_path: Path, namespace: str
+) -> None:
+    rules = _write(tmp_path / "self.yaml", self_rule_file(namespace))
+    checked = _run(promtool, "check", "rules", str(rules))
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"SUCCESS: {len(self_alert_rules(namespace))} rules found" in checked.stdout
+    tests = _write(tmp_path / "self-tests.yaml", build_self_test_file(namespace, "self.yaml"))
+    result = _run(promtool, "test", "rules", str(tests))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_self_monitoring_tests_catch_a_wrong_threshold(promtool: str, tmp_path: Path) -> None:
+    """Negative control: rules with lax thresholds fail the tests generated for the defaults."""
+    lax = SelfMonitoringThresholds(adapter_error_ratio=0.9, sample_age_p95_seconds=600, queue_depth=500)
+    _write(tmp_path / "self.yaml", self_rule_file("tgi-autoscaler", lax))
+    tests = _write(tmp_path / "self-tests.yaml", build_self_test_file("tgi-autoscaler", "self.yaml"))
+    result = _run(promtool, "test", "rules", str(tests))
+    assert result.returncode != 0
+    output = result.stdout + result.stderr
+    for alert in (
+        "TGIAutoscalerAdapterErrors",
+        "TGIAutoscalerAdapterStaleSamples",
+        "TGIAutoscalerReconcileBacklog",
+    ):
+        assert f"{alert}: fires-and-resolves" in output

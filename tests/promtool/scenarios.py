@@ -23,8 +23,9 @@ from typing import Any
 from tgi_autoscaler.config.observability import AlertsSpec, parse_duration_seconds
 from tgi_autoscaler.render.alerts import AlertRule, alert_rules, rule_groups
 from tgi_autoscaler.render.engine_metrics import SERVICE_LABEL, EngineMetrics, engine_metrics
+from tgi_autoscaler.render.self_monitoring import SelfMonitoringThresholds, self_alert_rules, self_rule_groups
 
-__all__ = ["ServiceUnderTest", "build_test_file", "rule_file"]
+__all__ = ["ServiceUnderTest", "build_self_test_file", "build_test_file", "rule_file", "self_rule_file"]
 
 Values = list[float | None]  # one sample per interval; None = no sample
 
@@ -437,11 +438,15 @@ _BUILDERS: dict[str, Callable[[_Ctx], list[Scenario]]] = {
 }
 
 
-def timeline(spec: AlertsSpec, rule: AlertRule) -> Timeline:
-    window_s = int(parse_duration_seconds(spec.rate_window))
+def _timeline(window: str, rule: AlertRule) -> Timeline:
+    window_s = int(parse_duration_seconds(window))
     # At least 5 samples per rate window, at most one per minute.
     interval_s = max(1, min(60, window_s // 5))
     return Timeline(interval_s=interval_s, window_s=window_s, for_s=int(parse_duration_seconds(rule.for_)))
+
+
+def timeline(spec: AlertsSpec, rule: AlertRule) -> Timeline:
+    return _timeline(spec.rate_window, rule)
 
 
 def scenarios_for(svc: ServiceUnderTest, rule: AlertRule) -> list[Scenario]:
@@ -453,40 +458,238 @@ def rule_file(svc: ServiceUnderTest) -> dict[str, Any]:
     return {"groups": rule_groups(svc.name, svc.namespace, svc.spec, engine=svc.engine)}
 
 
+def _promtool_tests(
+    rule: AlertRule, tl: Timeline, scenarios: Sequence[Scenario], runbook_url: str | None
+) -> list[dict[str, Any]]:
+    tests: list[dict[str, Any]] = []
+    for scenario in scenarios:
+        checks = [
+            {
+                "eval_time": f"{step * tl.interval_s}s",
+                "alertname": rule.alert,
+                "exp_alerts": [
+                    {"exp_labels": labels, "exp_annotations": rule.expected_annotations(value, runbook_url)}
+                    for labels, value in alerts
+                ],
+            }
+            for step, alerts in sorted(scenario.expect.items())
+        ]
+        tests.append(
+            {
+                "name": f"{rule.alert}: {scenario.name}",
+                "interval": f"{tl.interval_s}s",
+                "input_series": [
+                    {"series": series, "values": _values_text(values)} for series, values in scenario.series
+                ],
+                "alert_rule_test": checks,
+            }
+        )
+    return tests
+
+
 def build_test_file(svc: ServiceUnderTest, rule_file_name: str, only: Sequence[str] = ()) -> dict[str, Any]:
     """A promtool unit test document covering every alert rule of ``svc`` (or the ``only`` ones)."""
     tests: list[dict[str, Any]] = []
     for rule in svc.rules():
-        if only and rule.alert not in only:
-            continue
-        tl = timeline(svc.spec, rule)
-        for scenario in scenarios_for(svc, rule):
-            checks = []
-            for step, alerts in sorted(scenario.expect.items()):
-                checks.append(
-                    {
-                        "eval_time": f"{step * tl.interval_s}s",
-                        "alertname": rule.alert,
-                        "exp_alerts": [
-                            {
-                                "exp_labels": labels,
-                                "exp_annotations": rule.expected_annotations(value, svc.spec.runbook_url),
-                            }
-                            for labels, value in alerts
-                        ],
-                    }
-                )
-            tests.append(
-                {
-                    "name": f"{rule.alert}: {scenario.name}",
-                    "interval": f"{tl.interval_s}s",
-                    "input_series": [
-                        {"series": series, "values": _values_text(values)}
-                        for series, values in scenario.series
-                    ],
-                    "alert_rule_test": checks,
-                }
+        if not only or rule.alert in only:
+            tests += _promtool_tests(
+                rule, timeline(svc.spec, rule), scenarios_for(svc, rule), svc.spec.runbook_url
             )
     # Rules are evaluated once per sample step: finer evaluation adds nothing but run time.
     step = timeline(svc.spec, svc.rules()[0]).interval_s if svc.rules() else 60
+    return {"rule_files": [rule_file_name], "evaluation_interval": f"{step}s", "tests": tests}
+
+
+# --- the adapter's and controller's own alerts -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class _SelfCtx:
+    namespace: str
+    t: SelfMonitoringThresholds
+    rule: AlertRule
+    tl: Timeline
+
+    @property
+    def ns(self) -> dict[str, str]:
+        return {"namespace": self.namespace}
+
+    @property
+    def other_ns(self) -> dict[str, str]:
+        return {"namespace": self.namespace + "-other"}
+
+    def alert_labels(self) -> dict[str, str]:
+        return {"severity": self.rule.severity, "service": "tgi-autoscaler", "namespace": self.namespace}
+
+    def expect_fire(self, scenario: Scenario, value: float) -> None:
+        if self.tl.pending_at is not None:
+            scenario.expect[self.tl.pending_at] = []
+        scenario.expect[self.tl.fire_at] = [(self.alert_labels(), value)]
+        scenario.expect[self.tl.resolved_at] = []
+
+    def expect_quiet(self, scenario: Scenario) -> None:
+        scenario.expect[self.tl.fire_at] = []
+        scenario.expect[self.tl.resolved_at] = []
+
+
+def _self_absent(metric: str) -> Callable[[_SelfCtx], list[Scenario]]:
+    def build(ctx: _SelfCtx) -> list[Scenario]:
+        tl = ctx.tl
+        fires = Scenario("fires-and-resolves")
+        # Present only in another namespace until clear_at: another install must not hide ours.
+        fires.add(metric, {**ctx.other_ns, "pod": "x"}, tl.constant(1))
+        fires.add(
+            metric, {**ctx.ns, "pod": "a"}, [None if t < tl.clear_at else 1.0 for t in range(tl.length)]
+        )
+        ctx.expect_fire(fires, 1)
+        quiet = Scenario("quiet-when-scraped")
+        quiet.add(metric, {**ctx.ns, "pod": "a"}, tl.constant(0))
+        ctx.expect_quiet(quiet)
+        return [fires, quiet]
+
+    return build
+
+
+def _self_ratio(
+    numerator: tuple[str, dict[str, str]],
+    rest: tuple[str, dict[str, str]],
+    threshold: Callable[[SelfMonitoringThresholds], float],
+    numerator_in_total: bool,
+) -> Callable[[_SelfCtx], list[Scenario]]:
+    """Errors / all: ``numerator_in_total`` when the error series is part of the denominator's."""
+
+    def traffic(ctx: _SelfCtx, scenario: Scenario, labels: dict[str, str], bad: float, good: float) -> None:
+        per_step = 100.0
+        scenario.add(
+            numerator[0], {**labels, **numerator[1]}, ctx.tl.counter(per_step * bad, per_step * good)
+        )
+        rest_bad = per_step * (1 - bad) if numerator_in_total else per_step
+        rest_good = per_step * (1 - good) if numerator_in_total else per_step
+        scenario.add(rest[0], {**labels, **rest[1]}, ctx.tl.counter(rest_bad, rest_good))
+
+    def build(ctx: _SelfCtx) -> list[Scenario]:
+        limit = threshold(ctx.t)
+        fires = Scenario("fires-and-resolves")
+        traffic(ctx, fires, ctx.ns, (1 + limit) / 2, 0)
+        traffic(ctx, fires, ctx.other_ns, 0, 0)
+        ctx.expect_fire(fires, (1 + limit) / 2)
+        quiet = Scenario("quiet-below-threshold")
+        traffic(ctx, quiet, ctx.ns, limit / 2, limit / 2)
+        traffic(ctx, quiet, ctx.other_ns, 1, 1)
+        ctx.expect_quiet(quiet)
+        idle = Scenario("quiet-without-traffic")
+        traffic(ctx, idle, ctx.ns, 0, 0)
+        idle.series = [(name, ctx.tl.constant(7)) for name, _ in idle.series]
+        ctx.expect_quiet(idle)
+        return [fires, quiet, idle]
+
+    return build
+
+
+def _self_sample_age(ctx: _SelfCtx) -> list[Scenario]:
+    limit = ctx.t.sample_age_p95_seconds
+    base = "tgi_autoscaler_adapter_sample_age_seconds"
+
+    def hist(scenario: Scenario, labels: dict[str, str], per_step: dict[float, tuple[int, int]]) -> None:
+        bounds = sorted(per_step)
+        for i, le in enumerate([*bounds, float("inf")]):
+            bad = sum(per_step[b][0] for b in bounds[: i + 1])
+            good = sum(per_step[b][1] for b in bounds[: i + 1])
+            le_text = "+Inf" if le == float("inf") else repr(le)
+            scenario.add(f"{base}_bucket", {**labels, "le": le_text}, ctx.tl.counter(bad, good))
+
+    fires = Scenario("fires-and-resolves")
+    # All samples in (T, 2T]: p95 = T + T * 0.95 = 1.95 T; then fresh ones in (T/2, T].
+    hist(fires, ctx.ns, {limit / 2: (0, 0), limit: (0, 10), 2 * limit: (10, 0)})
+    ctx.expect_fire(fires, 1.95 * limit)
+    quiet = Scenario("quiet-just-below-threshold")
+    hist(quiet, ctx.ns, {limit / 2: (0, 0), limit: (10, 10), 2 * limit: (0, 0)})
+    hist(quiet, ctx.other_ns, {limit / 2: (0, 0), limit: (0, 0), 2 * limit: (10, 10)})
+    ctx.expect_quiet(quiet)
+    return [fires, quiet]
+
+
+def _self_gauge(
+    metric: str,
+    pods: Callable[[SelfMonitoringThresholds], tuple[tuple[float, float], ...]],
+    value: float | None,
+) -> Callable[[_SelfCtx], list[Scenario]]:
+    """``pods(t)`` gives per-replica (bad, good) values; ``value`` the expected alert value."""
+
+    def build(ctx: _SelfCtx) -> list[Scenario]:
+        fires = Scenario("fires-and-resolves")
+        for i, (bad, good) in enumerate(pods(ctx.t)):
+            fires.add(metric, {**ctx.ns, "pod": f"p{i}"}, ctx.tl.phase(bad, good))
+        ctx.expect_fire(fires, value if value is not None else sum(b for b, _ in pods(ctx.t)))
+        quiet = Scenario("quiet-when-healthy")
+        for i, (_, good) in enumerate(pods(ctx.t)):
+            quiet.add(metric, {**ctx.ns, "pod": f"p{i}"}, ctx.tl.constant(good))
+        for i, (bad, _) in enumerate(pods(ctx.t)):
+            quiet.add(metric, {**ctx.other_ns, "pod": f"p{i}"}, ctx.tl.constant(bad))
+        ctx.expect_quiet(quiet)
+        return [fires, quiet]
+
+    return build
+
+
+def _self_reconcile_errors(ctx: _SelfCtx) -> list[Scenario]:
+    metric = "tgi_autoscaler_controller_reconciles_total"
+    step = ctx.tl.interval_s
+    fires = Scenario("fires-and-resolves")
+    fires.add(metric, {**ctx.ns, "result": "error"}, ctx.tl.counter(0.1 * step, 0))
+    fires.add(metric, {**ctx.ns, "result": "applied"}, ctx.tl.counter(1 * step, 1 * step))
+    ctx.expect_fire(fires, 0.1)
+    quiet = Scenario("quiet-without-errors")
+    quiet.add(metric, {**ctx.ns, "result": "error"}, ctx.tl.constant(3))
+    quiet.add(metric, {**ctx.ns, "result": "invalid"}, ctx.tl.counter(1 * step, 1 * step))
+    quiet.add(metric, {**ctx.other_ns, "result": "error"}, ctx.tl.counter(1 * step, 1 * step))
+    ctx.expect_quiet(quiet)
+    return [fires, quiet]
+
+
+_ADAPTER = "tgi_autoscaler_adapter"
+_SELF_BUILDERS: dict[str, Callable[[_SelfCtx], list[Scenario]]] = {
+    "TGIAutoscalerAdapterDown": _self_absent(f"{_ADAPTER}_metric_definitions"),
+    "TGIAutoscalerAdapterErrors": _self_ratio(
+        (f"{_ADAPTER}_request_duration_seconds_count", {"code": "503", "endpoint": "metric", "metric": "m"}),
+        (f"{_ADAPTER}_request_duration_seconds_count", {"code": "200", "endpoint": "metric", "metric": "m"}),
+        lambda t: t.adapter_error_ratio,
+        numerator_in_total=True,
+    ),
+    "TGIAutoscalerAdapterPrometheusErrors": _self_ratio(
+        (f"{_ADAPTER}_prometheus_query_errors_total", {"reason": "timeout"}),
+        (f"{_ADAPTER}_prometheus_query_duration_seconds_count", {"outcome": "success"}),
+        lambda t: t.query_error_ratio,
+        numerator_in_total=False,
+    ),
+    "TGIAutoscalerAdapterStaleSamples": _self_sample_age,
+    "TGIAutoscalerAdapterConfigReloadFailed": _self_gauge(
+        f"{_ADAPTER}_config_last_reload_success", lambda t: ((0, 1),), 0
+    ),
+    "TGIAutoscalerControllerDown": _self_absent("tgi_autoscaler_controller_leader"),
+    "TGIAutoscalerControllerNoLeader": _self_gauge(
+        "tgi_autoscaler_controller_leader", lambda t: ((0, 1), (0, 0)), 0
+    ),
+    "TGIAutoscalerReconcileErrors": _self_reconcile_errors,
+    "TGIAutoscalerReconcileBacklog": _self_gauge(
+        "tgi_autoscaler_controller_queue_depth", lambda t: ((2 * t.queue_depth, t.queue_depth),), None
+    ),
+}
+
+
+def self_rule_file(namespace: str, t: SelfMonitoringThresholds | None = None) -> dict[str, Any]:
+    return {"groups": self_rule_groups(namespace, t)}
+
+
+def build_self_test_file(
+    namespace: str, rule_file_name: str, t: SelfMonitoringThresholds | None = None
+) -> dict[str, Any]:
+    """A promtool unit test document covering every self-monitoring alert."""
+    t = t or SelfMonitoringThresholds()
+    tests: list[dict[str, Any]] = []
+    rules = self_alert_rules(namespace, t)
+    for rule in rules:
+        ctx = _SelfCtx(namespace=namespace, t=t, rule=rule, tl=_timeline(t.window, rule))
+        tests += _promtool_tests(rule, ctx.tl, _SELF_BUILDERS[rule.alert](ctx), None)
+    step = _timeline(t.window, rules[0]).interval_s
     return {"rule_files": [rule_file_name], "evaluation_interval": f"{step}s", "tests": tests}

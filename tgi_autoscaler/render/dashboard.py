@@ -57,6 +57,7 @@ class SeriesSource(StrEnum):
     KUBE_STATE_METRICS = "kube-state-metrics"
     DCGM = "dcgm-exporter"
     ADAPTER = "adapter"
+    CONTROLLER = "controller"
 
 
 @dataclass(frozen=True)
