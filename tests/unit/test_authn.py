@@ -19,6 +19,7 @@ from tgi_autoscaler.adapter.authn import (
     bearer_token,
     identity_from_headers,
     verify_proxy_certificate,
+    with_authenticated_group,
 )
 from tgi_autoscaler.adapter.requestheader import RequestHeaderConfig, parse_request_header_config
 
@@ -177,7 +178,9 @@ class FakeTokenReviewer:
         return self.users.get(token)
 
 
-BOB = UserInfo(name="system:serviceaccount:kube-system:horizontal-pod-autoscaler", groups=("g",))
+BOB = UserInfo(
+    name="system:serviceaccount:kube-system:horizontal-pod-autoscaler", groups=("g", "system:authenticated")
+)
 
 
 def _authn(
@@ -194,7 +197,7 @@ async def test_the_aggregator_identity_is_accepted_with_a_valid_proxy_certificat
         peer_cert_der=issue(ca, PROXY_CN).der,
         headers=_headers(("X-Remote-User", "alice"), ("X-Remote-Group", "devs")),
     )
-    assert result.user == UserInfo(name="alice", groups=("devs",))
+    assert result.user == UserInfo(name="alice", groups=("devs", "system:authenticated"))
     assert result.method == "requestheader"
 
 
@@ -290,3 +293,27 @@ async def test_without_a_token_reviewer_bearer_tokens_are_unauthenticated() -> N
     )
     assert result.user is None
     assert result.reason == "token authentication is disabled"
+
+
+async def test_a_forwarded_identity_without_groups_is_still_authenticated() -> None:
+    # kube-apiserver's OpenAPI downloader: user system:aggregator, no groups at all.
+    ca = make_ca("front-proxy-ca")
+    result = await _authn(_config(ca)).authenticate(
+        peer_cert_der=issue(ca, PROXY_CN).der, headers=_headers(("X-Remote-User", "system:aggregator"))
+    )
+    assert result.user == UserInfo(name="system:aggregator", groups=("system:authenticated",))
+
+
+@pytest.mark.parametrize(
+    ("groups", "expected"),
+    [
+        (("system:authenticated", "devs"), ("system:authenticated", "devs")),
+        (("system:unauthenticated",), ("system:unauthenticated",)),
+        (("devs",), ("devs", "system:authenticated")),
+    ],
+)
+def test_the_authenticated_group_is_added_once_and_never_to_the_unauthenticated(
+    groups: tuple[str, ...], expected: tuple[str, ...]
+) -> None:
+    assert with_authenticated_group(UserInfo(name="u", groups=groups)).groups == expected
+    assert with_authenticated_group(UserInfo(name="system:anonymous")).groups == ()

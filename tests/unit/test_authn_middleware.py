@@ -152,7 +152,7 @@ async def test_an_aggregated_request_without_rbac_gets_kubernetes_403() -> None:
     }
     assert seen == []
     user, attrs = reviewer.asked[0]
-    assert user == UserInfo(name="bob")
+    assert user == UserInfo(name="bob", groups=("system:authenticated",))
     assert (attrs.verb, attrs.api_group, attrs.resource, attrs.namespace) == (
         "list",
         "external.metrics.k8s.io",
@@ -169,7 +169,7 @@ async def test_an_authorized_aggregated_request_reaches_the_handler_with_its_use
         PROXY,
     )
     assert response.status == 200
-    assert seen == [UserInfo(name="hpa", groups=("system:serviceaccounts",))]
+    assert seen == [UserInfo(name="hpa", groups=("system:serviceaccounts", "system:authenticated"))]
 
 
 async def test_a_proxy_certificate_with_a_name_outside_the_allowed_list_is_401() -> None:

@@ -11,6 +11,9 @@ This mirrors the delegated authentication of Kubernetes' generic API server, in 
    cached briefly, keyed by a digest of the token (the token itself is never stored or logged).
 3. Anything else is unauthenticated (HTTP 401).
 
+Every authenticated user is in ``system:authenticated``, added if the identity lacks it, as the
+generic API server's authenticated-group adder does.
+
 The peer certificate is checked here, per request, against the CA that is current *now*; the TLS
 layer has already checked the chain, but a keep-alive connection may predate a CA rotation.
 Certificates must be issued directly by a CA in the bundle, which is how kube-apiserver's
@@ -48,11 +51,15 @@ __all__ = [
     "bearer_token",
     "identity_from_headers",
     "verify_proxy_certificate",
+    "with_authenticated_group",
 ]
 
 log = structlog.get_logger(__name__)
 
 DEFAULT_TOKEN_CACHE_TTL_S = 10.0
+AUTHENTICATED = "system:authenticated"
+UNAUTHENTICATED = "system:unauthenticated"
+ANONYMOUS = "system:anonymous"
 
 
 @dataclass(frozen=True)
@@ -259,7 +266,7 @@ class Authenticator:
                 else:
                     user = identity_from_headers(headers, config)
                     if user is not None:
-                        return AuthenticationResult(user, "requestheader")
+                        return AuthenticationResult(with_authenticated_group(user), "requestheader")
                     reasons.append("front proxy sent no user header")
         token = bearer_token(headers)
         if token is not None:
@@ -272,7 +279,7 @@ class Authenticator:
                     reasons.append(str(exc))
                 else:
                     if user is not None:
-                        return AuthenticationResult(user, "token")
+                        return AuthenticationResult(with_authenticated_group(user), "token")
                     reasons.append("token rejected by TokenReview")
         if not reasons:
             reasons.append("no client certificate or bearer token")
@@ -281,6 +288,18 @@ class Authenticator:
     async def _review(self, token: str) -> UserInfo | None:
         assert self._tokens is not None
         return await self._tokens.review(token)
+
+
+def with_authenticated_group(user: UserInfo) -> UserInfo:
+    """``user`` with ``system:authenticated`` added, as the generic API server's group adder does.
+
+    Forwarded identities do not always carry it: kube-apiserver's OpenAPI downloader sends
+    ``system:aggregator`` with no groups, and RBAC grants discovery and OpenAPI paths to
+    ``system:authenticated``.
+    """
+    if user.name == ANONYMOUS or AUTHENTICATED in user.groups or UNAUTHENTICATED in user.groups:
+        return user
+    return UserInfo(name=user.name, uid=user.uid, groups=(*user.groups, AUTHENTICATED), extra=user.extra)
 
 
 def _token_key(token: str) -> str:

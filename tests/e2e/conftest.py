@@ -1,0 +1,216 @@
+"""The external metrics adapter as a real process behind the real aggregation layer.
+
+``adapter`` (session-scoped, because only one server can own ``external.metrics.k8s.io``) applies
+the adapter's own RBAC and metrics ConfigMap from ``manifests/adapter`` to the control plane, gives
+the adapter the token of its ServiceAccount (so the manifests' RBAC is what it runs with), starts
+``python -m tgi_autoscaler adapter`` on loopback with a serving certificate for the Service's DNS
+name, and registers the APIService through an ExternalName Service pointing at ``localhost``.
+"""
+
+from __future__ import annotations
+
+import json
+import ssl
+import sys
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from tests.conftest import register_component
+from tgi_autoscaler.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
+from tgi_autoscaler.localstack.controlplane import ControlPlane
+from tgi_autoscaler.localstack.pki import CertAuthority, KeyPair
+from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
+from tgi_autoscaler.localstack.prometheus import PrometheusServer
+
+REPO = Path(__file__).resolve().parents[2]
+GROUP = "external.metrics.k8s.io"
+VERSION = "v1beta1"
+ADAPTER_NAMESPACE = "tgi-autoscaler"
+ADAPTER_SERVICE = "tgi-autoscaler-adapter"
+METRICS_CONFIGMAP = "tgi-autoscaler-adapter-metrics"
+# Objects of manifests/adapter that make sense without a kubelet; the Deployment is replaced by the
+# local process and the APIService by one routed to it.
+_APPLIED_KINDS = {
+    "Namespace",
+    "ServiceAccount",
+    "Role",
+    "RoleBinding",
+    "ClusterRole",
+    "ClusterRoleBinding",
+    "ConfigMap",
+}
+
+
+@dataclass(frozen=True)
+class RunningAdapter:
+    process: ManagedProcess
+    port: int
+    serving_ca: Path
+    front_proxy_client: KeyPair
+    manifests: list[dict[str, Any]]
+
+    @property
+    def url(self) -> str:
+        return f"https://127.0.0.1:{self.port}"
+
+    def ssl_context(self, client: KeyPair | None = None) -> ssl.SSLContext:
+        ctx = ssl.create_default_context(cafile=str(self.serving_ca))
+        ctx.check_hostname = False  # the certificate names the Service; we dial 127.0.0.1
+        if client is not None:
+            ctx.load_cert_chain(str(client.cert), str(client.key))
+        return ctx
+
+    async def get(
+        self, path: str, *, headers: dict[str, str] | None = None, client: KeyPair | None = None
+    ) -> tuple[int, Any]:
+        """GET straight from the adapter (bypassing kube-apiserver)."""
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(
+                f"{self.url}{path}",
+                headers=headers or {},
+                ssl=self.ssl_context(client),
+                timeout=aiohttp.ClientTimeout(total=10),
+            ) as resp,
+        ):
+            text = await resp.text()
+            try:
+                return resp.status, json.loads(text)
+            except json.JSONDecodeError:
+                return resp.status, text
+
+
+def token_kubeconfig(path: Path, *, server: str, ca: Path, token: str) -> Path:
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "local", "cluster": {"server": server, "certificate-authority": str(ca)}}],
+        "users": [{"name": "sa", "user": {"token": token}}],
+        "contexts": [{"name": "local", "context": {"cluster": "local", "user": "sa"}}],
+        "current-context": "local",
+    }
+    path.write_text(yaml.safe_dump(config))
+    path.chmod(0o600)
+    return path
+
+
+async def service_account_token(
+    control_plane: ControlPlane, namespace: str, name: str, *, seconds: int = 7200
+) -> str:
+    status, body = await control_plane.request(
+        "POST",
+        f"/api/v1/namespaces/{namespace}/serviceaccounts/{name}/token",
+        body={
+            "apiVersion": "authentication.k8s.io/v1",
+            "kind": "TokenRequest",
+            "spec": {"expirationSeconds": seconds},
+        },
+    )
+    assert status == 201, body
+    token: str = body["status"]["token"]
+    return token
+
+
+async def kubectl_apply(control_plane: ControlPlane, objects: list[dict[str, Any]]) -> None:
+    document = {"apiVersion": "v1", "kind": "List", "items": objects}
+    (
+        await control_plane.kubectl(
+            "apply", "--server-side", "--force-conflicts", "-f", "-", input_text=json.dumps(document)
+        )
+    ).check()
+
+
+async def rendered_adapter_manifests(control_plane: ControlPlane) -> list[dict[str, Any]]:
+    result = (await control_plane.kubectl("kustomize", str(REPO / "manifests" / "adapter"))).check()
+    return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
+
+
+async def apiservice_available(control_plane: ControlPlane) -> bool:
+    status, body = await control_plane.request(
+        "GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{VERSION}.{GROUP}"
+    )
+    if status != 200:
+        return False
+    conditions = body.get("status", {}).get("conditions", [])
+    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
+
+
+@pytest.fixture(scope="session")
+async def adapter(
+    control_plane: ControlPlane,
+    prometheus: PrometheusServer,
+    stack_dir: Path,
+    pytestconfig: pytest.Config,
+) -> AsyncIterator[RunningAdapter]:
+    assert control_plane.pki is not None
+    workdir = stack_dir / "adapter"
+    workdir.mkdir(parents=True, exist_ok=True)
+
+    manifests = await rendered_adapter_manifests(control_plane)
+    await kubectl_apply(control_plane, [o for o in manifests if o["kind"] in _APPLIED_KINDS])
+    token = await service_account_token(control_plane, ADAPTER_NAMESPACE, ADAPTER_SERVICE)
+    kubeconfig = token_kubeconfig(
+        workdir / "adapter.kubeconfig",
+        server=control_plane.server,
+        ca=control_plane.pki.cluster_ca.cert_path,
+        token=token,
+    )
+
+    serving_ca = CertAuthority(workdir / "pki", "adapter-serving-ca")
+    serving = issue_serving_cert(serving_ca, ADAPTER_SERVICE, ADAPTER_NAMESPACE)
+    port = free_port()
+    process = ManagedProcess(
+        name="tgi-autoscaler-adapter",
+        argv=[
+            sys.executable,
+            "-m",
+            "tgi_autoscaler",
+            "--log-format=json",
+            "--log-level=DEBUG",
+            "adapter",
+            "--bind-address=127.0.0.1",
+            f"--secure-port={port}",
+            f"--tls-cert-file={serving.cert}",
+            f"--tls-private-key-file={serving.key}",
+            "--tls-reload-interval=1",
+            f"--kubeconfig={kubeconfig}",
+            f"--prometheus-url={prometheus.url}",
+            "--prometheus-timeout=2",
+            "--cache-ttl=0",
+            f"--metrics-configmap={ADAPTER_NAMESPACE}/{METRICS_CONFIGMAP}",
+            "--shutdown-grace=2",
+        ],
+        log_path=workdir / "adapter.log",
+        cwd=REPO,
+    )
+    register_component(pytestconfig, process)
+    running = RunningAdapter(
+        process, port, serving_ca.cert_path, control_plane.pki.front_proxy_client, manifests
+    )
+    await process.start()
+    try:
+
+        async def ready() -> bool:
+            status, _ = await running.get("/readyz")
+            return status == 200
+
+        await process.wait_ready(ready, timeout=60)
+        api = LocalApiService(GROUP, VERSION, ADAPTER_SERVICE, ADAPTER_NAMESPACE, port, serving_ca.cert_path)
+        await kubectl_apply(control_plane, apiservice_objects(api))
+        await wait_for(
+            lambda: apiservice_available(control_plane),
+            timeout=60,
+            what=f"APIService {api.apiservice_name} Available",
+        )
+        yield running
+    finally:
+        await control_plane.request(
+            "DELETE", f"/apis/apiregistration.k8s.io/v1/apiservices/{VERSION}.{GROUP}"
+        )
+        await process.stop()
