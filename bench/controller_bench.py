@@ -47,6 +47,7 @@ autoscaling:
     targetPerReplica: {target}
 """
 NAMESPACE = "bench"
+LOG_LEVEL = "WARNING"
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,7 @@ async def _controller(
             "-m",
             "tgi_autoscaler",
             "--log-format=json",
-            "--log-level=WARNING",
+            f"--log-level={LOG_LEVEL}",
             "controller",
             f"--kubeconfig={kubeconfig}",
             f"--namespace={NAMESPACE}",
@@ -201,7 +202,7 @@ async def _failover(kubeconfig: Path, client: ApiKubeClient, workdir: Path) -> f
 async def run(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     with tempfile.TemporaryDirectory(prefix="controller-bench-") as tmp:
-        workdir = Path(tmp)
+        workdir = Path(args.workdir) if args.workdir else Path(tmp)
         cp = ControlPlane(workdir / "cp")
         await cp.start()
         try:
@@ -274,7 +275,11 @@ def main() -> None:
     parser.add_argument("--edits", type=int, default=50)
     parser.add_argument("--idle-seconds", type=float, default=30.0)
     parser.add_argument("--failover", action="store_true", help="also measure leader failover")
+    parser.add_argument("--workdir", help="keep the control plane's and controllers' logs here")
+    parser.add_argument("--controller-log-level", default="WARNING")
     args = parser.parse_args()
+    global LOG_LEVEL
+    LOG_LEVEL = args.controller_log_level
     rows = asyncio.run(run(args))
     width = max(len(r.measure) for r in rows)
     print(f"{'measure'.ljust(width)}  value")

@@ -131,7 +131,8 @@ async def test_transient_errors_are_retried_until_they_succeed() -> None:
     controller, registry = _controller(kube)
     async with _running(controller):
         await _eventually(lambda: _phase(kube) == "Ready", "the service to become Ready after retries")
-    assert _count(registry, "retry") == 2
+    assert _count(registry, "retry") >= 1
+    assert [verb for verb, _ in kube.calls].count("dry-run") > 5, "the failed dry runs were not retried"
 
 
 async def test_permanent_errors_are_reported_not_retried() -> None:

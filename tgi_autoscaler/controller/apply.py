@@ -17,6 +17,7 @@ the controller finds the object to delete it itself.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import hashlib
 import json
@@ -39,6 +40,7 @@ __all__ = [
     "fingerprint",
     "owner_of",
     "prepare",
+    "project",
     "ref_of",
 ]
 
@@ -101,30 +103,38 @@ def prepare(objects: Iterable[Mapping[str, Any]], owner: ObjectKey) -> list[Kube
     return prepared
 
 
-_METADATA_NOISE = frozenset(
-    {"resourceVersion", "managedFields", "creationTimestamp", "uid", "generation", "selfLink"}
-)
+def project(live: Any, desired: Any) -> Any:
+    """The part of ``live`` at the paths ``desired`` sets: what the controller manages.
 
-
-def fingerprint(obj: Mapping[str, Any]) -> str:
-    """A digest that changes when anyone changes what the object *is*, but not its status.
-
-    Used to tell our own writes (echoed back by the watch) from someone else's: the controller
-    records the fingerprint of each apply response and ignores watch events that match it. For
-    kinds with ``metadata.generation`` that counter stands for the spec; the HPA's replica counts
-    are included because the status annotation reports them.
+    Mappings keep only the keys of ``desired``; lists of the same length are projected element by
+    element; anything else (a list that grew or shrank, a scalar) is kept whole, so a change there
+    shows up. Server-side defaults, status, and fields other managers own fall away.
     """
-    meta = obj.get("metadata") or {}
+    if isinstance(desired, Mapping):
+        if not isinstance(live, Mapping):
+            return live
+        return {key: project(live.get(key), value) for key, value in desired.items()}
+    if isinstance(desired, list):
+        if not isinstance(live, list) or len(live) != len(desired):
+            return live
+        return [project(item, want) for item, want in zip(live, desired, strict=True)]
+    return live
+
+
+def fingerprint(live: Mapping[str, Any], desired: Mapping[str, Any]) -> str:
+    """A digest of what the controller manages in ``live`` (see ``project``).
+
+    The controller records the fingerprint of each apply response and ignores watch events whose
+    fingerprint matches: its own writes echoed back, or changes to fields it does not manage (the
+    Deployment controller's revision annotation, ``spec.replicas`` set by the HPA, status). The HPA's
+    replica counts are included because the status annotation reports them.
+    """
     basis: dict[str, Any] = {
-        "metadata": {k: v for k, v in meta.items() if k not in _METADATA_NOISE},
-        "deleting": "deletionTimestamp" in meta,
+        "managed": project(live, desired),
+        "deleting": "deletionTimestamp" in (live.get("metadata") or {}),
     }
-    if meta.get("generation"):
-        basis["generation"] = meta["generation"]
-    else:
-        basis["body"] = {k: v for k, v in obj.items() if k not in ("metadata", "status")}
-    if obj.get("kind") == HPA.kind:
-        status = obj.get("status") or {}
+    if live.get("kind") == HPA.kind:
+        status = live.get("status") or {}
         basis["replicas"] = (status.get("currentReplicas"), status.get("desiredReplicas"))
     encoded = json.dumps(basis, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(encoded.encode()).hexdigest()[:20]
@@ -161,25 +171,33 @@ async def apply_objects(
     field_manager: str,
     known_versions: Callable[[ObjectRef], Iterable[str]],
     dry_run: bool = False,
+    concurrency: int = 8,
 ) -> list[AppliedObject]:
-    """Apply ``objects`` in order; ``known_versions`` are resourceVersions meaning "unchanged".
+    """Apply ``objects`` concurrently; results in input order. ``known_versions`` of an object are
+    the resourceVersions meaning "unchanged".
+
+    The objects of one service do not depend on each other for admission, so sending them at once
+    turns a reconcile's latency from the sum of the round trips into roughly the slowest one.
 
     The API server refusing an object's content (400, 422: schema, CEL rules, webhooks) is raised
     as ``RejectedObject`` naming the object and fields; every other error propagates unchanged for
     the retry policy (transient) or the error report (403 and other permanent failures).
     """
-    applied: list[AppliedObject] = []
     for obj in objects:
-        ref = ref_of(obj)
         resource_for(obj)  # fail early and clearly on a kind this controller cannot manage
+    limit = asyncio.Semaphore(concurrency)
+
+    async def one(obj: KubeObject) -> AppliedObject:
+        ref = ref_of(obj)
         # Read before the write: the watch may deliver our own change while the request is in flight.
         versions = set(known_versions(ref))
-        try:
-            response = await client.apply(obj, field_manager=field_manager, force=True, dry_run=dry_run)
-        except ApiError as exc:
-            if exc.status in REJECTED_STATUSES:
-                raise RejectedObject(ref, exc) from exc
-            raise
+        async with limit:
+            try:
+                response = await client.apply(obj, field_manager=field_manager, force=True, dry_run=dry_run)
+            except ApiError as exc:
+                if exc.status in REJECTED_STATUSES:
+                    raise RejectedObject(ref, exc) from exc
+                raise
         rv = str((response.get("metadata") or {}).get("resourceVersion", ""))
         change: Change
         if not versions:
@@ -188,5 +206,11 @@ async def apply_objects(
             change = "unchanged"
         else:
             change = "updated"
-        applied.append(AppliedObject(ref=ref, change=change, object=response))
-    return applied
+        return AppliedObject(ref=ref, change=change, object=response)
+
+    results = await asyncio.gather(*(one(obj) for obj in objects), return_exceptions=True)
+    failures = [r for r in results if isinstance(r, BaseException)]
+    if failures:
+        # A rejection says what to fix; report it in preference to a transient error next to it.
+        raise next((f for f in failures if isinstance(f, RejectedObject)), failures[0])
+    return [r for r in results if isinstance(r, AppliedObject)]

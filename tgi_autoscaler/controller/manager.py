@@ -103,6 +103,13 @@ class _Caches:
         store = self.owned_stores.get(ref.kind)
         return store.get(ObjectKey(ref.namespace, ref.name)) if store is not None else None
 
+    def remember_service(self, configmap: KubeObject) -> None:
+        # Write-through (client-go's MutationCache idea): the watch event for this write, or a
+        # newer one, replaces it shortly; the service handler ignores annotation-only changes.
+        key = object_key(configmap)
+        if self.services.get(key) is not None:
+            self.services.put(configmap)
+
     def owners(self) -> set[ObjectKey]:
         found: set[ObjectKey] = set()
         for store in self.owned_stores.values():

@@ -70,6 +70,9 @@ class Caches(Protocol):
 
     def cached(self, ref: ObjectRef) -> KubeObject | None: ...
 
+    def remember_service(self, configmap: KubeObject) -> None:
+        """Note our own write to a service ConfigMap before the watch delivers it."""
+
 
 class SourceBuilder(Protocol):
     def __call__(self, configmap: KubeObject) -> ServiceSource: ...
@@ -100,18 +103,19 @@ class Expectations:
     (ignore) from somebody else's edit (drift: reconcile the owner).
     """
 
-    _by_ref: dict[ObjectRef, tuple[str, str]] = field(default_factory=dict)  # ref -> (rv, fingerprint)
+    # ref -> (resourceVersion, fingerprint, the object as applied)
+    _by_ref: dict[ObjectRef, tuple[str, str, KubeObject]] = field(default_factory=dict)
 
-    def record(self, obj: KubeObject) -> None:
-        rv = str((obj.get("metadata") or {}).get("resourceVersion", ""))
-        self._by_ref[_plain(ref_of(obj))] = (rv, fingerprint(obj))
+    def record(self, desired: KubeObject, response: KubeObject) -> None:
+        rv = str((response.get("metadata") or {}).get("resourceVersion", ""))
+        self._by_ref[_plain(ref_of(response))] = (rv, fingerprint(response, desired), desired)
 
     def forget(self, ref: ObjectRef) -> None:
         self._by_ref.pop(_plain(ref), None)
 
     def matches(self, obj: KubeObject) -> bool:
         seen = self._by_ref.get(_plain(ref_of(obj)))
-        return seen is not None and seen[1] == fingerprint(obj)
+        return seen is not None and seen[1] == fingerprint(obj, seen[2])
 
     def resource_version(self, ref: ObjectRef) -> str | None:
         seen = self._by_ref.get(_plain(ref))
@@ -308,8 +312,8 @@ class Reconciler:
             dry_run=dry_run,
         )
         if not dry_run:
-            for item in applied:
-                self.expectations.record(item.object)
+            for want, item in zip(desired, applied, strict=True):
+                self.expectations.record(want, item.object)
                 self._on_applied(item.ref.kind, item.change)
         return applied
 
@@ -390,7 +394,7 @@ class Reconciler:
         meta = configmap.get("metadata") or {}
         patch = {"metadata": {"annotations": {ANNOTATION_STATUS: json.dumps(new, sort_keys=True)}}}
         try:
-            await self._client.merge_patch(
+            updated = await self._client.merge_patch(
                 CONFIGMAP,
                 meta.get("namespace"),
                 str(meta["name"]),
@@ -401,6 +405,9 @@ class Reconciler:
             if exc.status == 404:  # deleted meanwhile; its deletion event queues the clean-up
                 return
             raise
+        # A reconcile that starts before the watch echoes this write must see it, or it would take
+        # the previous spec for unapplied and dry-run, apply and announce it all over again.
+        self._caches.remember_service(updated)
 
     async def _report(
         self,
