@@ -165,3 +165,38 @@ def test_quantity_is_the_exact_milli_value_in_canonical_form(value: Decimal) -> 
     # Canonical: no trailing zero group could be moved into a larger suffix.
     if text not in ("0",) and not text.endswith("m"):
         assert not mantissa.group(1).endswith("000") or "e" in text
+
+
+_metric_names = st.from_regex(r"[a-z_][a-z0-9_:]{0,15}", fullmatch=True).filter(
+    lambda name: name.lower() not in {"and", "or", "unless", "by", "without", "on", "ignoring", "bool",
+                                      "offset", "inf", "nan", "start", "end", "group_left", "group_right",
+                                      "sum", "avg", "count", "min", "max", "group", "stddev", "stdvar",
+                                      "topk", "bottomk", "count_values", "quantile", "limitk", "limit_ratio",
+                                      "atan2"}
+)  # fmt: skip
+_constants = st.lists(
+    st.tuples(st.from_regex(r"[a-z][a-z0-9_]{0,8}", fullmatch=True).filter(lambda n: n != "namespace"),
+              st.text(alphabet=st.characters(exclude_categories=("Cs",)), max_size=10)),
+    max_size=2,
+)  # fmt: skip
+
+
+@given(
+    st.lists(st.tuples(_metric_names, _constants), min_size=1, max_size=3),
+    st.sampled_from(["sum", "max", "avg by (pod)"]),
+    st.sampled_from([" + ", " / on(pod) group_left ", " or "]),
+    st.text(max_size=40),
+)
+@settings(max_examples=150, deadline=None)
+def test_the_template_text_outside_the_placeholder_is_never_changed(
+    selectors: list[tuple[str, list[tuple[str, str]]]], aggregation: str, joiner: str, matcher_text: str
+) -> None:
+    parts = []
+    for metric, constants in selectors:
+        fixed = "".join(f"{label}={format_matchers([Matcher(label, MatchOp.EQUAL, v)])[len(label) + 1 :]},"
+                        for label, v in constants)  # fmt: skip
+        parts.append(f"{aggregation}({metric}{{{fixed}$matchers}})")
+    template_text = joiner.join(parts)
+    compiled = compile_template(template_text)
+    assert len(compiled.segments) == len(selectors) + 1
+    assert compiled.render(matcher_text) == template_text.replace("$matchers", matcher_text)
