@@ -17,7 +17,11 @@
 
 The HPA treats every error the same way: the metric is unavailable, the current replica count is
 kept and nothing is scaled down on its account. So an outage is never turned into a value, least of
-all zero. Prometheus transport failures are mapped into this tree in one place,
+all zero. An empty result is a 404 rather than a 503 because the request was well formed and
+Prometheus answered: no series matches (a selector typo, pods not scraped yet). That keeps 503 -- and
+an alert on the adapter's 5xx rate -- meaning "the metrics pipeline is down".
+
+Prometheus transport failures are mapped into this tree in one place,
 ``tgi_autoscaler.adapter.prometheus``; ``tgi_autoscaler.adapter.status`` turns the tree into
 ``metav1.Status`` responses.
 """
