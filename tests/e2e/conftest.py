@@ -52,6 +52,7 @@ class RunningAdapter:
     process: ManagedProcess
     port: int
     serving_ca: Path
+    serving_authority: CertAuthority
     front_proxy_client: KeyPair
     manifests: list[dict[str, Any]]
 
@@ -191,7 +192,7 @@ async def adapter(
     )
     register_component(pytestconfig, process)
     running = RunningAdapter(
-        process, port, serving_ca.cert_path, control_plane.pki.front_proxy_client, manifests
+        process, port, serving_ca.cert_path, serving_ca, control_plane.pki.front_proxy_client, manifests
     )
     await process.start()
     try:

@@ -320,3 +320,19 @@ async def test_own_metrics_need_the_scraper_role(
         await control_plane.request(
             "DELETE", f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/scrape-adapter-{namespace}"
         )
+
+
+async def test_kube_apiserver_publishes_the_adapters_openapi(
+    adapter: RunningAdapter, control_plane: ControlPlane
+) -> None:
+    # The aggregator downloads it as "system:aggregator" with no groups; RBAC lets authenticated
+    # users read OpenAPI, so this also proves the adapter counts forwarded users as authenticated.
+    async def published() -> bool:
+        code, body = await get_raw(control_plane, f"/openapi/v3/apis/{GROUP}/{VERSION}")
+        return code == 0 and "ExternalMetricValueList" in json.dumps(body)
+
+    await wait_for(published, timeout=60, what="the adapter's OpenAPI v3 document via kube-apiserver")
+    status, _ = await adapter.get(
+        "/openapi/v2", headers={"X-Remote-User": "system:aggregator"}, client=adapter.front_proxy_client
+    )
+    assert status == 200
