@@ -12,7 +12,7 @@ from tests.unit.controller_fakes import FakeKube
 from tgi_autoscaler.controller.apply import ObjectRef, owner_of
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.kube import ApiError, FieldCause, KubeObject
-from tgi_autoscaler.controller.reconciler import Reconciler
+from tgi_autoscaler.controller.reconciler import Reconciler, ReconcilerSettings
 from tgi_autoscaler.controller.watch import ObjectKey
 from tgi_autoscaler.render import render_service, source_from_configmap
 
@@ -60,7 +60,9 @@ def _service_configmap(spec: str = SPEC) -> KubeObject:
     }
 
 
-def _reconciler(kube: FakeKube, *, operator: bool = True) -> tuple[Reconciler, EventRecorder]:
+def _reconciler(
+    kube: FakeKube, *, operator: bool = True, settings: ReconcilerSettings | None = None
+) -> tuple[Reconciler, EventRecorder]:
     recorder = EventRecorder(kube, instance="test")
     reconciler = Reconciler(
         kube,
@@ -69,6 +71,7 @@ def _reconciler(kube: FakeKube, *, operator: bool = True) -> tuple[Reconciler, E
         build_source=source_from_configmap,
         render=render_service,
         prometheus_operator=lambda: operator,
+        settings=settings,
     )
     return reconciler, recorder
 
@@ -120,9 +123,19 @@ async def test_unchanged_spec_reconciles_without_writes() -> None:
     events_before = len(recorder.recorded)
     outcome = await reconciler.reconcile(KEY)
     assert outcome.result == "unchanged"
-    assert [c for c in kube.writes() if c[0] != "apply"] == [], "no status rewrite, no dry run"
-    assert all(kind == "apply" for kind, _ in kube.writes())
+    assert kube.writes() == [], "the caches prove every object is as applied: nothing to send"
     assert len(recorder.recorded) == events_before
+
+
+async def test_unchanged_spec_is_re_applied_once_the_verify_period_has_passed() -> None:
+    kube = FakeKube()
+    kube.put(_service_configmap())
+    reconciler, _ = _reconciler(kube, settings=ReconcilerSettings(verify_period_s=0.0))
+    await reconciler.reconcile(KEY)
+    kube.calls.clear()
+    outcome = await reconciler.reconcile(KEY)
+    assert outcome.result == "unchanged"
+    assert {verb for verb, _ in kube.writes()} == {"apply"}, "a full apply, without dry run or status write"
 
 
 async def test_invalid_edit_changes_nothing_and_names_the_field() -> None:

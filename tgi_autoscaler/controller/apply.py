@@ -121,19 +121,20 @@ def project(live: Any, desired: Any) -> Any:
     return live
 
 
-def fingerprint(live: Mapping[str, Any], desired: Mapping[str, Any]) -> str:
+def fingerprint(live: Mapping[str, Any], desired: Mapping[str, Any], *, with_replicas: bool = True) -> str:
     """A digest of what the controller manages in ``live`` (see ``project``).
 
     The controller records the fingerprint of each apply response and ignores watch events whose
     fingerprint matches: its own writes echoed back, or changes to fields it does not manage (the
     Deployment controller's revision annotation, ``spec.replicas`` set by the HPA, status). The HPA's
-    replica counts are included because the status annotation reports them.
+    replica counts are included (unless ``with_replicas`` is false) because the status annotation
+    reports them.
     """
     basis: dict[str, Any] = {
         "managed": project(live, desired),
         "deleting": "deletionTimestamp" in (live.get("metadata") or {}),
     }
-    if live.get("kind") == HPA.kind:
+    if with_replicas and live.get("kind") == HPA.kind:
         status = live.get("status") or {}
         basis["replicas"] = (status.get("currentReplicas"), status.get("desiredReplicas"))
     encoded = json.dumps(basis, sort_keys=True, separators=(",", ":"), default=str)

@@ -146,7 +146,10 @@ class Controller:
             render=render,
             prometheus_operator=lambda: bool(self.discovery.available),
             settings=ReconcilerSettings(
-                field_manager=settings.field_manager, dashboard_namespace=settings.dashboard_namespace
+                field_manager=settings.field_manager,
+                dashboard_namespace=settings.dashboard_namespace,
+                # Slightly under the resync period, so that every resync does a full apply.
+                verify_period_s=settings.resync_period_s * 0.9,
             ),
             on_applied=lambda kind, change: metrics.applied_objects.labels(kind=kind, change=change).inc(),
         )

@@ -20,6 +20,7 @@ Transient API errors propagate to the worker, whose retry policy re-queues the k
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -86,6 +87,9 @@ class Renderer(Protocol):
 class ReconcilerSettings:
     field_manager: str = FIELD_MANAGER
     dashboard_namespace: str | None = None
+    # Longest time a service goes without a full apply even when the watch caches say every object
+    # is exactly as last applied (a safety net against a missed watch event).
+    verify_period_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -103,19 +107,34 @@ class Expectations:
     (ignore) from somebody else's edit (drift: reconcile the owner).
     """
 
-    # ref -> (resourceVersion, fingerprint, the object as applied)
-    _by_ref: dict[ObjectRef, tuple[str, str, KubeObject]] = field(default_factory=dict)
+    # ref -> (resourceVersion, fingerprint, fingerprint without the HPA's replicas, object as applied)
+    _by_ref: dict[ObjectRef, tuple[str, str, str, KubeObject]] = field(default_factory=dict)
 
     def record(self, desired: KubeObject, response: KubeObject) -> None:
         rv = str((response.get("metadata") or {}).get("resourceVersion", ""))
-        self._by_ref[_plain(ref_of(response))] = (rv, fingerprint(response, desired), desired)
+        self._by_ref[_plain(ref_of(response))] = (
+            rv,
+            fingerprint(response, desired),
+            fingerprint(response, desired, with_replicas=False),
+            desired,
+        )
 
     def forget(self, ref: ObjectRef) -> None:
         self._by_ref.pop(_plain(ref), None)
 
     def matches(self, obj: KubeObject) -> bool:
+        """``obj`` is as we left it, replica counts included: a watch event not worth a reconcile."""
         seen = self._by_ref.get(_plain(ref_of(obj)))
-        return seen is not None and seen[1] == fingerprint(obj, seen[2])
+        return seen is not None and seen[1] == fingerprint(obj, seen[3])
+
+    def in_sync(self, obj: KubeObject, desired: KubeObject) -> bool:
+        """Applying ``desired`` would not change ``obj``: we applied exactly that, nobody changed it since."""
+        seen = self._by_ref.get(_plain(ref_of(obj)))
+        return (
+            seen is not None
+            and seen[3] == desired
+            and seen[2] == fingerprint(obj, desired, with_replicas=False)
+        )
 
     def resource_version(self, ref: ObjectRef) -> str | None:
         seen = self._by_ref.get(_plain(ref))
@@ -194,6 +213,7 @@ class Reconciler:
         self._operator = prometheus_operator
         self.settings = settings or ReconcilerSettings()
         self.expectations = Expectations()
+        self._last_full_apply: dict[ObjectKey, float] = {}
 
     async def reconcile(self, key: ObjectKey) -> Outcome:
         configmap = self._caches.service(key)
@@ -206,6 +226,7 @@ class Reconciler:
     async def _clean_up(self, key: ObjectKey) -> Outcome:
         owned = [o for o in self._caches.owned(key) if not (o.get("metadata") or {}).get("deletionTimestamp")]
         if not owned:
+            self._last_full_apply.pop(key, None)
             return Outcome("deleted", "nothing left to clean up")
         live = await self._client.get(CONFIGMAP, key.namespace, key.name)
         if live is None or (live.get("metadata") or {}).get("deletionTimestamp"):
@@ -217,6 +238,7 @@ class Reconciler:
             targets = owned  # still there, but no longer labelled as a service: stop managing it
             why = "service label removed from the ConfigMap"
         deleted = await self._delete(targets)
+        self._last_full_apply.pop(key, None)
         return Outcome("deleted", why, changed=tuple(deleted))
 
     async def _delete(self, objects: Sequence[KubeObject]) -> list[str]:
@@ -257,14 +279,19 @@ class Reconciler:
         desired = prepare(rendered, key)
         applied_hash = spec_hash(str(text), repr(options))
         new_spec = old_status is None or old_status.get("appliedHash") != applied_hash
-        try:
-            if new_spec:
-                await self._apply(desired, dry_run=True)
-            applied = await self._apply(desired, dry_run=False)
-        except RejectedObject as exc:
-            return await self._invalid(configmap, old_status, observed, "ApplyRejected", str(exc))
-
-        pruned = await self._prune(key, desired)
+        verified = None if new_spec else self._verified_from_cache(key, desired)
+        if verified is not None:
+            # Every object is exactly as we last applied it: skip the writes, refresh the status.
+            applied, pruned = verified, []
+        else:
+            try:
+                if new_spec:
+                    await self._apply(desired, dry_run=True)
+                applied = await self._apply(desired, dry_run=False)
+            except RejectedObject as exc:
+                return await self._invalid(configmap, old_status, observed, "ApplyRejected", str(exc))
+            pruned = await self._prune(key, desired)
+            self._last_full_apply[key] = time.monotonic()
         changed = [f"{a.change} {a.ref}" for a in applied if a.change != "unchanged"]
         changed += [f"deleted {ref}" for ref in pruned]
 
@@ -292,6 +319,25 @@ class Reconciler:
         await self._write_status(configmap, old_status, status)
         await self._report(configmap, result, applied, changed, options, new_spec)
         return Outcome(result, message, changed=tuple(changed))
+
+    def _verified_from_cache(
+        self, key: ObjectKey, desired: Sequence[KubeObject]
+    ) -> list[AppliedObject] | None:
+        """The cached objects, if applying ``desired`` now would provably change nothing; else None."""
+        last = self._last_full_apply.get(key)
+        if last is None or time.monotonic() - last > self.settings.verify_period_s:
+            return None
+        current: list[AppliedObject] = []
+        for want in desired:
+            ref = ref_of(want)
+            cached = self._caches.cached(ref)
+            if cached is None or not self.expectations.in_sync(cached, want):
+                return None
+            current.append(AppliedObject(ref=ref, change="unchanged", object=cached))
+        wanted = {_plain(ref_of(obj)) for obj in desired}
+        if any(_plain(ref_of(obj)) not in wanted for obj in self._caches.owned(key)):
+            return None  # something to prune
+        return current
 
     async def _apply(self, desired: Sequence[KubeObject], *, dry_run: bool) -> list[AppliedObject]:
         def known(ref: ObjectRef) -> list[str]:
