@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -124,7 +124,6 @@ async def serve(
     readiness: Readiness,
     background: dict[str, Coroutine[Any, Any, None]],
     shutdown_grace_s: float,
-    on_listening: Callable[[int], Awaitable[None]] | None = None,
 ) -> int:
     """Serve ``app`` over TLS until ``stop`` is set or a background task fails; return an exit code."""
     runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_grace_s, handle_signals=False)
@@ -136,13 +135,12 @@ async def serve(
     try:
         site = web.TCPSite(runner, host, port, ssl_context=tls.listener_context, reuse_address=True)
         await site.start()
-        bound = _bound_port(runner, port)
-        log.info("adapter_listening", address=host, port=bound)
-        if on_listening is not None:
-            await on_listening(bound)
+        log.info("adapter_listening", address=host, port=_bound_port(runner, port))
         stopper = asyncio.create_task(stop.wait(), name="stop")
         done, _ = await asyncio.wait({stopper, *tasks}, return_when=asyncio.FIRST_COMPLETED)
         stopper.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stopper
         for task in done:
             if task is stopper:
                 continue
