@@ -229,8 +229,12 @@ async def run(args: argparse.Namespace) -> list[Row]:
                             raise RuntimeError(f"controller exited: {log.read_text()[-2000:]}")
                         await asyncio.sleep(0.2)
                     cold = time.monotonic() - started
+                    cold_cpu = _cpu_seconds(proc.pid)
                     rows.append(Row(f"cold start, {args.services} services until all Ready", f"{cold:.1f} s"))
                     rows.append(Row("cold start throughput", f"{args.services / cold:.1f} services/s"))
+                    rows.append(
+                        Row("controller CPU time during cold start (incl. imports)", f"{cold_cpu:.1f} s")
+                    )
                     await asyncio.sleep(5)  # let the echoes of the cold start settle
                     latencies = await _edit_latency(client, args.services, args.edits)
                     rows.append(
