@@ -242,3 +242,23 @@ async def test_release_by_a_non_holder_leaves_the_lease_alone(cluster: Any) -> N
     await b.elector.release()
     assert api.find("Lease", "ns", "tgi-autoscaler-controller")["spec"]["holderIdentity"] == "a"
     assert a.leading
+
+
+async def test_a_malformed_lease_is_a_failed_attempt_not_a_dead_elector(cluster: Any) -> None:
+    api, clock, candidates = cluster
+    api.put(
+        {
+            "apiVersion": LEASE.api_version,
+            "kind": "Lease",
+            "metadata": {"name": "tgi-autoscaler-controller", "namespace": "ns"},
+            "spec": {"holderIdentity": "x", "leaseDurationSeconds": "fifteen"},
+        }
+    )
+    a = _candidate(api, clock, "a", candidates)
+    await clock.advance(5)
+    assert a.task is not None
+    assert not a.task.done(), "the elector died on a malformed lease"
+    assert not a.leading
+    del api.objects[("Lease", "ns", "tgi-autoscaler-controller")]
+    await clock.advance(3)
+    assert a.leading

@@ -172,3 +172,16 @@ def test_store_index_follows_updates_and_removals() -> None:
     store.remove(ObjectKey("ns", "b"))
     assert store.by_index("x") == []
     assert [o["metadata"]["name"] for o in store.by_index("y")] == ["a"]
+
+
+async def test_an_unexpected_watch_failure_restarts_from_a_fresh_list() -> None:
+    client = ScriptedClient(
+        lists=[ObjectList([cm("a", "1")], "10"), ObjectList([cm("a", "1")], "20")],
+        watches=[RuntimeError("decoder bug")],
+    )
+    seen: list[tuple[str, str]] = []
+    reflector = _reflector(client, seen)
+    await _run(reflector, client)
+    assert client.list_calls == 2
+    assert client.watch_versions == ["10", "20"]
+    assert seen == [("ADDED", "a")], "an unchanged object is not reported again after the re-list"

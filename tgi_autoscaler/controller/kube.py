@@ -272,7 +272,10 @@ class ApiKubeClient:
                     return
                 if not line.strip():
                     continue
-                event = json.loads(line)
+                try:
+                    event = json.loads(line)
+                except ValueError as exc:
+                    raise TransportError(f"watch {rt}: undecodable event: {exc}") from exc
                 if event.get("type") == "ERROR":
                     obj = event.get("object") or {}
                     raise api_error_from_status(int(obj.get("code") or 500), obj, None)

@@ -203,6 +203,11 @@ class LeaderElector:
         except (ApiError, TransportError, TimeoutError) as exc:
             self._log.info("leader.attempt_failed", error=str(exc) or type(exc).__name__)
             return False
+        except Exception:
+            # Anything else (a malformed Lease, a bug) counts as a failed attempt: a leader that
+            # cannot renew must lose leadership on schedule, not keep reconciling with a dead elector.
+            self._log.exception("leader.attempt_crashed")
+            return False
 
     async def _try_acquire_or_renew(self) -> bool:
         cfg = self.config

@@ -32,7 +32,7 @@ from tgi_autoscaler.config.constants import (
 from tgi_autoscaler.controller.apply import ObjectRef, owner_of, ref_of
 from tgi_autoscaler.controller.discovery import PrometheusOperatorDiscovery
 from tgi_autoscaler.controller.events import EventRecorder
-from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
+from tgi_autoscaler.controller.kube import KubeClient, KubeObject
 from tgi_autoscaler.controller.leader import LeaderElectionConfig, LeaderElector
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
 from tgi_autoscaler.controller.reconciler import (
@@ -348,10 +348,12 @@ class Controller:
                         self._enqueue(key)
                 failures = 0
                 delay = self.settings.discovery_period_s
-            except (ApiError, TransportError) as exc:
+            except Exception as exc:  # keep the previous answer; never let the loop die
                 failures += 1
                 delay = backoff.delay(failures, self._rand)
-                log.warning("discovery.failed", error=str(exc), retry_in_s=round(delay, 2))
+                log.warning(
+                    "discovery.failed", error=str(exc) or type(exc).__name__, retry_in_s=round(delay, 2)
+                )
             await asyncio.sleep(delay)
 
     async def _resync_loop(self) -> None:

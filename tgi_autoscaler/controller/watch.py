@@ -156,6 +156,11 @@ class Reflector:
             except TransportError as exc:
                 failures += 1
                 await self._pause(exc, failures)
+            except Exception as exc:  # a bug or an undecodable event: start over from a fresh list
+                self._log.exception("watch.crashed")
+                self.resource_version = ""
+                failures += 1
+                await self._pause(exc, failures)
 
     async def _pause(self, exc: Exception, failures: int) -> None:
         delay = self._backoff.delay(failures, self._rand)
