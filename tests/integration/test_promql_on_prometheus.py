@@ -1,0 +1,304 @@
+"""Every PromQL expression the project emits, evaluated by a real Prometheus on simulator series.
+
+Simulated TGI, vLLM and SGLang fleets run under load (with a few invalid requests so the failure
+counter exists) and are scraped by the session Prometheus. Then:
+
+- every alert expression parses, and with thresholds set so that the condition always holds it
+  returns exactly one series for this service (when the simulator exports its inputs) and nothing
+  for a service that does not exist; with thresholds that can never be reached it returns nothing;
+- every dashboard target (per-service and self-monitoring) parses, and the targets over engine
+  series return data;
+- the adapter's default metric templates, built for this service's selector, return one sample.
+
+An expression that reads series this environment does not have (kube-state-metrics, DCGM, the
+adapter's own metrics, and the histograms the simulator does not export for vLLM/SGLang) only has to
+be accepted by Prometheus; "data where data is expected" is decided by scraping the simulator.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tgi_autoscaler.config.metrics import DEFAULT_METRIC_DEFINITIONS
+from tgi_autoscaler.config.observability import AlertsSpec
+from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler.render.alerts import alert_rules
+from tgi_autoscaler.render.dashboard import SeriesSource, panel_defs
+from tgi_autoscaler.render.engine_metrics import engine_metrics
+from tgi_autoscaler.render.self_monitoring import self_alert_rules, self_panel_defs
+from tgi_autoscaler.sim.fleet import Fleet
+from tgi_autoscaler.sim.loadgen import LoadGenerator, LoadSpec
+from tgi_autoscaler.sim.model import ReplicaConfig
+from tgi_autoscaler.sim.traces import Constant
+
+pytestmark = pytest.mark.integration
+
+ENGINES = ("tgi", "vllm", "sglang")
+SERVICE = "llama"
+METRIC_NAME = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{")
+
+ALWAYS = AlertsSpec.model_validate(
+    {
+        "rateWindow": "1m",
+        "latencyP95": {"threshold": 1e-9},
+        "queueWaitP95": {"threshold": 1e-9},
+        "queueBacklogPerReplica": {"threshold": 1e-9},
+        "errorRatio": {"threshold": 1e-9},
+        "throughputFloor": {"enabled": True, "threshold": 1e9},
+    }
+)
+NEVER = AlertsSpec.model_validate(
+    {
+        "rateWindow": "1m",
+        "latencyP95": {"threshold": 1e9},
+        "queueWaitP95": {"threshold": 1e9},
+        "queueBacklogPerReplica": {"threshold": 1e9},
+        "errorRatio": {"threshold": 0.999999},
+        "throughputFloor": {"enabled": True, "threshold": 1e-9},
+    }
+)
+
+
+@dataclass(frozen=True)
+class LoadedFleet:
+    engine: str
+    namespace: str
+    exported: frozenset[str]  # metric names the simulator's /metrics exposes
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The fleets, and the instant (Unix time) at which every fleet had a non-empty queue."""
+
+    fleets: dict[str, LoadedFleet]
+    at: float
+
+
+async def _exported_names(url: str) -> frozenset[str]:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as resp:
+        text = await resp.text()
+    names = set()
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            names.add(re.split(r"[{ ]", line, maxsplit=1)[0])
+    return frozenset(names)
+
+
+async def query_at(prometheus: PrometheusServer, expr: str, at: float) -> list[dict[str, Any]]:
+    """Instant query evaluated at ``at``; raises naming the expression if Prometheus rejects it."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(
+            f"{prometheus.url}/api/v1/query",
+            params={"query": expr, "time": f"{at:.3f}"},
+            timeout=aiohttp.ClientTimeout(total=30),
+        ) as resp,
+    ):
+        body = await resp.json()
+    if body.get("status") != "success":
+        raise AssertionError(f"Prometheus rejected {expr!r}: {body.get('error')}")
+    result: list[dict[str, Any]] = body["data"]["result"]
+    return result
+
+
+async def _poll(prometheus: PrometheusServer, query: str, *, timeout: float = 90.0) -> float:
+    """Wait until ``query`` has a result; return the evaluation time of the first one."""
+    deadline = time.monotonic() + timeout
+    while True:
+        at = time.time()
+        if await query_at(prometheus, query, at):
+            return at
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no data for {query} within {timeout:.0f}s")
+        await asyncio.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+async def loaded(prometheus: PrometheusServer) -> Snapshot:
+    """One loaded two-replica fleet per engine, each in its own namespace, scraped by Prometheus.
+
+    The tests evaluate their expressions at a recorded instant when every queue was non-empty,
+    after the load has ended: no request is in flight while a test runs.
+    """
+    if not prometheus.running:
+        await prometheus.start()
+    suffix = uuid.uuid4().hex[:6]
+    # Slow replicas with small batches (about 5 req/s per two-replica fleet) under 8 req/s: the
+    # queues grow, so gauges like the backlog are above zero at the recorded instant.
+    config = ReplicaConfig(max_batch_size=2, token_rate=10.0)
+    fleets: dict[str, LoadedFleet] = {}
+    async with contextlib_fleets(prometheus, suffix, config) as running:
+        spec = LoadSpec(trace=Constant(rate=8.0), duration_s=20.0, max_requests=160, max_new_tokens=8)
+        load = [asyncio.create_task(LoadGenerator(fleet.url, spec).run()) for fleet in running.values()]
+        try:
+            async with aiohttp.ClientSession() as session:
+                for fleet in running.values():
+                    for _ in range(3):  # empty inputs: TGI's validation error, counted as a failure
+                        async with session.post(f"{fleet.url}/generate", json={"inputs": ""}) as resp:
+                            assert resp.status == 422
+            checks = []
+            for engine, fleet in running.items():
+                queue = engine_metrics(engine).queue_size
+                ns = fleet.namespace
+                checks.append(f'count({queue}{{namespace="{ns}"}}) == 2')
+                checks.append(f'sum({queue}{{namespace="{ns}"}}) > 0')
+                if engine == "tgi":
+                    checks.append(f'rate(tgi_request_duration_count{{namespace="{ns}"}}[1m]) > 0')
+                    checks.append(f'tgi_request_failure{{namespace="{ns}"}}')
+            # The failure counter appears with its first failure; later failures make its rate > 0.
+            await _poll(prometheus, " and on () ".join(f"count({check}) > 0" for check in checks))
+            async with aiohttp.ClientSession() as session:
+                for _ in range(3):
+                    async with session.post(f"{running['tgi'].url}/generate", json={"inputs": ""}) as resp:
+                        assert resp.status == 422
+            checks.append(f'rate(tgi_request_failure{{namespace="{running["tgi"].namespace}"}}[1m]) > 0')
+            at = await _poll(prometheus, " and on () ".join(f"count({check}) > 0" for check in checks))
+            for engine, fleet in running.items():
+                exported = await _exported_names(fleet.replicas[0].url)
+                fleets[engine] = LoadedFleet(engine, fleet.namespace, exported)
+        finally:
+            # The generators stop by themselves (bounded duration and count).
+            await asyncio.gather(*load, return_exceptions=True)
+    return Snapshot(fleets, at)
+
+
+class contextlib_fleets:
+    """Start one Fleet per engine and stop them all, whatever happens in between."""
+
+    def __init__(self, prometheus: PrometheusServer, suffix: str, config: ReplicaConfig) -> None:
+        self._fleets = {
+            engine: Fleet(
+                SERVICE,
+                namespace=f"promql-{engine}-{suffix}",
+                replicas=2,
+                config=config,
+                engine=engine,  # type: ignore[arg-type]
+                file_sd_dir=prometheus.file_sd_dir,
+            )
+            for engine in ENGINES
+        }
+
+    async def __aenter__(self) -> dict[str, Fleet]:
+        for fleet in self._fleets.values():
+            await fleet.start()
+        return self._fleets
+
+    async def __aexit__(self, *exc: object) -> None:
+        for fleet in self._fleets.values():
+            await fleet.stop()
+
+
+def _expects_data(expr: str, fleet: LoadedFleet) -> bool:
+    """True when every series the expression reads is exported by the simulated fleet."""
+    names = set(METRIC_NAME.findall(expr))
+    return bool(names) and names <= fleet.exported
+
+
+def _dashboard_expr(expr: str, fleet: LoadedFleet) -> str:
+    return (
+        expr.replace("$namespace", fleet.namespace)
+        .replace("$service", SERVICE)
+        .replace("$__rate_interval", "1m")
+    )
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_alert_expressions_fire_on_real_series_and_stay_quiet_when_unreachable(
+    prometheus: PrometheusServer, loaded: Snapshot, engine: str
+) -> None:
+    fleet = loaded.fleets[engine]
+    always = alert_rules(SERVICE, fleet.namespace, ALWAYS, engine=engine)
+    never = {r.alert: r for r in alert_rules(SERVICE, fleet.namespace, NEVER, engine=engine)}
+    ghost = {r.alert: r for r in alert_rules("no-such-service", fleet.namespace, ALWAYS, engine=engine)}
+    checked_with_data = []
+    for rule in always:
+        result = await query_at(prometheus, rule.expr, loaded.at)
+        if _expects_data(rule.expr, fleet):
+            assert len(result) == 1, (rule.alert, rule.expr, result)
+            assert result[0]["metric"]["namespace"] == fleet.namespace
+            checked_with_data.append(rule.alert)
+            assert await query_at(prometheus, never[rule.alert].expr, loaded.at) == [], rule.alert
+            assert await query_at(prometheus, ghost[rule.alert].expr, loaded.at) == [], rule.alert
+    if engine == "tgi":
+        assert sorted(checked_with_data) == sorted(
+            [
+                "TGIRequestLatencyHigh",
+                "TGIQueueWaitHigh",
+                "TGIQueueBacklogHigh",
+                "TGIErrorRatioHigh",
+                "TGIThroughputLow",
+            ]
+        )
+    else:
+        assert "TGIQueueBacklogHigh" in checked_with_data
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_scaling_metric_absent_is_quiet_while_the_queue_metric_is_scraped(
+    prometheus: PrometheusServer, loaded: Snapshot, engine: str
+) -> None:
+    """The right-hand side of the absence alert sees this service's real queue series."""
+    fleet = loaded.fleets[engine]
+    queue = engine_metrics(engine).queue_size
+    selector = f'{{namespace="{fleet.namespace}", app_kubernetes_io_instance="{SERVICE}"}}'
+    rhs = f"count by (namespace) ({queue}{selector})"
+    result = await query_at(prometheus, rhs, loaded.at)
+    assert [float(r["value"][1]) for r in result] == [2.0]
+    (rule,) = [
+        r
+        for r in alert_rules(SERVICE, fleet.namespace, ALWAYS, engine=engine)
+        if r.alert == "TGIScalingMetricAbsent"
+    ]
+    assert rhs in rule.expr
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_every_dashboard_target_parses_and_engine_targets_return_data(
+    prometheus: PrometheusServer, loaded: Snapshot, engine: str
+) -> None:
+    fleet = loaded.fleets[engine]
+    with_data = 0
+    for panel in panel_defs(engine):
+        for query in panel.queries:
+            expr = _dashboard_expr(query.expr, fleet)
+            result = await query_at(prometheus, expr, loaded.at)  # raises if rejected
+            if query.source is SeriesSource.ENGINE and _expects_data(expr, fleet):
+                assert result, (panel.title, expr)
+                with_data += 1
+    assert with_data >= (8 if engine == "tgi" else 3)
+
+
+async def test_self_monitoring_expressions_parse(prometheus: PrometheusServer) -> None:
+    now = time.time()
+    for rule in self_alert_rules("tgi-autoscaler"):
+        await query_at(prometheus, rule.expr, now)
+    for panel in self_panel_defs():
+        for query in panel.queries:
+            expr = query.expr.replace("$namespace", "tgi-autoscaler")
+            await query_at(prometheus, expr.replace("$__rate_interval", "1m"), now)
+
+
+@pytest.mark.parametrize("definition", DEFAULT_METRIC_DEFINITIONS, ids=lambda d: d.name)
+async def test_adapter_default_templates_return_this_services_value(
+    prometheus: PrometheusServer, loaded: Snapshot, definition: object
+) -> None:
+    from tgi_autoscaler.config.metrics import MetricDefinition
+
+    assert isinstance(definition, MetricDefinition)
+    for fleet in loaded.fleets.values():
+        built = definition.builder.build(
+            namespace=fleet.namespace, selector=f"app.kubernetes.io/instance={SERVICE}"
+        )
+        result = await query_at(prometheus, built.promql, loaded.at)
+        if _expects_data(built.promql, fleet):
+            assert len(result) == 1, (definition.name, fleet.engine, built.promql, result)
+        else:
+            assert result == [], (definition.name, fleet.engine, built.promql)
