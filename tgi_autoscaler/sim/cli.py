@@ -157,7 +157,8 @@ async def _main(fleet: Fleet, spec: LoadSpec | None, interval: float, out: TextI
             load_task.add_done_callback(lambda _: stop.set())
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
+                async with asyncio.timeout(interval):
+                    await stop.wait()
             line = _status(fleet, report, started)
             print(f"\r{line}\x1b[K" if interactive else line, end="" if interactive else "\n", file=out)
             out.flush()

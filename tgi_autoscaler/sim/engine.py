@@ -39,6 +39,7 @@ class ReplicaEngine:
         self._idle = asyncio.Event()
         self._idle.set()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def running(self) -> bool:
@@ -46,11 +47,14 @@ class ReplicaEngine:
 
     def start(self) -> None:
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="sim-replica-engine")
 
     async def stop(self) -> None:
         if self._task is None:
             return
+        self._stopping = True
+        self._wake.set()
         self._task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await self._task
@@ -106,10 +110,13 @@ class ReplicaEngine:
         self._update_idle()
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             self._wake.clear()
             self._dispatch()
             deadline = self.model.next_deadline()
-            timeout = None if deadline is None else max(0.0, deadline - self._clock())
+            delay = None if deadline is None else max(0.0, deadline - self._clock())
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation that
+            # races with the wake-up, and stop() would then wait forever.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(delay):
+                    await self._wake.wait()

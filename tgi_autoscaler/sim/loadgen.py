@@ -198,9 +198,8 @@ class LoadGenerator:
         outcome: Outcome = "failed"
         reason = "unknown"
         try:
-            outcome, reason = await asyncio.wait_for(
-                self._request(session), timeout=self.spec.request_timeout_s
-            )
+            async with asyncio.timeout(self.spec.request_timeout_s):
+                outcome, reason = await self._request(session)
         except TimeoutError:
             reason = "timeout"
         except asyncio.CancelledError:

@@ -174,7 +174,8 @@ class ReplicaServer:
             await self.engine.wait_idle()
         else:
             try:
-                await asyncio.wait_for(self.engine.wait_idle(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self.engine.wait_idle()
             except TimeoutError:
                 self._log.warning("replica_drain_timeout", in_flight=self.model.in_flight)
         self._log.info("replica_drained", seconds=round(self._clock() - started, 3))
