@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     fleet.add_argument("--engine", choices=ENGINES, default="tgi", help="metric names to export")
     fleet.add_argument("--model-id", default="tgi-autoscaler/simulated-llm")
     fleet.add_argument(
+        "--front-port", type=int, default=0, help="loopback port of the balancing front (0: any)"
+    )
+    fleet.add_argument(
         "--file-sd-dir", type=Path, default=None,
         help="write a Prometheus file_sd JSON file for the live replicas into this directory",
     )  # fmt: skip
@@ -116,6 +119,7 @@ def run(args: argparse.Namespace) -> int:
             served=ServedModel(model_id=args.model_id),
             labels=dict(args.label),
             file_sd_dir=args.file_sd_dir,
+            front_port=args.front_port,
         )
     except ValueError as exc:
         print(f"simulate: {exc}", file=sys.stderr)

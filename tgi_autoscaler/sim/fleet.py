@@ -108,6 +108,7 @@ class Fleet:
         drain_timeout_s: float = 30.0,
         strategy: Strategy = "round_robin",
         seed: int | None = None,
+        front_port: int = 0,
         clock: Clock = time.monotonic,
     ) -> None:
         if engine not in ENGINES:
@@ -130,7 +131,7 @@ class Fleet:
         self._draining: set[asyncio.Task[None]] = set()
         self._ordinal = 0
         self._lock = asyncio.Lock()
-        self._balancer = Balancer(self._ready_urls, strategy=strategy, seed=seed)
+        self._balancer = Balancer(self._ready_urls, strategy=strategy, seed=seed, port=front_port)
         self._started = False
         self._log = log.bind(service=service, namespace=namespace)
 
