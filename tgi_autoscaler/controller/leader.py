@@ -13,9 +13,10 @@ warm and takes over when the holder stops renewing. The rules that make this saf
 - On clean shutdown the leader releases the lease (empty holder, 1 s duration) so the standby takes
   over within one retry period instead of a whole lease duration.
 
-After a crash the standby takes over at most ``lease_duration_s + 2 * retry_period_s`` after the
-leader's last renewal (the lease duration, plus up to one retry period before it observed that
-renewal, plus up to one before it polls again).
+After a crash the standby takes over one lease duration after it first saw the leader's last
+renewal (it polls every retry period, and also exactly at the predicted expiry): at most
+``lease_duration_s + retry_period_s`` (plus request latency) after the leader's death, about one
+lease duration on average.
 
 The decision itself (``decide``) is a pure function so it can be tested exhaustively.
 """
@@ -156,6 +157,7 @@ class LeaderElector:
         self._observed: LeaseRecord | None = None
         self._observed_at = 0.0
         self._resource_version: str | None = None
+        self._expires_at: float | None = None  # when the lease we wait for expires, if unrenewed
         self.is_leader = False
         self._log = log.bind(lease=f"{config.lease_namespace}/{config.lease_name}", identity=config.identity)
 
@@ -167,13 +169,22 @@ class LeaderElector:
         try:
             while True:
                 while not await self._attempt():
-                    await self._clock.sleep(self.config.retry_period_s * (1 + 0.2 * self._rand()))
+                    await self._clock.sleep(self._next_attempt_in())
                 self._set_leader(True)
                 await self._renew_until_lost()
                 self._set_leader(False)
         finally:
             if self.is_leader:
                 self._set_leader(False)
+
+    def _next_attempt_in(self) -> float:
+        """Poll every retry period (jittered), but also exactly when the awaited lease would expire,
+        so a crashed leader is replaced about one lease duration after its last renewal was seen."""
+        interval = self.config.retry_period_s * (1 + 0.2 * self._rand())
+        expires_at, self._expires_at = self._expires_at, None
+        if expires_at is None:
+            return interval
+        return max(0.01, min(interval, expires_at - self._clock.monotonic() + 0.01))
 
     async def _renew_until_lost(self) -> None:
         last_renewal = self._clock.monotonic()
@@ -219,6 +230,8 @@ class LeaderElector:
             self._observed, self._observed_at = record, now_mono
         action = decide(cfg.identity, record, self._observed_at, now_mono)
         if action is Action.WAIT:
+            assert record is not None
+            self._expires_at = self._observed_at + record.lease_duration_s
             return False
         fresh = LeaseRecord(
             holder=cfg.identity,
