@@ -27,7 +27,8 @@ from tests.promtool.scenarios import (
 )
 from tgi_autoscaler.config.observability import AlertsSpec
 from tgi_autoscaler.render.alerts import alert_rules, render_prometheus_rule, rule_groups
-from tgi_autoscaler.render.self_monitoring import SelfMonitoringThresholds, self_alert_rules
+from tgi_autoscaler.render.dashboard import panel_defs
+from tgi_autoscaler.render.self_monitoring import SelfMonitoringThresholds, self_alert_rules, self_panel_defs
 
 pytestmark = pytest.mark.integration
 
@@ -181,3 +182,24 @@ def test_self_monitoring_tests_catch_a_wrong_threshold(promtool: str, tmp_path: 
         "TGIAutoscalerReconcileBacklog",
     ):
         assert f"{alert}: fires-and-resolves" in output
+
+
+@pytest.mark.parametrize("engine", ["tgi", "vllm", "sglang"])
+def test_every_dashboard_expression_is_valid_promql(promtool: str, tmp_path: Path, engine: str) -> None:
+    """Dashboard targets (variables substituted as Grafana would) pass promtool's PromQL parser."""
+    exprs = [q.expr for p in panel_defs(engine) for q in p.queries] + [
+        q.expr for p in self_panel_defs() for q in p.queries
+    ]
+    rules = [
+        {
+            "record": f"dashboard:target_{index}",
+            "expr": expr.replace("$namespace", "ns")
+            .replace("$service", "llama")
+            .replace("$__rate_interval", "1m"),
+        }
+        for index, expr in enumerate(exprs)
+    ]
+    path = _write(tmp_path / "dashboard.yaml", {"groups": [{"name": "dashboard", "rules": rules}]})
+    result = _run(promtool, "check", "rules", str(path))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(rules)} rules found" in result.stdout
