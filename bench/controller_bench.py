@@ -284,7 +284,11 @@ def main() -> None:
     args = parser.parse_args()
     global LOG_LEVEL
     LOG_LEVEL = args.controller_log_level
+    load_before = os.getloadavg()[0]
     rows = asyncio.run(run(args))
+    rows.append(
+        Row("host", f"{os.cpu_count()} CPUs, load average {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+    )
     width = max(len(r.measure) for r in rows)
     print(f"{'measure'.ljust(width)}  value")
     print(f"{'-' * width}  {'-' * 24}")
