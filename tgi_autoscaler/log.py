@@ -15,6 +15,32 @@ import structlog
 LogFormat = Literal["auto", "json", "console"]
 
 
+class _StderrLogger:
+    """Writes each event to whatever ``sys.stderr`` is at that moment.
+
+    structlog's PrintLogger binds the stream it was created with; when that stream is later
+    replaced and closed (a test runner's capture, a daemon redirecting its output), every cached
+    logger would raise on the next event and take the calling task down with it.
+    """
+
+    def msg(self, message: str) -> None:
+        print(message, file=sys.stderr, flush=True)
+
+    log = debug = info = warn = warning = error = critical = exception = fatal = msg
+
+
+def _stderr_logger_factory(*_args: object) -> _StderrLogger:
+    return _StderrLogger()
+
+
+class _CurrentStderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stdlib handler that, like ``_StderrLogger``, follows ``sys.stderr`` when it is replaced."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.setStream(sys.stderr)
+        super().emit(record)
+
+
 def configure_logging(fmt: LogFormat = "auto", level: str = "INFO") -> None:
     """Configure structlog and the stdlib root logger (for libraries) to emit the same format."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -30,12 +56,15 @@ def configure_logging(fmt: LogFormat = "auto", level: str = "INFO") -> None:
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_stderr_logger_factory,
         cache_logger_on_first_use=True,
     )
-    handler = logging.StreamHandler(sys.stderr)
+    handler = _CurrentStderrHandler()
     handler.setFormatter(
-        structlog.stdlib.ProcessorFormatter(processors=[*shared, renderer], foreign_pre_chain=shared)
+        structlog.stdlib.ProcessorFormatter(
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+        )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
