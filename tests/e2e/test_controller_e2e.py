@@ -18,6 +18,7 @@ import pytest
 from kubernetes_asyncio import client as k8s_client
 
 from tests.e2e.controller_harness import (
+    MANIFESTS,
     events_for,
     example_configmap,
     expected_objects,
@@ -349,3 +350,29 @@ async def test_status_command_prints_every_service(
     assert "Ready" in good
     assert "/2/10" in good
     assert "tgi_queue_size (10)" in good
+
+
+async def test_manifests_and_examples_are_accepted_by_the_api_server(
+    control_plane: ControlPlane, controller_kubeconfig: Path
+) -> None:
+    built = (
+        await control_plane.kubectl(
+            "kustomize", "--load-restrictor=LoadRestrictionsNone", str(MANIFESTS.parent / "examples")
+        )
+    ).check()
+    kinds = sorted(
+        {line.split(":", 1)[1].strip() for line in built.stdout.splitlines() if line.startswith("kind:")}
+    )
+    assert {"Deployment", "ClusterRole", "ConfigMap", "PodDisruptionBudget", "ServiceAccount"} <= set(kinds)
+    (await control_plane.kubectl("create", "namespace", "llm-inference")).check()
+    try:
+        result = await control_plane.kubectl(
+            "apply", "--server-side", "--dry-run=server", "-f", "-", input_text=built.stdout
+        )
+        assert result.returncode == 0, result.stderr
+        assert "configmap/llama2-tgi serverside-applied (server dry run)" in result.stdout
+        assert (
+            "deployment.apps/tgi-autoscaler-controller serverside-applied (server dry run)" in result.stdout
+        )
+    finally:
+        await control_plane.kubectl("delete", "namespace", "llm-inference", "--wait=false")
