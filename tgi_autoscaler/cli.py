@@ -14,21 +14,34 @@ from collections.abc import Callable, Sequence
 from tgi_autoscaler import __version__
 from tgi_autoscaler.log import configure_logging
 
-# (subcommand, module providing ``register(subparsers)``). The module's parser sets ``func``.
-SUBCOMMANDS: tuple[tuple[str, str], ...] = (
-    ("adapter", "tgi_autoscaler.adapter.cli"),
-    ("controller", "tgi_autoscaler.controller.cli"),
-    ("render", "tgi_autoscaler.render.cli"),
-    ("status", "tgi_autoscaler.controller.status_cli"),
-    ("simulate", "tgi_autoscaler.sim.cli"),
-    ("localstack", "tgi_autoscaler.localstack.cli"),
-    ("demo", "tgi_autoscaler.demo"),
-    ("docs", "tgi_autoscaler.config.docs"),
-    ("what-if", "tgi_autoscaler.hpa.cli"),
+# (subcommand, module providing ``register(subparsers)``, one-line help). The module's parser sets
+# ``func``. Only the module of the subcommand being run is imported: the servers' dependencies
+# (kubernetes_asyncio alone takes a second) are not paid by ``render`` or ``--help``.
+SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("adapter", "tgi_autoscaler.adapter.cli", "serve external.metrics.k8s.io from Prometheus"),
+    ("controller", "tgi_autoscaler.controller.cli", "turn service ConfigMaps into running services"),
+    ("render", "tgi_autoscaler.render.cli", "print the Kubernetes objects of a service (offline)"),
+    ("status", "tgi_autoscaler.controller.status_cli", "show every service's phase and replicas"),
+    ("simulate", "tgi_autoscaler.sim.cli", "run simulated TGI replicas on loopback"),
+    ("localstack", "tgi_autoscaler.localstack.cli", "build or run the local control plane and Prometheus"),
+    ("demo", "tgi_autoscaler.demo", "run the whole autoscaling loop locally and plot it"),
+    ("docs", "tgi_autoscaler.config.docs", "generate docs/configuration.md from the service spec"),
+    ("what-if", "tgi_autoscaler.hpa.cli", "replay a load trace through the HPA algorithm offline"),
 )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested(argv: Sequence[str]) -> str | None:
+    """The subcommand named on the command line, if any (global options come before it)."""
+    names = {name for name, _, _ in SUBCOMMANDS}
+    for token in argv:
+        if token in names:
+            return token
+        if not token.startswith("-"):
+            return None
+    return None
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tgi-autoscaler",
         description="Queue-depth autoscaling for LLM servers on Kubernetes.",
@@ -37,19 +50,18 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
     parser.add_argument("--log-level", default="INFO")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for _name, module_name in SUBCOMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name is not None and exc.name.startswith("tgi_autoscaler"):
-                continue  # subcommand not part of this build
-            raise
+    wanted = _requested(sys.argv[1:] if argv is None else argv)
+    for name, module_name, help_text in SUBCOMMANDS:
+        if wanted is not None and name != wanted:
+            subparsers.add_parser(name, help=help_text)
+            continue
+        module = importlib.import_module(module_name)
         module.register(subparsers)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.log_level)
     func: Callable[[argparse.Namespace], int] = args.func

@@ -1,0 +1,49 @@
+"""The command-line dispatcher: every subcommand registers, and only the one being run is imported."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tgi_autoscaler import cli
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.mark.parametrize(("name", "module", "help_text"), cli.SUBCOMMANDS)
+def test_each_subcommand_module_registers_a_parser_of_its_name(
+    name: str, module: str, help_text: str
+) -> None:
+    parser = cli.build_parser([name, "--help"])
+    with pytest.raises(SystemExit) as exited:
+        parser.parse_args([name, "--help"])
+    assert exited.value.code == 0
+    assert help_text
+
+
+@pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        (["render", "-f", "x.yaml"], "render"),
+        (["--log-format", "json", "adapter"], None),  # an option value ends the scan: full parser
+        (["--log-level=DEBUG", "what-if"], "what-if"),
+        (["--help"], None),
+        ([], None),
+        (["unknown"], None),
+    ],
+)
+def test_the_requested_subcommand_is_found_before_any_positional(
+    argv: list[str], expected: str | None
+) -> None:
+    assert cli._requested(argv) == expected
+
+
+def test_render_does_not_import_the_kubernetes_client() -> None:
+    code = (
+        "import sys; from tgi_autoscaler import cli; cli.build_parser(['render', '-f', 'x']);"
+        "print('kubernetes_asyncio' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
