@@ -74,8 +74,8 @@ class LeaderElectionConfig:
     lease_namespace: str
     identity: str
     lease_name: str = "tgi-autoscaler-controller"
-    lease_duration_s: float = 15.0
-    renew_deadline_s: float = 10.0
+    lease_duration_s: float = 10.0
+    renew_deadline_s: float = 7.0
     retry_period_s: float = 2.0
 
     def __post_init__(self) -> None:
