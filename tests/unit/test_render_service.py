@@ -108,6 +108,7 @@ def test_minimal_service_renders_workload_scaling_and_monitoring_in_order() -> N
         "HorizontalPodAutoscaler/llm",
         "PodMonitor/llm",
         "PrometheusRule/llm",
+        "ConfigMap/tgi-dashboard-serving-llm",
     ]
 
 
@@ -408,7 +409,8 @@ def test_pod_monitor_copies_the_instance_label_onto_every_series() -> None:
 
 def test_without_the_operator_pods_are_annotated_for_scraping_and_no_crds_are_rendered() -> None:
     objects = _render("model: {id: m}\npodAnnotations: {team: ml}", prometheus_operator=False)
-    assert {o["kind"] for o in objects} == {"Deployment", "Service", "HorizontalPodAutoscaler"}
+    # The dashboard ConfigMap is read by Grafana's sidecar, which needs no operator.
+    assert {o["kind"] for o in objects} == {"Deployment", "Service", "HorizontalPodAutoscaler", "ConfigMap"}
     annotations = _one(objects, "Deployment")["spec"]["template"]["metadata"]["annotations"]
     assert annotations == {
         "prometheus.io/path": "/metrics",

@@ -29,6 +29,7 @@ from tgi_autoscaler.config.constants import (
 from tgi_autoscaler.render.alerts import render_prometheus_rule
 from tgi_autoscaler.render.auth_proxy import render_auth_proxy
 from tgi_autoscaler.render.autoscaling import render_hpa
+from tgi_autoscaler.render.dashboard import render_dashboard_configmap
 from tgi_autoscaler.render.ingress import render_ingress
 from tgi_autoscaler.render.meta import Manifest, labels
 from tgi_autoscaler.render.scrape import render_pod_monitor
@@ -80,8 +81,15 @@ def _observability(source: ServiceSource, options: RenderOptions) -> list[Manife
         )
         if rule is not None:
             objects.append(rule)
-    # Integration point: the Grafana dashboard ConfigMap (render.dashboard.render_dashboard_configmap)
-    # is appended here once that module exists.
+    dashboard = render_dashboard_configmap(
+        source.name,
+        source.namespace,
+        spec,
+        labels(source.name, COMPONENT_SERVER),
+        dashboard_namespace=options.dashboard_namespace,
+    )
+    if dashboard is not None:
+        objects.append(dashboard)
     return objects
 
 
