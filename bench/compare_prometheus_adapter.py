@@ -38,7 +38,6 @@ import contextlib
 import os
 import platform
 import re
-import shutil
 import signal
 import ssl
 import subprocess
@@ -51,7 +50,8 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from compare_report import Measured, outage_table, ratio_table, runs_table, write_section
+from compare_report import Measured, write_section
+from compare_text import Results, Sanity, render
 from metrics_load import (
     Identity,
     Read,
@@ -169,16 +169,7 @@ def _say(text: str) -> None:
 
 def _our_adapter(name: str, stack: Stack, *, cache_ttl: float | None, profile: Path | None) -> Server:
     port = free_port()
-    prefix = [sys.executable]
-    if profile is not None:
-        prefix += ["-m", "pyinstrument", "-r", "pyisession", "-o", str(profile)]
-    argv = [
-        *prefix,
-        "-m",
-        "tgi_autoscaler",
-        "--log-format",
-        "json",
-        "adapter",
+    flags = [
         "--bind-address=127.0.0.1",
         f"--secure-port={port}",
         f"--tls-cert-file={stack.serving.cert}",
@@ -187,8 +178,18 @@ def _our_adapter(name: str, stack: Stack, *, cache_ttl: float | None, profile: P
         f"--prometheus-url={stack.prom.url}",
     ]
     if cache_ttl is not None:
-        argv.append(f"--cache-ttl={cache_ttl:g}")
-    slug = re.sub(r"\W+", "-", name)
+        flags.append(f"--cache-ttl={cache_ttl:g}")
+    if profile is None:
+        argv = [sys.executable, "-m", "tgi_autoscaler", "--log-format", "json", "adapter", *flags]
+    else:
+        argv = [
+            sys.executable,
+            str(Path(__file__).with_name("profiled_adapter.py")),
+            str(profile),
+            "--",
+            *flags,
+        ]
+    slug = re.sub(r"\W+", "-", name).strip("-")
     process = ManagedProcess(
         name=name, argv=argv, log_path=stack.workdir / f"{slug}.log", env={"PYTHONUNBUFFERED": "1"}
     )
@@ -341,14 +342,6 @@ async def _prometheus_value(prom: PrometheusServer, read: Read) -> Decimal | Non
     return Decimal(result[0]["value"][1]) if result else None
 
 
-@dataclass(frozen=True)
-class Sanity:
-    agreeing: int
-    total: int
-    disagreements: tuple[str, ...]
-    special: tuple[tuple[str, str, str], ...]  # (case, server, what it answered)
-
-
 async def sanity(servers: Sequence[Server], stack: Stack) -> Sanity:
     """Every server's value for every selector equals Prometheus' own answer to the same PromQL.
 
@@ -430,38 +423,23 @@ async def outage(
     return [summarize(p, away=away, back=back) for p in probers]
 
 
-async def profile(stack: Stack, seconds: float) -> str:
-    """Where our adapter's time goes at 32 concurrent readers (pyinstrument, sampling)."""
-    if shutil.which("pyinstrument", path=str(Path(sys.executable).parent)) is None:
-        return "(pyinstrument is not installed: pip install pyinstrument)"
-    session_file = stack.workdir / "ours.pyisession"
-    server = _our_adapter("ours (profiled)", stack, cache_ttl=None, profile=session_file)
+async def profile(stack: Stack, seconds: float) -> tuple[str, str]:
+    """Where our adapter's time goes at 32 concurrent readers: (summary by category, top functions)."""
+    try:
+        import pyinstrument  # noqa: F401
+    except ImportError:
+        return "(pyinstrument is not installed: pip install pyinstrument)", ""
+    prefix = stack.workdir / "ours-profile"
+    summary = prefix.with_suffix(".summary.txt")
+    server = _our_adapter("ours (profiled)", stack, cache_ttl=None, profile=prefix)
     async with running([server], stack):
         await closed_loop(
             server.name, server.base_url, stack.client_ctx, stack.reads, HPA, concurrency=32, seconds=seconds
         )
-    await wait_for(lambda: _exists(session_file), timeout=30, what="the profile to be written")
-    pyinstrument = str(Path(sys.executable).parent / "pyinstrument")
-    out = await asyncio.to_thread(
-        subprocess.run,
-        [
-            pyinstrument,
-            f"--load={session_file}",
-            "-r",
-            "text",
-            "-p",
-            "flat",
-            "-p",
-            "unicode=false",
-            "-p",
-            "color=false",
-        ],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    lines = [line for line in out.stdout.splitlines() if line.strip()]
-    return "\n".join(lines[:45])
+    await wait_for(lambda: _exists(summary), timeout=60, what="the profile to be written")
+    flat = await asyncio.to_thread(prefix.with_suffix(".flat.txt").read_text)
+    rows = [line for line in flat.splitlines() if re.match(r"\s*[0-9.]+%", line)]
+    return await asyncio.to_thread(summary.read_text), "\n".join(rows[:25])
 
 
 async def _exists(path: Path) -> bool:
@@ -512,162 +490,6 @@ async def stop_stack(stack: Stack) -> None:
     await stack.cp.stop()
 
 
-def report(
-    info: dict[str, str],
-    plan: Plan,
-    args: argparse.Namespace,
-    measured: Sequence[Measured],
-    checked: Sanity,
-    down: Sequence[OutageSummary],
-    frozen: Sequence[OutageSummary],
-    profile_text: str,
-    elapsed_s: float,
-) -> str:
-    namespaces, services, pods = args.namespaces, args.services, args.pods
-    command = ".venv/bin/python bench/compare_prometheus_adapter.py" + (" --quick" if args.quick else "")
-    rules = external_rules_config()["externalRules"][0]
-    out = [
-        f"Reproduce: `{command}` (this run took {elapsed_s / 60:.0f} minutes; `--quick` is shorter).",
-        "",
-        f"Machine: {info['nproc']} CPUs ({info['cpu']}), {info['memory']} memory, Linux {info['kernel']}, "
-        f"Python {info['python']}. Load average when the run started: {info['load']} (the machine is shared: "
-        "the load generator, Prometheus, the control plane and the adapters all run on these CPUs, and so "
-        "did other work; absolute figures are noisy, compare rows of the same run).",
-        "",
-        "### Set-up",
-        "",
-        f"- Prometheus 2.42 (Debian) scraping {services * pods} simulated TGI pods ({services} services x "
-        f"{pods} pods in {namespaces} namespaces, {SERIES_PER_POD} series per pod, "
-        f"{services * pods * SERIES_PER_POD:,} series) every {args.scrape_interval:g} s; "
-        "`bench/tgi_exporter.py` renders the pods' /metrics with TGI's metric names and moving values.",
-        "- **ours**: `tgi-autoscaler adapter` with its defaults (built-in `tgi_queue_size` = "
-        "`sum(tgi_queue_size{$matchers})`, 3 s Prometheus timeout, 0.5 s result cache shared by identical "
-        "queries, one JSON access-log line per request). **ours, no cache**: the same with `--cache-ttl 0` "
-        "(concurrent identical reads still share one query).",
-        f"- **prometheus-adapter** {PROMETHEUS_ADAPTER_VERSION}, built from its Go module, "
-        f"`--metrics-relist-interval={RELIST_S:g}s` (the Helm chart's default), one external rule: "
-        f"`seriesQuery: '{rules['seriesQuery']}'`, `metricsQuery: '{rules['metricsQuery']}'`, "
-        "`resources.overrides: {namespace: {resource: namespace}}`, so a read in namespace NS with selector "
-        'S queries `sum(tgi_queue_size{S,namespace="NS"})`, the same PromQL as ours.',
-        "- Both serve HTTPS with a certificate from the cluster CA, read the front-proxy CA and header names "
-        "from `kube-system/extension-apiserver-authentication`, and are read the way the aggregator reads "
-        "them: "
-        "front-proxy client certificate, `X-Remote-User: system:serviceaccount:kube-system:horizontal-pod-"
-        "autoscaler` plus its groups. That identity is not in `system:masters`, so both authorize every "
-        "read with a SubjectAccessReview, cached for 10 s per identity and request attributes (verb `list`, "
-        "resource `tgi_queue_size`, namespace): about one review per namespace every 10 s for each server "
-        "(column SARs). Per request both also verify the client certificate against the front-proxy CA.",
-        f"- Reads rotate over {services} selectors (`app_kubernetes_io_instance=<service>`, one per "
-        "service). prometheus-adapter passes selector keys to PromQL unchanged, so it must be given the "
-        "Prometheus label name; ours also accepts the Kubernetes key `app.kubernetes.io/instance` (see the "
-        "sanity check).",
-        f"- Load from this Python process (aiohttp, HTTPS keep-alive): closed loop with 1, 8 and 32 readers, "
-        f"then open loop at {', '.join(f'{h / HPA_SYNC_S:.1f}' for h in plan.hpas)} reads/s "
-        f"({', '.join(f'{h:,}' for h in plan.hpas)} HPAs reading once every {HPA_SYNC_S:g} s), "
-        f"{plan.seconds:g} s each, servers taking turns at each level.",
-        "",
-        "### Sanity: same answers",
-        "",
-        f"{checked.agreeing} of {checked.total} selectors: every server returned exactly the value "
-        "Prometheus itself returns for the same PromQL (bracketed by two direct queries with no scrape in "
-        "between).",
-    ]
-    out += [f"- disagreement: {d}" for d in checked.disagreements]
-    out += ["", "| case | server | answer |", "|---|---|---|"]
-    out += [f"| {case} | {server} | {_cell(answer)} |" for case, server, answer in checked.special]
-    out += ["", "### Load", "", *runs_table(measured), ""]
-    out += [
-        "Columns: reads/s = successful reads per second; latency percentiles over successful reads, measured "
-        "by the client; errors = non-200 answers, transport errors and (open loop) reads not sent because "
-        "2,048 were already in flight; Prom queries / Prom series = `prometheus_http_requests_total` deltas "
-        "for the query and discovery handlers during the run; SARs = SubjectAccessReviews kube-apiserver "
-        "answered during the run; CPU s = user+system CPU of the server process (all threads) from "
-        "/proc/PID/stat; peak RSS = VmHWM, reset before each run; generator CPU s = the load generator's own "
-        "CPU during the run.",
-        "",
-    ]
-    for ours in (OURS, OURS_NO_CACHE):
-        if ours in plan.servers:
-            out += [
-                f"Ratios {ours} / prometheus-adapter (reads/s: above 1 is better for ours; every other "
-                "column: below 1 is better for ours):",
-                "",
-                *ratio_table(measured, ours, THEIRS),
-                "",
-            ]
-    out += [generator_ceiling(measured), ""]
-    out += ["### Prometheus outage", ""]
-    out += [
-        f"Prometheus stopped (SIGTERM) for {plan.outage_s:g} s, then started again on the same port "
-        "and data directory; every server probed four times a second with the first selector.",
-        "",
-    ]
-    out += outage_table("Prometheus was down", down)
-    if frozen:
-        out += [
-            "",
-            f"Prometheus frozen (SIGSTOP) for {plan.freeze_s:g} s, then resumed (SIGCONT): connections "
-            "are accepted by the kernel but never answered, as with a hung or overloaded server.",
-            "",
-        ]
-        out += outage_table("Prometheus was frozen", frozen)
-    if profile_text:
-        out += [
-            "",
-            "### Where our adapter's time goes",
-            "",
-            "pyinstrument (sampling, wall clock) of `ours` under 32 concurrent readers for "
-            f"{plan.profile_s:g} s; functions by their own time:",
-            "",
-            "```text",
-            profile_text,
-            "```",
-        ]
-    out += ["", INTERPRETATION]
-    return "\n".join(out)
-
-
-def _cell(text: str) -> str:
-    return text.replace("|", r"\|")
-
-
-def generator_ceiling(measured: Sequence[Measured]) -> str:
-    """The load generator's own CPU per read (closed loop), and the rate that allows on one CPU."""
-    costs = sorted(
-        m.run.generator_cpu_s / m.run.ok for m in measured if m.run.ok and m.run.mode == "concurrency"
-    )
-    servers = sorted(m.cpu_ms_per_read for m in measured if m.run.ok and m.run.mode == "concurrency")
-    if not costs:
-        return ""
-    cost = costs[len(costs) // 2]
-    return (
-        f"Load generator: a median {cost * 1e6:,.0f} us of its own CPU per read in the closed-loop runs, so "
-        f"on a whole CPU of its own it could drive about {1 / cost:,.0f} reads/s; the servers spent "
-        f"{servers[0]:.2f}-{servers[-1]:.2f} ms per read. Both share the same two CPUs, so the generator "
-        "lowers every server's ceiling alike; the CPU columns show who used what."
-    )
-
-
-INTERPRETATION = """### What the numbers mean
-
-- Reads per second and latency at fixed concurrency measure how much CPU each server spends per read;
-  on two shared CPUs the server, Prometheus and the Python load generator compete, so the closed-loop
-  ceiling is partly the generator's (its CPU column says how much).
-- The open-loop rows are the realistic ones: even 10,000 HPAs reading every 15 s are 667 reads/s.
-  Both servers keep up at every rate; the interesting columns are latency, CPU per read and
-  Prometheus queries.
-- Prometheus queries: prometheus-adapter sends one query per read, plus a `/api/v1/series` discovery
-  query per relist interval. Ours with its default 0.5 s cache sends at most one query per distinct
-  PromQL per 0.5 s, so under load most reads cost Prometheus nothing; with `--cache-ttl 0` it sends
-  one per read (concurrent identical reads still share one).
-- During an outage neither server invents a value: both answer errors (ours 503 ServiceUnavailable
-  naming Prometheus, prometheus-adapter 500 "unable to fetch metrics"), and the HPA keeps the
-  current replica count. A hung Prometheus is where they differ most: ours gives up after its 3 s
-  Prometheus timeout, prometheus-adapter waits as long as the request lasts.
-- An empty result is an error in ours (the HPA must not read "no series" as zero load) and a 200 with
-  no items in prometheus-adapter; both make the HPA skip the metric, but only one says why."""
-
-
 async def run(args: argparse.Namespace) -> int:
     plan = plan_for(args)
     info = machine()
@@ -701,13 +523,44 @@ async def run(args: argparse.Namespace) -> int:
             if plan.freeze_s:
                 _say(f"Prometheus frozen (SIGSTOP) for {plan.freeze_s:g} s")
                 frozen = await outage(servers, stack, down_s=plan.freeze_s, freeze=True)
-        profile_text = ""
+        summary, flat = "", ""
         if plan.profile_s:
             _say(f"profiling ours for {plan.profile_s:g} s")
-            profile_text = await profile(stack, plan.profile_s)
+            summary, flat = await profile(stack, plan.profile_s)
     finally:
         await stop_stack(stack)
-    text = report(info, plan, args, measured, checked, down, frozen, profile_text, time.monotonic() - started)
+    text = render(
+        Results(
+            command=".venv/bin/python bench/compare_prometheus_adapter.py"
+            + (" --quick" if args.quick else ""),
+            machine=info,
+            elapsed_s=time.monotonic() - started,
+            namespaces=args.namespaces,
+            services=args.services,
+            pods=args.pods,
+            series_per_pod=SERIES_PER_POD,
+            scrape_interval_s=args.scrape_interval,
+            relist_s=RELIST_S,
+            their_version=PROMETHEUS_ADAPTER_VERSION,
+            their_rule=external_rules_config()["externalRules"][0],
+            hpa_sync_s=HPA_SYNC_S,
+            hpas=plan.hpas,
+            seconds=plan.seconds,
+            ours=OURS,
+            ours_no_cache=OURS_NO_CACHE,
+            theirs=THEIRS,
+            measured=measured,
+            sanity=checked,
+            outage_s=plan.outage_s,
+            down=down,
+            freeze_s=plan.freeze_s,
+            frozen=frozen,
+            profile_s=plan.profile_s,
+            profile_summary=summary,
+            profile_flat=flat,
+            servers=plan.servers,
+        )
+    )
     print()
     print(text)
     if not args.no_docs:

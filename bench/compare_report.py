@@ -49,6 +49,15 @@ def _f(value: float, digits: int = 1) -> str:
     return "n/a" if math.isnan(value) else f"{value:,.{digits}f}"
 
 
+def _errors(run: RunResult) -> str:
+    kinds = [(kind, n) for kind, n in run.statuses.most_common() if kind != "200"]
+    if run.dropped:
+        kinds.append(("not sent", run.dropped))
+    if not kinds:
+        return "0"
+    return f"{run.errors:,} ({', '.join(f'{kind}: {n:,}' for kind, n in kinds)})"
+
+
 def runs_table(measured: Sequence[Measured]) -> list[str]:
     lines = [
         "| adapter | load | reads/s | p50 ms | p95 ms | p99 ms | errors | Prom queries | Prom series "
@@ -59,7 +68,7 @@ def runs_table(measured: Sequence[Measured]) -> list[str]:
         r = m.run
         lines.append(
             f"| {r.adapter} | {m.load} | {_f(r.throughput)} | {_f(r.percentile(0.5), 2)} "
-            f"| {_f(r.percentile(0.95), 2)} | {_f(r.percentile(0.99), 2)} | {r.errors:,} "
+            f"| {_f(r.percentile(0.95), 2)} | {_f(r.percentile(0.99), 2)} | {_errors(r)} "
             f"| {m.prom_queries:,} | {m.prom_series:,} | {m.sars:,} | {_f(m.adapter_cpu_s, 2)} "
             f"| {_f(m.cpu_ms_per_read, 3)} | {_f(m.peak_rss_mib)} | {_f(m.prom_cpu_s, 2)} "
             f"| {_f(r.generator_cpu_s, 2)} | {m.machine_idle_pct:.0f}% |"

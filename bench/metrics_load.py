@@ -160,6 +160,12 @@ class RunResult:
     def throughput(self) -> float:
         return self.ok / self.seconds if self.seconds else 0.0
 
+    def on_time(self, within_ms: float) -> float:
+        """Share of the reads sent that were answered 200 within ``within_ms``."""
+        if not self.sent:
+            return 0.0
+        return sum(1 for latency in self.latencies_ms if latency <= within_ms) / self.sent
+
     def percentile(self, q: float) -> float:
         if not self.latencies_ms:
             return float("nan")
@@ -308,7 +314,8 @@ async def open_loop(
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
-            result.statuses["unfinished"] += len(pending)
+            if pending:
+                result.statuses["unfinished"] += len(pending)
         result.seconds = time.perf_counter() - start
         result.generator_cpu_s = generator_cpu_seconds() - cpu0
         result.sent = sent
