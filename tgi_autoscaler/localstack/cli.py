@@ -52,8 +52,10 @@ def _build(args: argparse.Namespace) -> int:
             module = importlib.import_module(module_name)
         except ModuleNotFoundError:
             continue
-        path = getattr(module, func_name)()
-        print(f"{func_name.removeprefix('ensure_'):<24}{path}")
+        built = getattr(module, func_name)()
+        paths = built if isinstance(built, list) else [built]
+        for path in paths:
+            print(f"{func_name.removeprefix('ensure_'):<24}{path}")
     print(f"ready in {time.monotonic() - started:.1f}s")
     return 0
 
