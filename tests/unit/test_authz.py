@@ -202,3 +202,31 @@ async def test_concurrent_identical_questions_share_one_review() -> None:
     results = await asyncio.gather(*tasks)
     assert all(d.allowed for d, _ in results)
     assert len(reviewer.calls) == 1
+
+
+async def test_a_cancelled_first_request_does_not_cancel_the_review_others_wait_for() -> None:
+    clock, reviewer = FakeClock(), FakeAccessReviewer({(HPA.name, "list", "tgi_queue_size")})
+    reviewer.gate = asyncio.Event()
+    authz = _authz(reviewer, clock)
+    first = asyncio.create_task(authz.authorize(HPA, METRIC))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(authz.authorize(HPA, METRIC))
+    await asyncio.sleep(0)
+    first.cancel()
+    await asyncio.sleep(0)
+    reviewer.gate.set()
+    assert await second == (Decision(True, ""), True)
+    assert first.cancelled()
+    assert len(reviewer.calls) == 1
+
+
+async def test_allow_and_deny_answers_keep_their_own_ttls() -> None:
+    clock = FakeClock()
+    reviewer = FakeAccessReviewer({(HPA.name, "list", "tgi_queue_size")})
+    authz = Authorizer(reviewer, allow_ttl_s=10.0, deny_ttl_s=2.0, clock=clock)
+    await authz.authorize(HPA, METRIC)
+    await authz.authorize(BOB, METRIC)
+    clock.now += 5.0
+    assert (await authz.authorize(HPA, METRIC))[1]
+    assert not (await authz.authorize(BOB, METRIC))[1]
+    assert [name for name, _ in reviewer.calls] == [HPA.name, BOB.name, BOB.name]

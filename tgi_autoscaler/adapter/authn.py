@@ -37,8 +37,8 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from kubernetes_asyncio import client
 from multidict import MultiMapping
 
+from tgi_autoscaler.adapter.cache import SingleFlightCache
 from tgi_autoscaler.adapter.requestheader import RequestHeaderConfig
-from tgi_autoscaler.adapter.reviewcache import ReviewCache
 
 __all__ = [
     "AuthenticationResult",
@@ -248,7 +248,8 @@ class Authenticator:
     ) -> None:
         self._request_header = request_header
         self._tokens = tokens
-        self._cache: ReviewCache[str, UserInfo | None] = ReviewCache(ttl_s=token_cache_ttl_s, clock=clock)
+        self._cache: SingleFlightCache[str, UserInfo | None]
+        self._cache = SingleFlightCache(token_cache_ttl_s, clock=clock)
 
     async def authenticate(
         self, *, peer_cert_der: bytes | None, headers: MultiMapping[str]
@@ -274,7 +275,7 @@ class Authenticator:
                 reasons.append("token authentication is disabled")
             else:
                 try:
-                    user, _cached = await self._cache.get(_token_key(token), lambda: self._review(token))
+                    user, _outcome = await self._cache.get(_token_key(token), lambda: self._review(token))
                 except ReviewUnavailableError as exc:
                     reasons.append(str(exc))
                 else:

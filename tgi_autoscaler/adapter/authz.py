@@ -23,7 +23,7 @@ import structlog
 from kubernetes_asyncio import client
 
 from tgi_autoscaler.adapter.authn import ReviewUnavailableError, UserInfo
-from tgi_autoscaler.adapter.reviewcache import ReviewCache
+from tgi_autoscaler.adapter.cache import CacheOutcome, SingleFlightCache
 
 __all__ = [
     "AccessReviewer",
@@ -190,8 +190,8 @@ class Authorizer:
     ) -> None:
         self._reviewer = reviewer
         self._always_allow = frozenset(always_allow_groups)
-        self._cache: ReviewCache[tuple[UserInfo, RequestAttributes], Decision] = ReviewCache(
-            ttl_s=allow_ttl_s,
+        self._cache: SingleFlightCache[tuple[UserInfo, RequestAttributes], Decision] = SingleFlightCache(
+            allow_ttl_s,
             ttl_of=lambda d: allow_ttl_s if d.allowed else deny_ttl_s,
             clock=clock,
         )
@@ -200,4 +200,5 @@ class Authorizer:
         """The decision and whether it was served without a new review."""
         if self._always_allow.intersection(user.groups):
             return Decision(True, "member of an always-allowed group"), True
-        return await self._cache.get((user, attrs), lambda: self._reviewer.review(user, attrs))
+        decision, outcome = await self._cache.get((user, attrs), lambda: self._reviewer.review(user, attrs))
+        return decision, outcome is not CacheOutcome.MISS

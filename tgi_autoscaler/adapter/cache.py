@@ -1,25 +1,30 @@
-"""Single-flight, short-TTL cache: identical reads share one Prometheus query.
+"""Single-flight, short-TTL cache: identical concurrent lookups share one in-flight call.
 
-The HPA controller, ``kubectl get --raw`` and dashboards often ask for the same metric at the same
-moment; the key is the final PromQL, so they are identical exactly when their answers would be. A
-read either finds a fresh entry (``hit``), joins a query already in flight (``coalesced``) or starts
-one (``miss``). Failures are shared by the readers waiting on that query but never cached, so the
-next read after an outage asks again. The load runs as its own task: a client that disconnects
-does not cancel the query the others are waiting for. Keep the TTL well under the scrape interval,
-or the cache would hide fresh samples.
+Two readers use it. Metric reads are keyed by the final PromQL: the HPA controller, ``kubectl get
+--raw`` and dashboards often ask for the same metric at the same moment, and two reads are
+identical exactly when their answers would be (keep that TTL well under the scrape interval, or
+the cache would hide fresh samples). TokenReview and SubjectAccessReview answers are keyed by token
+digest or by identity and attributes, so every request through the aggregator does not cost a
+round trip to kube-apiserver; Kubernetes' delegated authn/authz keep them 10 s, and ``ttl_of``
+lets allow and deny answers have TTLs of their own.
+
+A read either finds a fresh entry (``hit``), joins a call already in flight (``coalesced``) or
+starts one (``miss``). Failures are shared by the readers waiting on that call but never cached,
+so the next read after an outage asks again. The call runs as its own task: a reader that is
+cancelled (a client that disconnects) does not cancel the call the others are waiting for.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["CacheOutcome", "SingleFlightCache"]
 
-K = TypeVar("K")
+K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
 
 
@@ -30,18 +35,26 @@ class CacheOutcome(StrEnum):
 
 
 class SingleFlightCache(Generic[K, V]):
-    """Values by key for ``ttl_s`` seconds, with at most one load per key in flight."""
+    """Values by key for a TTL, with at most one load per key in flight."""
 
     def __init__(
         self,
         ttl_s: float,
         *,
+        ttl_of: Callable[[V], float] | None = None,
         max_entries: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """``ttl_of`` picks a TTL per value (e.g. allow vs. deny); ``ttl_s`` applies otherwise.
+
+        A TTL of 0 still coalesces concurrent loads but keeps nothing.
+        """
         if ttl_s < 0:
-            raise ValueError("ttl_s must be >= 0")
+            raise ValueError(f"ttl_s: must be >= 0 (got {ttl_s})")
+        if max_entries < 1:
+            raise ValueError(f"max_entries: must be >= 1 (got {max_entries})")
         self._ttl = ttl_s
+        self._ttl_of = ttl_of
         self._max_entries = max_entries
         self._clock = clock
         self._values: dict[K, tuple[float, V]] = {}
@@ -70,24 +83,27 @@ class SingleFlightCache(Generic[K, V]):
             value = await load()
         finally:
             self._inflight.pop(key, None)
-        if self._ttl > 0:
-            self._store(key, value)
+        self._store(key, value)
         return value
 
     def _store(self, key: K, value: V) -> None:
+        ttl = self._ttl if self._ttl_of is None else self._ttl_of(value)
+        if ttl <= 0:
+            return
         now = self._clock()
-        if len(self._values) >= self._max_entries:
+        if key not in self._values and len(self._values) >= self._max_entries:
             for stale in [k for k, (expires, _) in self._values.items() if expires <= now]:
                 del self._values[stale]
             while len(self._values) >= self._max_entries:
                 del self._values[next(iter(self._values))]  # oldest insertion first
-        self._values[key] = (now + self._ttl, value)
+        self._values.pop(key, None)
+        self._values[key] = (now + ttl, value)
 
     def clear(self) -> None:
         self._values.clear()
 
 
-def _retrieve_exception(task: asyncio.Task[V]) -> None:
+def _retrieve_exception(task: asyncio.Task[Any]) -> None:
     # Every waiter may have been cancelled; mark the failure as seen so asyncio does not warn.
     if not task.cancelled():
         task.exception()
