@@ -137,4 +137,3 @@ def prometheus_adapter_process(settings: PrometheusAdapterSettings) -> ManagedPr
         ],
         log_path=settings.workdir / "prometheus-adapter.log",
     )
-
