@@ -17,10 +17,10 @@ from kubernetes_asyncio import client as k8s
 
 from tgi_autoscaler.adapter.authn import KubeTokenReviewer, UserInfo
 from tgi_autoscaler.adapter.authz import KubeAccessReviewer, request_attributes
+from tgi_autoscaler.adapter.configmap_watch import KubeConfigMapSource
 from tgi_autoscaler.adapter.requestheader import (
     AUTH_CONFIGMAP_NAME,
     AUTH_CONFIGMAP_NAMESPACE,
-    KubeConfigMapSource,
     RequestHeaderConfig,
     RequestHeaderWatcher,
 )

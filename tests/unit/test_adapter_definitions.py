@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tgi_autoscaler.adapter.definitions import (
-    ConfigMapEvent,
-    DefinitionStore,
-    WatchExpired,
-    watch_configmap,
-    watch_file,
-)
+from tgi_autoscaler.adapter.configmap_watch import ConfigMapEvent, WatchExpiredError
+from tgi_autoscaler.adapter.definitions import DefinitionStore, watch_configmap, watch_file
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 
 pytestmark = pytest.mark.unit
@@ -106,7 +101,7 @@ async def test_configmap_list_then_watch_resumes_and_relists_after_gone() -> Non
         watches=[
             [ConfigMapEvent("MODIFIED", {"metrics.yaml": BROKEN}, "11")],  # invalid edit: kept
             [ConfigMapEvent("BOOKMARK", None, "20")],  # a watch that ends after a bookmark
-            WatchExpired("too old resource version"),
+            WatchExpiredError("too old resource version"),
         ],
     )
     store, metrics = _store()

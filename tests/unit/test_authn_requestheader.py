@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator, Mapping
 import pytest
 
 from tests.unit.x509_factory import make_ca
+from tgi_autoscaler.adapter.configmap_watch import ConfigMapEvent, WatchExpiredError
 from tgi_autoscaler.adapter.requestheader import (
-    ConfigMapEvent,
     RequestHeaderConfig,
     RequestHeaderConfigError,
     RequestHeaderWatcher,
-    WatchExpiredError,
     parse_request_header_config,
 )
 
@@ -85,7 +84,7 @@ class FakeConfigMapSource:
         self.list_calls = 0
         self.idle = asyncio.Event()
 
-    async def get(self) -> tuple[Mapping[str, str] | None, str]:
+    async def list(self) -> tuple[Mapping[str, str] | None, str]:
         self.list_calls += 1
         answer = self.lists.pop(0)
         if isinstance(answer, Exception):

@@ -10,10 +10,10 @@ Two sources feed it:
 
 - ``watch_file``: a local YAML file, polled for changes of mtime/size/inode (local runs, tests,
   or a ConfigMap mounted as a volume);
-- ``watch_configmap``: a ConfigMap through the Kubernetes API, list-then-watch from the listed
-  ``resourceVersion``, resuming from the last seen version when a watch ends, and listing again
-  when the server answers 410 Gone. Edits reach the adapter within a second or two, without the
-  kubelet's volume-sync delay.
+- ``watch_configmap``: a ConfigMap through the Kubernetes API (``configmap_watch``): list, then
+  watch from the listed ``resourceVersion``, resuming from the last seen version when a watch ends,
+  and listing again when the server answers 410 Gone. Edits reach the adapter within a second or
+  two, without the kubelet's volume-sync delay.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final, Protocol
 
 import structlog
 
+from tgi_autoscaler.adapter.configmap_watch import ConfigMapSource, follow_configmap
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.config.metrics import (
     METRICS_CONFIGMAP_KEY,
@@ -38,19 +38,13 @@ from tgi_autoscaler.config.metrics import (
 )
 
 __all__ = [
-    "ConfigMapEvent",
-    "ConfigMapSource",
     "DefinitionSnapshot",
     "DefinitionStore",
-    "KubeConfigMapSource",
-    "WatchExpired",
     "watch_configmap",
     "watch_file",
 ]
 
 log = structlog.get_logger(__name__)
-
-_MAX_BACKOFF_S: Final = 30.0
 
 
 @dataclass(frozen=True)
@@ -220,85 +214,6 @@ async def watch_file(
             await asyncio.wait_for(stop.wait(), interval_s)
 
 
-@dataclass(frozen=True)
-class ConfigMapEvent:
-    """A watch event reduced to what matters: type, data and resourceVersion."""
-
-    type: str
-    data: Mapping[str, str] | None
-    resource_version: str
-
-
-class WatchExpired(Exception):
-    """The resourceVersion is too old (HTTP 410 Gone): list again."""
-
-
-class ConfigMapSource(Protocol):
-    """Reads and watches one ConfigMap; ``KubeConfigMapSource`` talks to the API server."""
-
-    async def list(self) -> tuple[Mapping[str, str] | None, str]:
-        """The ConfigMap's data (None if it does not exist) and the list's resourceVersion."""
-        ...
-
-    def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
-        """Events after ``resource_version``; ends when the server closes the watch.
-
-        Raises ``WatchExpired`` on 410 Gone.
-        """
-        ...
-
-
-class KubeConfigMapSource:
-    """``ConfigMapSource`` over kubernetes_asyncio, selecting the ConfigMap by name."""
-
-    def __init__(self, api_client: Any, namespace: str, name: str, *, watch_timeout_s: int = 300) -> None:
-        from kubernetes_asyncio import client
-
-        self._core = client.CoreV1Api(api_client)
-        self._namespace = namespace
-        self._name = name
-        self._watch_timeout_s = watch_timeout_s
-
-    @property
-    def where(self) -> str:
-        return f"configmap {self._namespace}/{self._name}"
-
-    async def list(self) -> tuple[Mapping[str, str] | None, str]:
-        result = await self._core.list_namespaced_config_map(
-            self._namespace, field_selector=f"metadata.name={self._name}"
-        )
-        items = result.items or []
-        data: Mapping[str, str] | None = (items[0].data or {}) if items else None
-        return data, str(result.metadata.resource_version)
-
-    async def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
-        from kubernetes_asyncio import watch
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        stream = watch.Watch()
-        try:
-            async for event in stream.stream(
-                self._core.list_namespaced_config_map,
-                self._namespace,
-                field_selector=f"metadata.name={self._name}",
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=self._watch_timeout_s,
-            ):
-                raw = event["raw_object"]
-                yield ConfigMapEvent(
-                    type=str(event["type"]),
-                    data=raw.get("data") or {} if event["type"] != "BOOKMARK" else None,
-                    resource_version=str(raw.get("metadata", {}).get("resourceVersion", "")),
-                )
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpired(str(exc.reason)) from None
-            raise
-        finally:
-            await stream.close()
-
-
 async def watch_configmap(
     store: DefinitionStore,
     source: ConfigMapSource,
@@ -306,14 +221,12 @@ async def watch_configmap(
     where: str,
     key: str = METRICS_CONFIGMAP_KEY,
     stop: asyncio.Event | None = None,
-    sleep: Callable[[float], Any] = asyncio.sleep,
+    sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
     """Keep ``store`` in step with the ConfigMap's ``key`` until ``stop`` is set (or forever)."""
-    stop = stop or asyncio.Event()
-    backoff = 1.0
     applied_text: str | None = None
 
-    def apply(data: Mapping[str, str] | None) -> None:
+    async def apply(data: Mapping[str, str] | None, _trigger: str) -> None:
         nonlocal applied_text
         if data is None:
             store.reject(source=where, error="the ConfigMap does not exist")
@@ -328,28 +241,4 @@ async def watch_configmap(
             applied_text = text
             store.apply_text(text, source=f"{where} ({key})")
 
-    while not stop.is_set():
-        try:
-            data, resource_version = await source.list()
-            apply(data)
-            backoff = 1.0
-            while not stop.is_set():
-                async for event in source.watch(resource_version):
-                    if event.resource_version:
-                        resource_version = event.resource_version
-                    if event.type in ("ADDED", "MODIFIED"):
-                        apply(event.data)
-                    elif event.type == "DELETED":
-                        apply(None)
-                    if stop.is_set():
-                        return
-                # The server ended the watch (its timeout): resume where it stopped.
-        except WatchExpired:
-            log.info("configmap_watch_expired", source=where, note="listing again")
-            continue
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            log.warning("configmap_watch_failed", source=where, error=repr(exc), retry_in_s=backoff)
-            await sleep(backoff)
-            backoff = min(backoff * 2, _MAX_BACKOFF_S)
+    await follow_configmap(source, apply, where=where, stop=stop, sleep=sleep)

@@ -15,26 +15,20 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol
 
 import structlog
 from cryptography import x509
-from kubernetes_asyncio import client, watch
-from kubernetes_asyncio.client.exceptions import ApiException
+
+from tgi_autoscaler.adapter.configmap_watch import ConfigMapSource, follow_configmap
 
 __all__ = [
     "AUTH_CONFIGMAP_NAME",
     "AUTH_CONFIGMAP_NAMESPACE",
-    "ConfigMapEvent",
-    "ConfigMapSource",
-    "KubeConfigMapSource",
     "RequestHeaderConfig",
     "RequestHeaderConfigError",
     "RequestHeaderWatcher",
-    "WatchExpiredError",
     "parse_request_header_config",
 ]
 
@@ -114,79 +108,6 @@ def parse_request_header_config(data: Mapping[str, str]) -> RequestHeaderConfig:
     )
 
 
-class WatchExpiredError(Exception):
-    """The watch's resource version is too old (HTTP 410 Gone); the caller must list again."""
-
-
-@dataclass(frozen=True)
-class ConfigMapEvent:
-    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
-    data: Mapping[str, str] | None
-    resource_version: str
-
-
-class ConfigMapSource(Protocol):
-    """List and watch one ConfigMap by name."""
-
-    async def get(self) -> tuple[Mapping[str, str] | None, str]:
-        """The ConfigMap's data (``None`` if absent) and the list's resource version."""
-        ...
-
-    def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
-        """Events after ``resource_version``; ends when the server closes the watch.
-
-        Raises :class:`WatchExpiredError` when the version is gone.
-        """
-        ...
-
-
-class KubeConfigMapSource:
-    """:class:`ConfigMapSource` over the Kubernetes API (kubernetes-asyncio)."""
-
-    def __init__(self, api_client: Any, namespace: str, name: str, *, watch_timeout_s: int = 300) -> None:
-        self._core = client.CoreV1Api(api_client)
-        self._namespace = namespace
-        self._name = name
-        self._selector = f"metadata.name={name}"
-        self._timeout = watch_timeout_s
-
-    @property
-    def where(self) -> str:
-        return f"{self._namespace}/{self._name}"
-
-    async def get(self) -> tuple[Mapping[str, str] | None, str]:
-        result = await self._core.list_namespaced_config_map(self._namespace, field_selector=self._selector)
-        items = result.items or []
-        data: Mapping[str, str] | None = (items[0].data or {}) if items else None
-        return data, str(result.metadata.resource_version)
-
-    async def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
-        w = watch.Watch()
-        try:
-            stream = w.stream(
-                self._core.list_namespaced_config_map,
-                self._namespace,
-                field_selector=self._selector,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=self._timeout,
-            )
-            async for event in stream:
-                raw = event["raw_object"]
-                meta = raw.get("metadata", {}) if isinstance(raw, dict) else {}
-                yield ConfigMapEvent(
-                    type=str(event["type"]),
-                    data=(raw.get("data") or {}) if isinstance(raw, dict) else None,
-                    resource_version=str(meta.get("resourceVersion", resource_version)),
-                )
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpiredError(str(exc.reason)) from exc
-            raise
-        finally:
-            await w.close()
-
-
 Listener = Callable[[RequestHeaderConfig], Awaitable[None]]
 
 
@@ -254,30 +175,11 @@ class RequestHeaderWatcher:
 
     async def run(self) -> None:
         """List, then watch, forever; relist when the watch expires, back off on errors."""
-        delay = self._backoff_initial
-        while True:
-            try:
-                data, version = await self._source.get()
-                await self._apply(data, "list")
-                delay = self._backoff_initial
-                while True:
-                    async for event in self._source.watch(version):
-                        version = event.resource_version
-                        if event.type in ("ADDED", "MODIFIED"):
-                            await self._apply(event.data, event.type)
-                        elif event.type == "DELETED":
-                            await self._apply(None, event.type)
-            except asyncio.CancelledError:
-                raise
-            except WatchExpiredError:
-                log.info("requestheader_watch_expired", configmap=self._where)
-                continue
-            except Exception as exc:
-                log.warning(
-                    "requestheader_watch_failed",
-                    configmap=self._where,
-                    error=f"{type(exc).__name__}: {exc}",
-                    retry_in_s=round(delay, 2),
-                )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))  # noqa: S311 - jitter, not crypto
-                delay = min(delay * 2, self._backoff_max)
+        await follow_configmap(
+            self._source,
+            self._apply,
+            where=self._where,
+            backoff_initial_s=self._backoff_initial,
+            backoff_max_s=self._backoff_max,
+            jitter=0.2,
+        )

@@ -27,15 +27,11 @@ from prometheus_client import CollectorRegistry
 from tgi_autoscaler.adapter.app import build_app
 from tgi_autoscaler.adapter.authn import Authenticator, KubeTokenReviewer
 from tgi_autoscaler.adapter.authz import Authorizer, KubeAccessReviewer
+from tgi_autoscaler.adapter.configmap_watch import KubeConfigMapSource
 from tgi_autoscaler.adapter.definitions import DefinitionStore, watch_configmap, watch_file
-from tgi_autoscaler.adapter.definitions import KubeConfigMapSource as DefinitionsConfigMapSource
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.adapter.prometheus import PrometheusClient
-from tgi_autoscaler.adapter.requestheader import (
-    KubeConfigMapSource,
-    RequestHeaderConfig,
-    RequestHeaderWatcher,
-)
+from tgi_autoscaler.adapter.requestheader import RequestHeaderConfig, RequestHeaderWatcher
 from tgi_autoscaler.adapter.security import Middleware, security_middleware
 from tgi_autoscaler.adapter.tls import ServingTLS
 from tgi_autoscaler.config.metrics import AdapterSettings, MetricsConfig
@@ -215,8 +211,9 @@ def metric_definitions(
             raise ValueError("--metrics-configmap needs access to the Kubernetes API")
         namespace, name = options.metrics_configmap
         store = DefinitionStore(metrics=metrics)
-        source = DefinitionsConfigMapSource(api, namespace, name)
-        return store, {"definitions-watch": watch_configmap(store, source, where=source.where)}
+        source = KubeConfigMapSource(api, namespace, name)
+        watch = watch_configmap(store, source, where=f"configmap {namespace}/{name}")
+        return store, {"definitions-watch": watch}
     if options.metrics_file is not None:
         store = DefinitionStore(metrics=metrics)
         return store, {"definitions-watch": watch_file(store, options.metrics_file)}
