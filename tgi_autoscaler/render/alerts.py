@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from tgi_autoscaler.config.observability import AlertsSpec, ConditionAlert, ThresholdAlert
 from tgi_autoscaler.config.service import TGIServiceSpec
@@ -124,262 +124,252 @@ class _Scope:
     def by(self) -> str:
         return f"namespace, {SERVICE_LABEL}"
 
-    def rate(self, counter: str) -> str:
-        return f"sum by ({self.by}) (rate({counter}{self.selector}[{self.window}]))"
+    def rate(self, counter: str | None) -> str:
+        return f"sum by ({self.by}) (rate({_present(counter)}{self.selector}[{self.window}]))"
 
-    def p95(self, histogram: str) -> str:
+    def p95(self, histogram: str | None) -> str:
         return (
             f"histogram_quantile(0.95, sum by ({self.by}, le) "
-            f"(rate({histogram}_bucket{self.selector}[{self.window}])))"
+            f"(rate({_present(histogram)}_bucket{self.selector}[{self.window}])))"
         )
 
     def hpa(self, series: str, extra: str = "") -> str:
         selector = self.hpa_selector if not extra else self.hpa_selector[:-1] + ", " + extra + "}"
         return f"max by (namespace, horizontalpodautoscaler) ({series}{selector})"
 
+    def available(self) -> str:
+        """Available replicas of the service's Deployment (kube-state-metrics)."""
+        return f"max by (namespace) (kube_deployment_status_replicas_available{self.deployment_selector})"
+
+    @property
     def who(self) -> str:
         return f"{self.namespace}/{self.name}"
 
-
-def _labels(scope: _Scope, spec: AlertsSpec, cfg: ConditionAlert) -> dict[str, str]:
-    labels = dict(spec.labels)
-    labels["severity"] = cfg.severity
-    labels["service"] = scope.name
-    return labels
+    @property
+    def hpa_name(self) -> str:
+        """The HPA's (and Deployment's) ``namespace/name``."""
+        return f"{self.namespace}/{self.workload}"
 
 
-def _engine_rules(scope: _Scope, spec: AlertsSpec) -> list[AlertRule]:
-    m = scope.metrics
-    who = scope.who()
-    rules: list[AlertRule] = []
-    if m.request_duration is not None and spec.latency_p95.enabled:
-        cfg: ThresholdAlert = spec.latency_p95
-        rules.append(
-            AlertRule(
-                alert="TGIRequestLatencyHigh",
-                spec_key="latencyP95",
-                expr=f"{scope.p95(m.request_duration)} > {_num(cfg.threshold)}",
-                for_=cfg.for_,
-                severity=cfg.severity,
-                summary=f"{who}: p95 request latency is {{value}}s (threshold {cfg.threshold:g}s)",
-                description=(
-                    f"The 95th percentile end-to-end request duration of {who}, over all replicas and "
-                    f"the last {scope.window}, is {{value}}s, above {cfg.threshold:g}s for {cfg.for_}. "
-                    "Check first: is the queue wait high too (then capacity is short: see the replica "
-                    "panels and TGIAutoscalerAtMaxReplicas/TGIReplicasNotStarting), or only inference "
-                    "time (then requests got longer: look at generated tokens per request)."
-                ),
-                value_format=FIXED,
-                labels=_labels(scope, spec, cfg),
-            )
-        )
-    if m.queue_duration is not None and spec.queue_wait_p95.enabled:
-        cfg = spec.queue_wait_p95
-        rules.append(
-            AlertRule(
-                alert="TGIQueueWaitHigh",
-                spec_key="queueWaitP95",
-                expr=f"{scope.p95(m.queue_duration)} > {_num(cfg.threshold)}",
-                for_=cfg.for_,
-                severity=cfg.severity,
-                summary=f"{who}: p95 queue wait is {{value}}s (threshold {cfg.threshold:g}s)",
-                description=(
-                    f"Requests to {who} wait {{value}}s (p95 over {scope.window}) before their first "
-                    f"batch, above {cfg.threshold:g}s for {cfg.for_}. "
-                    "Check first: current vs desired replicas on the dashboard; if the HPA did not "
-                    "scale, check its events (kubectl describe hpa) and the adapter's sample age."
-                ),
-                value_format=FIXED,
-                labels=_labels(scope, spec, cfg),
-            )
-        )
-    if spec.queue_backlog_per_replica.enabled:
-        cfg = spec.queue_backlog_per_replica
-        rules.append(
-            AlertRule(
-                alert="TGIQueueBacklogHigh",
-                spec_key="queueBacklogPerReplica",
-                expr=f"avg by ({scope.by}) ({m.queue_size}{scope.selector}) > {_num(cfg.threshold)}",
-                for_=cfg.for_,
-                severity=cfg.severity,
-                summary=f"{who}: {{value}} queued requests per replica (threshold {cfg.threshold:g})",
-                description=(
-                    f"The queue of {who} averages {{value}} requests per replica ({m.queue_size}), "
-                    f"above {cfg.threshold:g} for {cfg.for_}, although the HPA scales on this signal. "
-                    "Check first: is the HPA at maxReplicas, are new pods Pending (GPU capacity), or "
-                    "is the HPA's target per replica set too high for this model?"
-                ),
-                value_format=FIXED,
-                labels=_labels(scope, spec, cfg),
-            )
-        )
-    if m.failures is not None and m.requests is not None and spec.error_ratio.enabled:
-        ratio_cfg = spec.error_ratio
-        rules.append(
-            AlertRule(
-                alert="TGIErrorRatioHigh",
-                spec_key="errorRatio",
-                # Requests with no traffic at all make the denominator 0: the "> 0" filter drops
-                # that sample so the ratio is absent (no alert) instead of NaN or +Inf.
-                expr=(
-                    f"{scope.rate(m.failures)}\n  / ({scope.rate(m.requests)} > 0)\n"
-                    f"> {_num(ratio_cfg.threshold)}"
-                ),
-                for_=ratio_cfg.for_,
-                severity=ratio_cfg.severity,
-                summary=f"{who}: {{value}} of requests fail (threshold {ratio_cfg.threshold:.4g})",
-                description=(
-                    f"{{value}} of the requests to {who} failed over the last {scope.window} "
-                    f"({m.failures} / {m.requests}), above {ratio_cfg.threshold:.4g} for {ratio_cfg.for_}. "
-                    "Check first: the `err` label of the failure counter (validation = client input, "
-                    "generation/overloaded = server side) and the pods' logs for OOM or CUDA errors."
-                ),
-                value_format=PERCENT,
-                labels=_labels(scope, spec, ratio_cfg),
-            )
-        )
-    if m.successes is not None and spec.throughput_floor.enabled:
-        cfg = spec.throughput_floor
-        rules.append(
-            AlertRule(
-                alert="TGIThroughputLow",
-                spec_key="throughputFloor",
-                # Engines create the success counter on the first success; "or 0 * queue" makes a
-                # running service that never succeeded count as 0 req/s instead of no data.
-                expr=(
-                    f"(\n  {scope.rate(m.successes)}\n  or\n"
-                    f"  0 * sum by ({scope.by}) ({m.queue_size}{scope.selector})\n)\n"
-                    f"< {_num(cfg.threshold)}"
-                ),
-                for_=cfg.for_,
-                severity=cfg.severity,
-                summary=f"{who}: only {{value}} successful requests/s (floor {cfg.threshold:g})",
-                description=(
-                    f"{who} completed {{value}} requests per second over the last {scope.window}, "
-                    f"below the floor of {cfg.threshold:g}/s for {cfg.for_}. "
-                    "Check first: is traffic reaching the service at all (ingress, clients), or are "
-                    "requests failing (error ratio) or stuck (queue wait)?"
-                ),
-                value_format=FIXED,
-                labels=_labels(scope, spec, cfg),
-            )
-        )
-    return rules
+def _present(series: str | None) -> str:
+    # Only reached for engines that have the series: ``_ServiceAlert.needs`` filters the others.
+    if series is None:
+        raise AssertionError("alert rendered for an engine that lacks its series")
+    return series
 
 
-def _scaling_rules(scope: _Scope, spec: AlertsSpec) -> list[AlertRule]:
-    who = scope.who()
-    hpa = f"{scope.namespace}/{scope.workload}"
-    rules: list[AlertRule] = []
-    if spec.hpa_at_max.enabled:
-        cfg: ConditionAlert = spec.hpa_at_max
-        current = scope.hpa("kube_horizontalpodautoscaler_status_current_replicas")
-        desired = scope.hpa("kube_horizontalpodautoscaler_status_desired_replicas")
-        maximum = scope.hpa("kube_horizontalpodautoscaler_spec_max_replicas")
-        minimum = scope.hpa("kube_horizontalpodautoscaler_spec_min_replicas")
-        rules.append(
-            AlertRule(
-                alert="TGIAutoscalerAtMaxReplicas",
-                spec_key="hpaAtMax",
-                # An HPA with min == max is pinned on purpose; it is not "out of room".
-                expr=(
-                    f"({current} >= {maximum})\nand\n({desired} >= {maximum})\nand\n({maximum} > {minimum})"
-                ),
-                for_=cfg.for_,
-                severity=cfg.severity,
-                summary=f"{who}: HPA {hpa} has been at maxReplicas ({{value}}) for {cfg.for_}",
-                description=(
-                    f"The HPA {hpa} runs {{value}} replicas, its maxReplicas, and still wants at least "
-                    f"that many; it has had no room to scale for {cfg.for_}. "
-                    "Check first: queue wait and backlog; if they are high, raise "
-                    "autoscaling.maxReplicas (and make sure the cluster has the GPUs for it)."
-                ),
-                value_format=INTEGER,
-                labels=_labels(scope, spec, cfg),
+C = TypeVar("C", bound=ConditionAlert)
+Text = Callable[[_Scope, C], str]
+
+
+def _any_engine(_metrics: EngineMetrics) -> bool:
+    return True
+
+
+@dataclass(frozen=True)
+class _ServiceAlert(Generic[C]):
+    """One per-service alert: the ``AlertsSpec`` setting behind it and how its text is built.
+
+    ``for``, severity and labels come from the setting; summary and description hold ``{value}``.
+    """
+
+    alert: str
+    spec_key: str  # the AlertsSpec field (camelCase, as in YAML)
+    setting: Callable[[AlertsSpec], C]
+    expr: Text[C]
+    summary: Text[C]
+    description: Text[C]
+    value_format: ValueFormat
+    needs: Callable[[EngineMetrics], bool] = _any_engine  # False: the engine lacks a needed series
+
+    def rule(self, scope: _Scope, spec: AlertsSpec) -> AlertRule | None:
+        """The rule for ``scope``, or ``None`` when it is disabled or the engine cannot feed it."""
+        cfg = self.setting(spec)
+        if not cfg.enabled or not self.needs(scope.metrics):
+            return None
+        return AlertRule(
+            alert=self.alert,
+            spec_key=self.spec_key,
+            expr=self.expr(scope, cfg),
+            for_=cfg.for_,
+            severity=cfg.severity,
+            summary=self.summary(scope, cfg),
+            description=self.description(scope, cfg),
+            value_format=self.value_format,
+            labels={**spec.labels, "severity": cfg.severity, "service": scope.name},
+        )
+
+
+def _at_max_expr(s: _Scope, _cfg: ConditionAlert) -> str:
+    current = s.hpa("kube_horizontalpodautoscaler_status_current_replicas")
+    desired = s.hpa("kube_horizontalpodautoscaler_status_desired_replicas")
+    maximum = s.hpa("kube_horizontalpodautoscaler_spec_max_replicas")
+    minimum = s.hpa("kube_horizontalpodautoscaler_spec_min_replicas")
+    # An HPA with min == max is pinned on purpose; it is not "out of room".
+    return f"({current} >= {maximum})\nand\n({desired} >= {maximum})\nand\n({maximum} > {minimum})"
+
+
+_SERVICE_ALERTS: tuple[_ServiceAlert[Any], ...] = (
+    _ServiceAlert[ThresholdAlert](
+        alert="TGIRequestLatencyHigh",
+        spec_key="latencyP95",
+        setting=lambda a: a.latency_p95,
+        needs=lambda m: m.request_duration is not None,
+        expr=lambda s, c: f"{s.p95(s.metrics.request_duration)} > {_num(c.threshold)}",
+        summary=lambda s, c: f"{s.who}: p95 request latency is {{value}}s (threshold {c.threshold:g}s)",
+        description=lambda s, c: (
+            f"The 95th percentile end-to-end request duration of {s.who}, over all replicas and "
+            f"the last {s.window}, is {{value}}s, above {c.threshold:g}s for {c.for_}. "
+            "Check first: is the queue wait high too (then capacity is short: see the replica "
+            "panels and TGIAutoscalerAtMaxReplicas/TGIReplicasNotStarting), or only inference "
+            "time (then requests got longer: look at generated tokens per request)."
+        ),
+        value_format=FIXED,
+    ),
+    _ServiceAlert[ThresholdAlert](
+        alert="TGIQueueWaitHigh",
+        spec_key="queueWaitP95",
+        setting=lambda a: a.queue_wait_p95,
+        needs=lambda m: m.queue_duration is not None,
+        expr=lambda s, c: f"{s.p95(s.metrics.queue_duration)} > {_num(c.threshold)}",
+        summary=lambda s, c: f"{s.who}: p95 queue wait is {{value}}s (threshold {c.threshold:g}s)",
+        description=lambda s, c: (
+            f"Requests to {s.who} wait {{value}}s (p95 over {s.window}) before their first "
+            f"batch, above {c.threshold:g}s for {c.for_}. "
+            "Check first: current vs desired replicas on the dashboard; if the HPA did not "
+            "scale, check its events (kubectl describe hpa) and the adapter's sample age."
+        ),
+        value_format=FIXED,
+    ),
+    _ServiceAlert[ThresholdAlert](
+        alert="TGIQueueBacklogHigh",
+        spec_key="queueBacklogPerReplica",
+        setting=lambda a: a.queue_backlog_per_replica,
+        expr=lambda s, c: f"avg by ({s.by}) ({s.metrics.queue_size}{s.selector}) > {_num(c.threshold)}",
+        summary=lambda s, c: f"{s.who}: {{value}} queued requests per replica (threshold {c.threshold:g})",
+        description=lambda s, c: (
+            f"The queue of {s.who} averages {{value}} requests per replica ({s.metrics.queue_size}), "
+            f"above {c.threshold:g} for {c.for_}, although the HPA scales on this signal. "
+            "Check first: is the HPA at maxReplicas, are new pods Pending (GPU capacity), or "
+            "is the HPA's target per replica set too high for this model?"
+        ),
+        value_format=FIXED,
+    ),
+    _ServiceAlert[ThresholdAlert](
+        alert="TGIErrorRatioHigh",
+        spec_key="errorRatio",
+        setting=lambda a: a.error_ratio,
+        needs=lambda m: m.failures is not None and m.requests is not None,
+        # Requests with no traffic at all make the denominator 0: the "> 0" filter drops that
+        # sample so the ratio is absent (no alert) instead of NaN or +Inf.
+        expr=lambda s, c: (
+            f"{s.rate(s.metrics.failures)}\n  / ({s.rate(s.metrics.requests)} > 0)\n> {_num(c.threshold)}"
+        ),
+        summary=lambda s, c: f"{s.who}: {{value}} of requests fail (threshold {c.threshold:.4g})",
+        description=lambda s, c: (
+            f"{{value}} of the requests to {s.who} failed over the last {s.window} "
+            f"({s.metrics.failures} / {s.metrics.requests}), above {c.threshold:.4g} for {c.for_}. "
+            "Check first: the `err` label of the failure counter (validation = client input, "
+            "generation/overloaded = server side) and the pods' logs for OOM or CUDA errors."
+        ),
+        value_format=PERCENT,
+    ),
+    _ServiceAlert[ThresholdAlert](
+        alert="TGIThroughputLow",
+        spec_key="throughputFloor",
+        setting=lambda a: a.throughput_floor,
+        needs=lambda m: m.successes is not None,
+        # Engines create the success counter on the first success; "or 0 * queue" makes a running
+        # service that never succeeded count as 0 req/s instead of no data.
+        expr=lambda s, c: (
+            f"(\n  {s.rate(s.metrics.successes)}\n  or\n"
+            f"  0 * sum by ({s.by}) ({s.metrics.queue_size}{s.selector})\n)\n"
+            f"< {_num(c.threshold)}"
+        ),
+        summary=lambda s, c: f"{s.who}: only {{value}} successful requests/s (floor {c.threshold:g})",
+        description=lambda s, c: (
+            f"{s.who} completed {{value}} requests per second over the last {s.window}, "
+            f"below the floor of {c.threshold:g}/s for {c.for_}. "
+            "Check first: is traffic reaching the service at all (ingress, clients), or are "
+            "requests failing (error ratio) or stuck (queue wait)?"
+        ),
+        value_format=FIXED,
+    ),
+    _ServiceAlert[ConditionAlert](
+        alert="TGIAutoscalerAtMaxReplicas",
+        spec_key="hpaAtMax",
+        setting=lambda a: a.hpa_at_max,
+        expr=_at_max_expr,
+        summary=lambda s, c: f"{s.who}: HPA {s.hpa_name} has been at maxReplicas ({{value}}) for {c.for_}",
+        description=lambda s, c: (
+            f"The HPA {s.hpa_name} runs {{value}} replicas, its maxReplicas, and still wants at least "
+            f"that many; it has had no room to scale for {c.for_}. "
+            "Check first: queue wait and backlog; if they are high, raise "
+            "autoscaling.maxReplicas (and make sure the cluster has the GPUs for it)."
+        ),
+        value_format=INTEGER,
+    ),
+    _ServiceAlert[ConditionAlert](
+        alert="TGIReplicasNotStarting",
+        spec_key="replicasNotStarting",
+        setting=lambda a: a.replicas_not_starting,
+        expr=lambda s, c: (
+            f"{s.hpa('kube_horizontalpodautoscaler_status_desired_replicas')}\n"
+            f"> on (namespace) group_left\n{s.available()}"
+        ),
+        summary=lambda s, c: f"{s.who}: HPA wants {{value}} replicas but fewer are available",
+        description=lambda s, c: (
+            f"The HPA {s.hpa_name} wants {{value}} replicas but Deployment {s.hpa_name} has fewer "
+            f"available for {c.for_}: new pods are not becoming ready. "
+            f"Check first: `kubectl -n {s.namespace} get pods -l "
+            f"app.kubernetes.io/instance={s.name}`: Pending means no node with a free GPU "
+            "(cluster autoscaler, quotas, taints); CrashLoopBackOff or not Ready means the model "
+            "fails to load (logs, memory, model download)."
+        ),
+        value_format=INTEGER,
+    ),
+    _ServiceAlert[ConditionAlert](
+        alert="TGIScalingInactive",
+        spec_key="scalingInactive",
+        setting=lambda a: a.scaling_inactive,
+        expr=lambda s, c: (
+            s.hpa(
+                "kube_horizontalpodautoscaler_status_condition",
+                extra='condition="ScalingActive", status="false"',
             )
-        )
-    if spec.replicas_not_starting.enabled:
-        cfg = spec.replicas_not_starting
-        desired = scope.hpa("kube_horizontalpodautoscaler_status_desired_replicas")
-        available = (
-            f"max by (namespace) (kube_deployment_status_replicas_available{scope.deployment_selector})"
-        )
-        rules.append(
-            AlertRule(
-                alert="TGIReplicasNotStarting",
-                spec_key="replicasNotStarting",
-                expr=f"{desired}\n> on (namespace) group_left\n{available}",
-                for_=cfg.for_,
-                severity=cfg.severity,
-                summary=f"{who}: HPA wants {{value}} replicas but fewer are available",
-                description=(
-                    f"The HPA {hpa} wants {{value}} replicas but Deployment {hpa} has fewer available "
-                    f"for {cfg.for_}: new pods are not becoming ready. "
-                    f"Check first: `kubectl -n {scope.namespace} get pods -l "
-                    f"app.kubernetes.io/instance={scope.name}`: Pending means no node with a free GPU "
-                    "(cluster autoscaler, quotas, taints); CrashLoopBackOff or not Ready means the model "
-                    "fails to load (logs, memory, model download)."
-                ),
-                value_format=INTEGER,
-                labels=_labels(scope, spec, cfg),
-            )
-        )
-    if spec.scaling_inactive.enabled:
-        cfg = spec.scaling_inactive
-        condition = scope.hpa(
-            "kube_horizontalpodautoscaler_status_condition",
-            extra='condition="ScalingActive", status="false"',
-        )
-        rules.append(
-            AlertRule(
-                alert="TGIScalingInactive",
-                spec_key="scalingInactive",
-                expr=f"{condition} == 1",
-                for_=cfg.for_,
-                severity=cfg.severity,
-                summary=f"{who}: HPA {hpa} cannot read its metric and stopped scaling",
-                description=(
-                    f"The HPA {hpa} reports ScalingActive=False for {cfg.for_} (value {{value}}): it "
-                    "cannot get its external metric, so the replica count is frozen. "
-                    f"Check first: `kubectl -n {scope.namespace} describe hpa {scope.workload}` "
-                    "(FailedGetExternalMetric), `kubectl get apiservice v1beta1.external.metrics.k8s.io` "
-                    "and the adapter's logs and TGIAutoscalerAdapter* alerts."
-                ),
-                value_format=INTEGER,
-                labels=_labels(scope, spec, cfg),
-            )
-        )
-    if spec.scaling_metric_absent.enabled:
-        cfg = spec.scaling_metric_absent
-        m = scope.metrics
-        available = (
-            f"max by (namespace) (kube_deployment_status_replicas_available{scope.deployment_selector})"
-        )
-        rules.append(
-            AlertRule(
-                alert="TGIScalingMetricAbsent",
-                spec_key="scalingMetricAbsent",
-                # Matching on namespace alone is exact here: both sides are already restricted to
-                # this one service (Deployment name on the left, instance label on the right).
-                expr=(
-                    f"({available} > 0)\nunless on (namespace)\n"
-                    f"count by (namespace) ({m.queue_size}{scope.selector})"
-                ),
-                for_=cfg.for_,
-                severity=cfg.severity,
-                summary=f"{who}: {{value}} replicas available but no {m.queue_size} series",
-                description=(
-                    f"Deployment {hpa} has {{value}} available replicas, yet Prometheus has no "
-                    f"{m.queue_size}{scope.selector} series for {cfg.for_}. The HPA scales on this "
-                    "metric, so autoscaling is blind. Check first: Prometheus' targets page for the "
-                    "pods (PodMonitor or scrape annotations), that the pods carry the label "
-                    f"app.kubernetes.io/instance={scope.name}, and the metrics port."
-                ),
-                value_format=INTEGER,
-                labels=_labels(scope, spec, cfg),
-            )
-        )
-    return rules
+            + " == 1"
+        ),
+        summary=lambda s, c: f"{s.who}: HPA {s.hpa_name} cannot read its metric and stopped scaling",
+        description=lambda s, c: (
+            f"The HPA {s.hpa_name} reports ScalingActive=False for {c.for_} (value {{value}}): it "
+            "cannot get its external metric, so the replica count is frozen. "
+            f"Check first: `kubectl -n {s.namespace} describe hpa {s.workload}` "
+            "(FailedGetExternalMetric), `kubectl get apiservice v1beta1.external.metrics.k8s.io` "
+            "and the adapter's logs and TGIAutoscalerAdapter* alerts."
+        ),
+        value_format=INTEGER,
+    ),
+    _ServiceAlert[ConditionAlert](
+        alert="TGIScalingMetricAbsent",
+        spec_key="scalingMetricAbsent",
+        setting=lambda a: a.scaling_metric_absent,
+        # Matching on namespace alone is exact here: both sides are already restricted to this one
+        # service (Deployment name on the left, instance label on the right).
+        expr=lambda s, c: (
+            f"({s.available()} > 0)\nunless on (namespace)\n"
+            f"count by (namespace) ({s.metrics.queue_size}{s.selector})"
+        ),
+        summary=lambda s, c: f"{s.who}: {{value}} replicas available but no {s.metrics.queue_size} series",
+        description=lambda s, c: (
+            f"Deployment {s.hpa_name} has {{value}} available replicas, yet Prometheus has no "
+            f"{s.metrics.queue_size}{s.selector} series for {c.for_}. The HPA scales on this "
+            "metric, so autoscaling is blind. Check first: Prometheus' targets page for the "
+            "pods (PodMonitor or scrape annotations), that the pods carry the label "
+            f"app.kubernetes.io/instance={s.name}, and the metrics port."
+        ),
+        value_format=INTEGER,
+    ),
+)
 
 
 def _resolve(spec: TGIServiceSpec | AlertsSpec, engine: str | None) -> tuple[AlertsSpec, EngineMetrics]:
@@ -411,22 +401,13 @@ def alert_rules(
         metrics=metrics,
         window=alerts.rate_window,
     )
-    return _engine_rules(scope, alerts) + _scaling_rules(scope, alerts)
+    return [rule for alert in _SERVICE_ALERTS if (rule := alert.rule(scope, alerts)) is not None]
 
 
 def skipped_alerts(engine: str) -> list[str]:
     """``AlertsSpec`` keys that have no rule for ``engine`` because it lacks the needed series."""
-    m = engine_metrics(engine)
-    skipped = []
-    if m.request_duration is None:
-        skipped.append("latencyP95")
-    if m.queue_duration is None:
-        skipped.append("queueWaitP95")
-    if m.failures is None or m.requests is None:
-        skipped.append("errorRatio")
-    if m.successes is None:
-        skipped.append("throughputFloor")
-    return skipped
+    metrics = engine_metrics(engine)
+    return [alert.spec_key for alert in _SERVICE_ALERTS if not alert.needs(metrics)]
 
 
 def group_name(name: str, namespace: str) -> str:

@@ -25,7 +25,14 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as gmodel
 
 from tgi_autoscaler.config.constants import GRAFANA_DASHBOARD_LABEL, GRAFANA_DASHBOARD_LABEL_VALUE
-from tgi_autoscaler.render.alerts import FIXED, INTEGER, PERCENT, PROMETHEUS_RULE_API_VERSION, AlertRule
+from tgi_autoscaler.render.alerts import (
+    FIXED,
+    INTEGER,
+    PERCENT,
+    PROMETHEUS_RULE_API_VERSION,
+    AlertRule,
+    ValueFormat,
+)
 from tgi_autoscaler.render.dashboard import DATASOURCE, FOLDER_ANNOTATION, PanelDef, Query, SeriesSource
 from tgi_autoscaler.render.engine_metrics import label_matchers
 
@@ -65,8 +72,28 @@ class SelfMonitoringThresholds:
     queue_depth_for: str = "15m"
 
 
-def _labels(severity: str) -> dict[str, str]:
-    return {"severity": severity, "service": "tgi-autoscaler"}
+def _rule(
+    alert: str,
+    *,
+    expr: str,
+    for_: str,
+    severity: str,
+    summary: str,
+    description: str,
+    value_format: ValueFormat,
+) -> AlertRule:
+    """A self-monitoring rule: keyed by its own name, labelled with its severity."""
+    return AlertRule(
+        alert=alert,
+        spec_key=alert,
+        expr=expr,
+        for_=for_,
+        severity=severity,
+        summary=summary,
+        description=description,
+        value_format=value_format,
+        labels={"severity": severity, "service": "tgi-autoscaler"},
+    )
 
 
 def self_alert_rules(
@@ -86,9 +113,8 @@ def self_alert_rules(
     failed_reconciles = count(f"{CONTROLLER}_reconciles_total", 'result="error"')
 
     return [
-        AlertRule(
-            alert="TGIAutoscalerAdapterDown",
-            spec_key="TGIAutoscalerAdapterDown",
+        _rule(
+            "TGIAutoscalerAdapterDown",
             expr=f"absent({ADAPTER}_metric_definitions{sel})",
             for_=t.absent_for,
             severity="critical",
@@ -99,11 +125,9 @@ def self_alert_rules(
                 f"pods (`kubectl -n {namespace} get pods`), their logs, and its PodMonitor/scrape target."
             ),
             value_format=INTEGER,
-            labels=_labels("critical"),
         ),
-        AlertRule(
-            alert="TGIAutoscalerAdapterErrors",
-            spec_key="TGIAutoscalerAdapterErrors",
+        _rule(
+            "TGIAutoscalerAdapterErrors",
             expr=(f"{server_errors}\n  / ({count(requests)} > 0)\n> {t.adapter_error_ratio!r}"),
             for_=t.adapter_error_for,
             severity="critical",
@@ -115,11 +139,9 @@ def self_alert_rules(
                 "names the metric and the error) and the Prometheus query error alert."
             ),
             value_format=PERCENT,
-            labels=_labels("critical"),
         ),
-        AlertRule(
-            alert="TGIAutoscalerAdapterPrometheusErrors",
-            spec_key="TGIAutoscalerAdapterPrometheusErrors",
+        _rule(
+            "TGIAutoscalerAdapterPrometheusErrors",
             expr=(
                 f"{count(f'{ADAPTER}_prometheus_query_errors_total')}\n"
                 f"  / ({count(f'{ADAPTER}_prometheus_query_duration_seconds_count')} > 0)\n"
@@ -135,11 +157,9 @@ def self_alert_rules(
                 "overloaded; bad_data = a broken metric definition), and Prometheus' own health."
             ),
             value_format=PERCENT,
-            labels=_labels("warning"),
         ),
-        AlertRule(
-            alert="TGIAutoscalerAdapterStaleSamples",
-            spec_key="TGIAutoscalerAdapterStaleSamples",
+        _rule(
+            "TGIAutoscalerAdapterStaleSamples",
             expr=(
                 f"histogram_quantile(0.95, sum by (namespace, le) "
                 f"(rate({ADAPTER}_sample_age_seconds_bucket{sel}[{w}])))\n"
@@ -155,11 +175,9 @@ def self_alert_rules(
                 "storage lag if Prometheus reads from a remote store."
             ),
             value_format=FIXED,
-            labels=_labels("warning"),
         ),
-        AlertRule(
-            alert="TGIAutoscalerAdapterConfigReloadFailed",
-            spec_key="TGIAutoscalerAdapterConfigReloadFailed",
+        _rule(
+            "TGIAutoscalerAdapterConfigReloadFailed",
             expr=f"min by (namespace) ({ADAPTER}_config_last_reload_success{sel}) == 0",
             for_=t.config_reload_for,
             severity="warning",
@@ -170,11 +188,9 @@ def self_alert_rules(
                 "Check first: the adapter's log event for the failed load, which names the bad field."
             ),
             value_format=INTEGER,
-            labels=_labels("warning"),
         ),
-        AlertRule(
-            alert="TGIAutoscalerControllerDown",
-            spec_key="TGIAutoscalerControllerDown",
+        _rule(
+            "TGIAutoscalerControllerDown",
             expr=f"absent({CONTROLLER}_leader{sel})",
             for_=t.absent_for,
             severity="critical",
@@ -185,11 +201,9 @@ def self_alert_rules(
                 "and its PodMonitor/scrape target."
             ),
             value_format=INTEGER,
-            labels=_labels("critical"),
         ),
-        AlertRule(
-            alert="TGIAutoscalerControllerNoLeader",
-            spec_key="TGIAutoscalerControllerNoLeader",
+        _rule(
+            "TGIAutoscalerControllerNoLeader",
             expr=f"sum by (namespace) ({CONTROLLER}_leader{sel}) < 1",
             for_=t.no_leader_for,
             severity="critical",
@@ -200,11 +214,9 @@ def self_alert_rules(
                 "errors (RBAC on coordination.k8s.io leases, API server reachability)."
             ),
             value_format=INTEGER,
-            labels=_labels("critical"),
         ),
-        AlertRule(
-            alert="TGIAutoscalerReconcileErrors",
-            spec_key="TGIAutoscalerReconcileErrors",
+        _rule(
+            "TGIAutoscalerReconcileErrors",
             expr=f"{failed_reconciles} > 0",
             for_=t.reconcile_errors_for,
             severity="warning",
@@ -215,11 +227,9 @@ def self_alert_rules(
                 "and the API error) and the service ConfigMaps' `tgi-autoscaler.io/status` annotation."
             ),
             value_format=FIXED,
-            labels=_labels("warning"),
         ),
-        AlertRule(
-            alert="TGIAutoscalerReconcileBacklog",
-            spec_key="TGIAutoscalerReconcileBacklog",
+        _rule(
+            "TGIAutoscalerReconcileBacklog",
             expr=f"max by (namespace) ({CONTROLLER}_queue_depth{sel}) > {t.queue_depth!r}",
             for_=t.queue_depth_for,
             severity="warning",
@@ -230,7 +240,6 @@ def self_alert_rules(
                 "on the tgi-autoscaler dashboard and API server latency or throttling."
             ),
             value_format=INTEGER,
-            labels=_labels("warning"),
         ),
     ]
 
