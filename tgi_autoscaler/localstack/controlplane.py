@@ -23,7 +23,7 @@ import yaml
 
 from tgi_autoscaler.localstack.binaries import Binaries, ensure_binaries
 from tgi_autoscaler.localstack.pki import KeyPair, Pki, generate_pki
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port
+from tgi_autoscaler.localstack.process import ManagedProcess, free_port, http_ok
 
 __all__ = ["ControlPlane", "ControlPlaneSettings", "KubectlResult"]
 
@@ -161,7 +161,7 @@ class ControlPlane:
             log_path=self.workdir / "etcd.log",
         )
         await self._etcd.start()
-        await self._etcd.wait_ready(lambda: self._http_ok(f"{etcd_url}/health"), timeout=60)
+        await self._etcd.wait_ready(lambda: http_ok(f"{etcd_url}/health"), timeout=60)
 
         self._apiserver = ManagedProcess(
             name="kube-apiserver",
@@ -225,33 +225,14 @@ class ControlPlane:
         await self._kcm.start()
         await self._kcm.wait_ready(self._kcm_ready, timeout=self.settings.start_timeout_s)
 
-    async def _http_ok(self, url: str) -> bool:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(url, timeout=aiohttp.ClientTimeout(total=2)) as resp,
-        ):
-            return resp.status == 200
-
     async def _apiserver_ready(self) -> bool:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(
-                f"{self.server}/readyz", ssl=self.ssl_context(), timeout=aiohttp.ClientTimeout(total=3)
-            ) as resp,
-        ):
-            return resp.status == 200
+        return await http_ok(f"{self.server}/readyz", ssl_context=self.ssl_context(), timeout_s=3)
 
     async def _kcm_ready(self) -> bool:
         ctx = ssl.create_default_context()
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE  # kcm's self-signed serving cert; only its liveness matters here
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(
-                f"https://127.0.0.1:{self.kcm_port}/healthz", ssl=ctx, timeout=aiohttp.ClientTimeout(total=3)
-            ) as resp,
-        ):
-            return resp.status == 200
+        return await http_ok(f"https://127.0.0.1:{self.kcm_port}/healthz", ssl_context=ctx, timeout_s=3)
 
     async def stop(self) -> None:
         for proc in reversed(self.processes):

@@ -5,15 +5,16 @@ proxy, not release pages or container registries. So every binary is compiled fr
 module, once, and cached by version under the user's cache directory; later runs find it there and
 start in seconds. Two build shapes cover everything:
 
-- ``go_install``: a module that builds with plain ``go install pkg@version`` (kube-state-metrics,
-  controller-gen, prometheus-adapter).
+- ``go_install``: a module that builds with plain ``go install pkg@version`` (controller-gen,
+  prometheus-adapter).
 - ``build_in_wrapper``: a module that cannot, because its own go.mod points staging modules at
   local directories (``k8s.io/kubernetes``) or because it has no ``main`` package we can name
   (etcd's server). A small generated wrapper module requires it, adds the ``replace`` directives a
   proxy build needs, and builds the wanted packages.
 
 Builds print progress (``go build -v`` package lines, counted) because a cold Kubernetes build takes
-many minutes on two cores and silence looks like a hang.
+many minutes on two cores and silence looks like a hang; ``run_with_progress`` does that for other
+build shapes too (kube-state-metrics builds inside its downloaded module).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ __all__ = [
     "GoModule",
     "build_in_wrapper",
     "cache_root",
+    "go_command",
     "go_install",
     "module_gomod",
+    "run_with_progress",
 ]
 
 
@@ -50,14 +53,15 @@ def cache_root() -> Path:
     return Path(base) / "tgi-autoscaler"
 
 
-def _go() -> str:
+def go_command() -> str:
+    """The ``go`` executable on PATH; BuildError when the toolchain is missing."""
     go = shutil.which("go")
     if go is None:
         raise BuildError("the Go toolchain is required to build the local stack (go not found on PATH)")
     return go
 
 
-def _run_with_progress(argv: Sequence[str], *, cwd: Path, label: str, env: Mapping[str, str]) -> None:
+def run_with_progress(argv: Sequence[str], *, cwd: Path, label: str, env: Mapping[str, str]) -> None:
     """Run a go command, echoing a progress line every few seconds; raise BuildError on failure."""
     started = time.monotonic()
     lines: list[str] = []
@@ -92,7 +96,7 @@ def _run_with_progress(argv: Sequence[str], *, cwd: Path, label: str, env: Mappi
 def module_gomod(module: str, version: str) -> str:
     """The go.mod text of ``module@version`` as served by the module proxy (via ``go mod download``)."""
     out = subprocess.run(
-        [_go(), "mod", "download", "-json", f"{module}@{version}"],
+        [go_command(), "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True,
         text=True,
         check=False,
@@ -122,7 +126,7 @@ class GoModule:
 
 def build_in_wrapper(spec: GoModule, *, workdir: Path, bin_dir: Path, label: str) -> None:
     """Generate the wrapper module in ``workdir`` and build ``spec.packages`` into ``bin_dir``."""
-    go = _go()
+    go = go_command()
     workdir.mkdir(parents=True, exist_ok=True)
     bin_dir.mkdir(parents=True, exist_ok=True)
     requires = {spec.module: spec.version, **spec.extra_requires}
@@ -140,11 +144,11 @@ def build_in_wrapper(spec: GoModule, *, workdir: Path, bin_dir: Path, label: str
     if imports:
         (workdir / "tools.go").write_text(f"//go:build tools\n\npackage wrapper\n\nimport (\n{imports}\n)\n")
     env = {"GOFLAGS": "-mod=mod", "CGO_ENABLED": "0"}
-    _run_with_progress([go, "mod", "tidy"], cwd=workdir, label=f"{label} (resolve modules)", env=env)
+    run_with_progress([go, "mod", "tidy"], cwd=workdir, label=f"{label} (resolve modules)", env=env)
     tmp_bin = bin_dir.with_name(bin_dir.name + ".partial")
     shutil.rmtree(tmp_bin, ignore_errors=True)
     tmp_bin.mkdir(parents=True)
-    _run_with_progress(
+    run_with_progress(
         [go, "build", "-v", "-trimpath", f"-ldflags={spec.ldflags}", "-o", f"{tmp_bin}/", *spec.packages],
         cwd=workdir,
         label=label,
@@ -164,8 +168,8 @@ def go_install(package: str, version: str, *, bin_dir: Path, label: str) -> Path
     target = bin_dir / name
     if target.exists():
         return target
-    _run_with_progress(
-        [_go(), "install", "-v", "-trimpath", f"{package}@{version}"],
+    run_with_progress(
+        [go_command(), "install", "-v", "-trimpath", f"{package}@{version}"],
         cwd=bin_dir,
         label=label,
         env={"GOBIN": str(bin_dir), "CGO_ENABLED": "0"},

@@ -16,14 +16,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
-import aiohttp
-
-from tgi_autoscaler.localstack.gobuild import BuildError, _run_with_progress, cache_root
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port
+from tgi_autoscaler.localstack.gobuild import BuildError, cache_root, go_command, run_with_progress
+from tgi_autoscaler.localstack.process import ManagedProcess, free_port, http_ok
 
 __all__ = ["KSM_MODULE", "KSM_VERSION", "KubeStateMetrics", "ensure_kube_state_metrics"]
 
@@ -34,15 +31,12 @@ RESOURCES = ("deployments", "horizontalpodautoscalers", "pods", "replicasets")
 
 
 def _module_dir(version: str) -> Path:
-    go = shutil.which("go")
-    if go is None:
-        raise BuildError("the Go toolchain is required to build kube-state-metrics (go not found)")
     # The checksum database has no entry reachable for this module through the proxy; the module's
     # zip is still hash-checked by the go command against the proxy's .ziphash, and every
     # dependency is verified against the module's own go.sum.
     env = {**os.environ, "GONOSUMDB": "k8s.io/kube-state-metrics", "GOFLAGS": "-mod=mod"}
     out = subprocess.run(
-        [go, "mod", "download", "-json", f"{KSM_MODULE}@{version}"],
+        [go_command(), "mod", "download", "-json", f"{KSM_MODULE}@{version}"],
         capture_output=True,
         text=True,
         check=False,
@@ -63,9 +57,8 @@ def ensure_kube_state_metrics(version: str = KSM_VERSION) -> Path:
     source = _module_dir(version)
     bin_dir.mkdir(parents=True, exist_ok=True)
     partial = bin_dir / "kube-state-metrics.partial"
-    go = shutil.which("go") or "go"
-    _run_with_progress(
-        [go, "build", "-v", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."],
+    run_with_progress(
+        [go_command(), "build", "-v", "-trimpath", "-ldflags=-s -w", "-o", str(partial), "."],
         cwd=source,
         label=f"kube-state-metrics {version}",
         env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"},
@@ -106,14 +99,8 @@ class KubeStateMetrics:
 
     async def start(self, *, timeout: float = 120.0) -> None:
         await self._proc.start()
-        await self._proc.wait_ready(self._ready, timeout=timeout)
+        metrics = f"http://{self.address}/metrics"
+        await self._proc.wait_ready(lambda: http_ok(metrics, timeout_s=5), timeout=timeout)
 
     async def stop(self) -> None:
         await self._proc.stop()
-
-    async def _ready(self) -> bool:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://{self.address}/metrics", timeout=aiohttp.ClientTimeout(total=5)) as resp,
-        ):
-            return resp.status == 200

@@ -14,14 +14,16 @@ import contextlib
 import os
 import signal
 import socket
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import structlog
 
-__all__ = ["ManagedProcess", "ProcessFailed", "free_port", "wait_for"]
+__all__ = ["ManagedProcess", "ProcessFailed", "free_port", "http_ok", "wait_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -54,6 +56,15 @@ async def wait_for(
         if time.monotonic() >= deadline:
             raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
         await asyncio.sleep(interval)
+
+
+async def http_ok(url: str, *, timeout_s: float = 2.0, ssl_context: ssl.SSLContext | None = None) -> bool:
+    """True when GET ``url`` answers 200: the readiness probe of most components."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(url, ssl=ssl_context or True, timeout=aiohttp.ClientTimeout(total=timeout_s)) as resp,
+    ):
+        return resp.status == 200
 
 
 def _tail(path: Path, lines: int = 40) -> str:

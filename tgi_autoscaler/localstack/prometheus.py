@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port
+from tgi_autoscaler.localstack.process import ManagedProcess, free_port, http_ok
 
 __all__ = ["PrometheusServer", "ScrapeJob", "find_prometheus"]
 
@@ -137,17 +137,10 @@ class PrometheusServer:
     async def start(self, *, timeout: float = 60.0) -> None:
         self._write_config()
         await self._proc.start()
-        await self._proc.wait_ready(self._ready, timeout=timeout)
+        await self._proc.wait_ready(lambda: http_ok(f"{self.url}/-/ready"), timeout=timeout)
 
     async def stop(self) -> None:
         await self._proc.stop()
-
-    async def _ready(self) -> bool:
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"{self.url}/-/ready", timeout=aiohttp.ClientTimeout(total=2)) as resp,
-        ):
-            return resp.status == 200
 
     async def reload(self) -> None:
         """Rewrite the configuration and ask the running server to load it."""
