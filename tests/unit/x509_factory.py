@@ -1,7 +1,8 @@
 """Real X.509 material for tests: CAs, client and serving certificates, and in-memory handshakes.
 
 Authentication decisions depend on genuine signatures, validity windows and key usages, so tests
-build real certificates with ``cryptography`` instead of mocking a verifier. Handshakes run over
+build real certificates (with the local stack's builders, kept in memory) instead of mocking a
+verifier. Handshakes run over
 ``ssl.MemoryBIO`` pairs, which exercises OpenSSL without opening a socket.
 """
 
@@ -15,11 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tgi_autoscaler.adapter.tls import KeyPair
+from tgi_autoscaler.localstack.pki import ca_certificate, leaf_certificate
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -48,40 +50,10 @@ class Issued:
         return KeyPair(cert_pem=self.cert_pem, key_pem=self.key_pem)
 
 
-def _name(cn: str, orgs: tuple[str, ...] = ()) -> x509.Name:
-    attrs = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, o) for o in orgs]
-    attrs.append(x509.NameAttribute(NameOID.COMMON_NAME, cn))
-    return x509.Name(attrs)
-
-
 def make_ca(cn: str) -> Issued:
     key = ec.generate_private_key(ec.SECP256R1())
-    name = _name(cn)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(NOW - dt.timedelta(hours=1))
-        .not_valid_after(NOW + dt.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
+    cert = ca_certificate(
+        key, cn, not_before=NOW - dt.timedelta(hours=1), not_after=NOW + dt.timedelta(days=30)
     )
     return Issued(cert, key)
 
@@ -96,27 +68,20 @@ def issue(
     not_before: dt.datetime | None = None,
     not_after: dt.datetime | None = None,
 ) -> Issued:
+    """A certificate signed by ``ca``; any validity window or usages, to build the odd ones too."""
     key = ec.generate_private_key(ec.SECP256R1())
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(_name(cn, orgs))
-        .issuer_name(ca.cert.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(not_before or NOW - dt.timedelta(hours=1))
-        .not_valid_after(not_after or NOW + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()), critical=False
-        )
+    cert = leaf_certificate(
+        key,
+        issuer=ca.cert,
+        issuer_key=ca.key,
+        common_name=cn,
+        organizations=orgs,
+        usages=usages,
+        sans=[x509.DNSName(s) for s in sans],
+        not_before=not_before or NOW - dt.timedelta(hours=1),
+        not_after=not_after or NOW + dt.timedelta(days=1),
     )
-    if usages:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(usages)), critical=False)
-    if sans:
-        builder = builder.add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False
-        )
-    return Issued(builder.sign(ca.key, hashes.SHA256()), key)
+    return Issued(cert, key)
 
 
 def client_context(*, trust: bytes | None, client: Issued | None = None) -> ssl.SSLContext:
