@@ -403,16 +403,19 @@ async def outage(
         await asyncio.sleep(2.0)
         if not all(p.value_since(0) for p in probers):
             raise RuntimeError("not every server answered before the outage")
-        away = time.monotonic()
+        # The outage starts once Prometheus can no longer answer (a SIGTERMed Prometheus still
+        # answers while it shuts down) and ends when it is ready again.
         if freeze:
             pid = stack.prom.process.pid or 0
             os.kill(pid, signal.SIGSTOP)
+            away = time.monotonic()
             try:
                 await asyncio.sleep(down_s)
             finally:
                 os.kill(pid, signal.SIGCONT)
         else:
             await stack.prom.stop()
+            away = time.monotonic()
             await asyncio.sleep(down_s)
             await stack.prom.start()
         back = time.monotonic()

@@ -9,6 +9,7 @@ explains what was measured and why the servers behave differently.
 from __future__ import annotations
 
 import math
+import re
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -132,7 +133,8 @@ def _load(r: Results) -> list[str]:
         "measured by the client (open loop: from the moment the read was due, so waiting for a "
         "connection counts); "
         "errors = everything else: error statuses, transport errors and, in the open loop, reads not "
-        "answered within 10 s of the end of the run; Prom queries / Prom series = deltas of Prometheus' "
+        "answered within 10 s of the end of the run (unfinished) or not started because 2,048 were already "
+        "waiting (not sent); Prom queries / Prom series = deltas of Prometheus' "
         "own `prometheus_http_requests_total` for the query and the discovery handlers; SARs = "
         "SubjectAccessReviews kube-apiserver answered; CPU s = user+system CPU of the server process (all "
         "threads, /proc/PID/stat); peak RSS = VmHWM, reset before each run; Prometheus and generator CPU "
@@ -179,8 +181,11 @@ def _outage(r: Results) -> list[str]:
             "",
             f"Prometheus frozen (SIGSTOP) for {r.freeze_s:g} s, then resumed (SIGCONT): the kernel still "
             "accepts connections but nothing answers, as with a hung or overloaded Prometheus. Its own "
-            "scrapes time out during the freeze, so right after it resumes Prometheus has no fresh samples "
-            "for a few seconds (staleness), which is why an empty answer can follow.",
+            "scrapes time out during the freeze, so right after it resumes Prometheus may have no fresh "
+            "samples for a few seconds (staleness), which is why a 404 (ours) or an empty list "
+            "(prometheus-adapter) can follow. A value counted while frozen is either an answer from ours' "
+            "cache (at most 0.5 s old) or the answer to a read that waited through the whole freeze (see "
+            "the slowest answer).",
             "",
             *outage_table("Prometheus was frozen", r.frozen),
         ]
@@ -206,6 +211,45 @@ def _profile(r: Results) -> list[str]:
         r.profile_flat.rstrip(),
         "```",
     ]
+
+
+def _shares(summary: str) -> dict[str, float]:
+    """Category -> percent, from the profile summary's ``  17.2%   5.74  name`` lines."""
+    shares: dict[str, float] = {}
+    for line in summary.splitlines():
+        match = re.match(r"\s*([0-9.]+)%\s+[0-9.]+\s+(.+)$", line)
+        if match:
+            shares[match.group(2).strip()] = float(match.group(1))
+    return shares
+
+
+def pointers(summary: str) -> list[str]:
+    """What the profile suggests, from its shares (empty without a profile)."""
+    shares = _shares(summary)
+    if not shares:
+        return []
+    out = ["### What the profile points to", ""]
+    top = sorted(shares.items(), key=lambda kv: -kv[1])[:3]
+    out.append("- Largest shares: " + "; ".join(f"{name} {share:.0f}%" for name, share in top) + ".")
+    authn = next((v for k, v in shares.items() if k.startswith("authentication")), 0.0)
+    if authn >= 5:
+        out.append(
+            f"- The front-proxy certificate check ({authn:.0f}%) is the largest cost that is ours alone to "
+            "remove: the aggregator presents the same client certificate on every request, so the verdict "
+            "could be kept per certificate (its DER bytes) until the front-proxy CA changes or the "
+            "certificate expires, instead of verifying the signature and parsing extensions on every read."
+        )
+    log = next((v for k, v in shares.items() if k.startswith("access log")), 0.0)
+    if log >= 3:
+        out.append(
+            f"- The access log takes {log:.0f}%: one structured event per request stays, but it could be "
+            "rendered more cheaply."
+        )
+    out.append(
+        "- aiohttp and TLS handling is most of the rest; the manifests run two adapter replicas behind the "
+        "Service, which spreads it over more CPUs."
+    )
+    return out
 
 
 def _by(measured: Sequence[Measured], adapter: str) -> dict[tuple[str, float], Measured]:
@@ -281,9 +325,9 @@ def findings(r: Results) -> list[str]:
         parts = []
         for s in summaries:
             recovered = "no value yet" if s.recovery_s is None else f"first value {s.recovery_s:.2f} s after"
+            values = f"{s.values_during} value{'' if s.values_during == 1 else 's'}"
             parts.append(
-                f"{s.name}: {s.values_during} values while {title}, slowest answer {s.max_latency_s:.1f} s, "
-                f"{recovered}"
+                f"{s.name}: {values} while {title}, slowest answer {s.max_latency_s:.1f} s, {recovered}"
             )
         out.append(f"- **Prometheus {title}**: " + "; ".join(parts) + ".")
     return out
@@ -291,30 +335,38 @@ def findings(r: Results) -> list[str]:
 
 EXPLANATION = """### Why they differ
 
-- **CPU per read** is where prometheus-adapter, compiled Go, is ahead of our Python server. The
-  profile above says where our time goes: the TLS records and HTTP handling of aiohttp, the
-  per-request check of the front-proxy client certificate (chain signature, validity, key usage,
-  common name: done on every request because a kept-alive connection may predate a CA rotation;
-  prometheus-adapter's x509 request-header authenticator verifies the chain per request too), the
-  JSON access-log line, and the Prometheus client. On a machine whose CPUs are already busy, a
-  single-threaded Python process also gets a smaller share of the CPU than a Go process running on
-  several threads, which shows in the latency columns.
-- **Prometheus load**: prometheus-adapter sends one query per read, plus a `/api/v1/series`
-  discovery query every relist interval (and must relist before a new metric can be served). Ours
-  needs no discovery, and with its default 0.5 s cache identical reads within half a second share
-  one query, so under load it asks Prometheus less often than it is asked; with `--cache-ttl 0` it
-  sends one query per read like prometheus-adapter.
+- **Raw cost of a read** (compare `ours, no cache` with prometheus-adapter: both query Prometheus
+  once per read): compiled Go is ahead of our single Python event loop. The profile above shows
+  where our time goes: aiohttp's HTTP and TLS handling (including the loopback `send` system
+  calls), the per-request check of the front-proxy client certificate (chain signature, validity,
+  key usage, common name), the JSON access-log line, and the Prometheus client. prometheus-adapter
+  also verifies the client certificate chain on every request (k8s.io/apiserver's x509 request
+  verifier), so that work is not an unfair extra, only a slower implementation of it. On a
+  machine whose CPUs are busy, a single-threaded process also gets a smaller share of them than a
+  Go process running on several threads, which shows in the latency columns.
+- **With its default 0.5 s cache** ours answers repeated reads of the same selector without a
+  Prometheus query and without the query's CPU; that is what makes it faster than
+  prometheus-adapter at higher read rates, and it is why it asks Prometheus fewer times than it is
+  asked. prometheus-adapter sends one query per read, plus a `/api/v1/series` discovery query
+  every relist interval (a new metric is served only after the next relist); ours needs no
+  discovery.
+- **SubjectAccessReviews**: both cache a review for 10 s. prometheus-adapter's cache (k8s.io/apiserver's
+  webhook authorizer) does not merge concurrent misses, so when an entry expires under concurrent
+  reads several identical reviews go out at once (SARs column); ours sends one.
+- **Memory**: our process carries the Python interpreter with aiohttp, kubernetes_asyncio, pydantic
+  and structlog loaded; the Go binary is leaner (see the memory line above for this run's ratio).
 - **Outages**: neither server turns a Prometheus outage into a number. Ours answers 503
   ServiceUnavailable naming Prometheus' problem; prometheus-adapter answers 500 "unable to fetch
   metrics". Either way the HPA keeps its current replica count. A hung Prometheus is where they
-  differ most: ours gives up after its 3 s Prometheus timeout and says so, prometheus-adapter's
-  request waits as long as Prometheus does.
+  differ most: ours gives up after its 3 s Prometheus timeout and says so; prometheus-adapter's
+  read waits as long as Prometheus does.
 - **No data**: a selector that matches no series is a 404 with a reason in ours (no series must not
   read as zero load) and a 200 with an empty list in prometheus-adapter; the HPA skips the metric in
   both cases, but only one answer says why.
 - **Selectors**: prometheus-adapter copies selector keys into PromQL, so an HPA selecting on the
   pod label `app.kubernetes.io/instance` gets a PromQL parse error (500); ours maps Kubernetes label
-  keys to Prometheus label names the way Prometheus' `labelmap` does."""
+  keys to Prometheus label names the way Prometheus' `labelmap` does.
+"""
 
 
 def render(r: Results) -> str:
@@ -324,4 +376,6 @@ def render(r: Results) -> str:
     if found := findings(r):
         lines += ["", *found]
     lines += ["", EXPLANATION]
+    if pointed := pointers(r.profile_summary):
+        lines += ["", *pointed]
     return "\n".join(lines) + "\n"
