@@ -412,18 +412,20 @@ async def outage(
             try:
                 await asyncio.sleep(down_s)
             finally:
+                until = time.monotonic()
                 os.kill(pid, signal.SIGCONT)
         else:
             await stack.prom.stop()
             away = time.monotonic()
             await asyncio.sleep(down_s)
+            until = time.monotonic()
             await stack.prom.start()
         back = time.monotonic()
         await wait_recovered(probers, back, timeout_s=60)
     finally:
         stop.set()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return [summarize(p, away=away, back=back) for p in probers]
+    return [summarize(p, away=away, until=until, back=back) for p in probers]
 
 
 async def profile(stack: Stack, seconds: float) -> tuple[str, str]:

@@ -172,7 +172,9 @@ def _outage(r: Results) -> list[str]:
         "",
         f"Prometheus stopped (SIGTERM) for {r.outage_s:g} s, then started again on the same port and data "
         "directory, while every server was read four times a second (one read at a time, first selector). "
-        "Recovery is the time from Prometheus answering `/-/ready` to the first value.",
+        "Answers counted while down are those to reads sent after the Prometheus process had exited and "
+        "before it was started again; recovery is the time from Prometheus answering `/-/ready` to the "
+        "first value.",
         "",
         *outage_table("Prometheus was down", r.down),
     ]
@@ -365,8 +367,7 @@ EXPLANATION = """### Why they differ
   both cases, but only one answer says why.
 - **Selectors**: prometheus-adapter copies selector keys into PromQL, so an HPA selecting on the
   pod label `app.kubernetes.io/instance` gets a PromQL parse error (500); ours maps Kubernetes label
-  keys to Prometheus label names the way Prometheus' `labelmap` does.
-"""
+  keys to Prometheus label names the way Prometheus' `labelmap` does."""
 
 
 def render(r: Results) -> str:

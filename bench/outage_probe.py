@@ -102,9 +102,13 @@ class OutageSummary:
         return ", ".join(f"{n}x {kind}" for kind, n in self.during.most_common())
 
 
-def summarize(prober: Prober, *, away: float, back: float) -> OutageSummary:
-    """Answers to reads sent in [away, back), and recovery after ``back``."""
-    during = [p for p in prober.probes if away <= p.sent < back]
+def summarize(prober: Prober, *, away: float, until: float, back: float) -> OutageSummary:
+    """Answers to reads sent in [away, until), and recovery after ``back``.
+
+    ``until`` is when Prometheus was told to come back (restart, SIGCONT) and ``back`` when it was
+    seen ready; reads sent in between are in neither window, since Prometheus may already answer.
+    """
+    during = [p for p in prober.probes if away <= p.sent < until]
     messages: list[str] = []
     for probe in during:
         text = f"{probe.kind}: {probe.message}" if probe.message else probe.kind
