@@ -89,7 +89,8 @@ def _setup(r: Results) -> list[str]:
         f"- **{r.theirs}** {r.their_version}, built from its Go module, "
         f"`--metrics-relist-interval={r.relist_s:g}s` (the Helm chart's default), one external rule: "
         f"`seriesQuery: '{r.their_rule['seriesQuery']}'`, `metricsQuery: '{r.their_rule['metricsQuery']}'`, "
-        "`resources: {overrides: {namespace: {resource: namespace}}}`. A read in namespace NS with selector "
+        "`resources: {overrides: {namespace: {resource: namespace}}, namespaced: true}`. "
+        "A read in namespace NS with selector "
         'S becomes `sum(tgi_queue_size{S,namespace="NS"})`: the same PromQL as ours.',
         "- Both serve HTTPS with a certificate from the cluster CA and delegate to the local kube-apiserver "
         "exactly as in a cluster: the front-proxy CA and header names come from "

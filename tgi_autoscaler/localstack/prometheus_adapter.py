@@ -2,8 +2,8 @@
 
 The comparison benchmark (``bench/compare_prometheus_adapter.py``) and its equivalence test run
 kubernetes-sigs/prometheus-adapter next to this project's adapter, on the same Prometheus, behind
-the same local control plane. This module builds it once (``go install`` of the published module,
-cached under ``<cache>/prometheus-adapter-<version>/bin``), writes an ``externalRules`` configuration
+the same local control plane. This module builds it once from the published Go module (cached
+under ``<cache>/prometheus-adapter-<version>/bin``), writes an ``externalRules`` configuration
 that computes the same value as our default ``tgi_queue_size`` definition, and starts it as a
 supervised process with delegated authentication and authorization against the local
 kube-apiserver.
@@ -85,7 +85,8 @@ def external_rules_config(
         "externalRules": [
             {
                 "seriesQuery": f'{series}{{{namespace_label}!=""}}',
-                "resources": {"overrides": {namespace_label: {"resource": "namespace"}}},
+                # namespaced (the default, stated): the request's namespace is always a matcher.
+                "resources": {"overrides": {namespace_label: {"resource": "namespace"}}, "namespaced": True},
                 "name": {"matches": f"^{series}$", "as": metric},
                 "metricsQuery": "sum(<<.Series>>{<<.LabelMatchers>>})",
             }
