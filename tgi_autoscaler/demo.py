@@ -222,6 +222,7 @@ async def _loop(
             name="load",
         )
         t0 = time.monotonic()
+        shown_api = False
         say.header()
         try:
             while True:
@@ -229,6 +230,9 @@ async def _loop(
                 sample = await _sample(cp, prom, fleet, t, trace.rate_at(t) if t < load_seconds else 0.0)
                 state.samples.append(sample)
                 say.sample(sample)
+                if not shown_api and sample.desired > 1:
+                    shown_api = True
+                    await _show_what_the_hpa_reads(cp, say)
                 if t > args.max_seconds:
                     say.step("time limit reached")
                     break
@@ -250,6 +254,19 @@ async def _loop(
     say.step(f"plot saved to {plot}")
     peak = max((s.desired for s in state.samples), default=0)
     return 0 if peak > 1 else 1
+
+
+async def _show_what_the_hpa_reads(cp: ControlPlane, say: _Printer) -> None:
+    """Print, once, the external metric exactly as the HPA controller reads it through the API server."""
+    path = (
+        f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/tgi_queue_size"
+        f"?labelSelector=app.kubernetes.io%2Finstance%3D{SERVICE}"
+    )
+    result = await cp.kubectl("get", "--raw", path)
+    say.step(f"kubectl get --raw '{path}'")
+    print(result.stdout.strip() or result.stderr.strip(), flush=True)
+    hpa = await cp.kubectl("get", "hpa", "-n", NAMESPACE)
+    print(hpa.stdout.strip() or hpa.stderr.strip(), flush=True)
 
 
 def _hpa_path() -> str:

@@ -14,6 +14,7 @@ from tests.unit.x509_factory import NOW, Issued, issue, make_ca
 from tgi_autoscaler.adapter.authn import (
     Authenticator,
     ProxyCertificateError,
+    ProxyCertificateVerifier,
     ReviewUnavailableError,
     UserInfo,
     bearer_token,
@@ -94,6 +95,40 @@ def test_after_a_ca_rotation_only_certificates_of_the_new_ca_are_accepted() -> N
     assert verify_proxy_certificate(new_cert.der, rotated) == PROXY_CN
     with pytest.raises(ProxyCertificateError):
         verify_proxy_certificate(old_cert.der, rotated)
+
+
+def test_a_remembered_proxy_certificate_is_forgotten_when_the_ca_rotates() -> None:
+    old_ca, new_ca = make_ca("front-proxy-ca"), make_ca("front-proxy-ca")
+    old_cert = issue(old_ca, PROXY_CN)
+    verifier = ProxyCertificateVerifier()
+    assert verifier.verify(old_cert.der, _config(old_ca), now=NOW) == PROXY_CN
+    assert verifier.verify(old_cert.der, _config(old_ca), now=NOW) == PROXY_CN
+    with pytest.raises(ProxyCertificateError, match="not signed by the front-proxy CA"):
+        verifier.verify(old_cert.der, _config(new_ca), now=NOW)
+
+
+def test_a_remembered_proxy_certificate_still_expires() -> None:
+    ca = make_ca("front-proxy-ca")
+    short = issue(ca, PROXY_CN, not_before=NOW - dt.timedelta(hours=1), not_after=NOW + dt.timedelta(hours=1))
+    config = _config(ca)
+    verifier = ProxyCertificateVerifier()
+    assert verifier.verify(short.der, config, now=NOW) == PROXY_CN
+    with pytest.raises(ProxyCertificateError, match="expired"):
+        verifier.verify(short.der, config, now=NOW + dt.timedelta(hours=2))
+
+
+def test_a_rejected_certificate_is_checked_again_every_time() -> None:
+    ca = make_ca("front-proxy-ca")
+    config = _config(ca)
+    verifier = ProxyCertificateVerifier()
+    for _ in range(2):
+        with pytest.raises(ProxyCertificateError, match="'mallory' is not in the allowed list"):
+            verifier.verify(issue(ca, "mallory").der, config, now=NOW)
+    # The same exact certificate, rejected twice: nothing about a failure is remembered.
+    mallory = issue(ca, "mallory")
+    for _ in range(2):
+        with pytest.raises(ProxyCertificateError):
+            verifier.verify(mallory.der, config, now=NOW)
 
 
 def test_a_leaf_certificate_cannot_sign_a_proxy_certificate() -> None:

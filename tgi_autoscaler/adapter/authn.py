@@ -45,9 +45,11 @@ __all__ = [
     "Authenticator",
     "KubeTokenReviewer",
     "ProxyCertificateError",
+    "ProxyCertificateVerifier",
     "ReviewUnavailableError",
     "TokenReviewer",
     "UserInfo",
+    "VerifiedProxy",
     "bearer_token",
     "identity_from_headers",
     "verify_proxy_certificate",
@@ -121,11 +123,16 @@ def _within_validity(cert: x509.Certificate, now: dt.datetime) -> bool:
     return cert.not_valid_before_utc <= now <= cert.not_valid_after_utc
 
 
-def verify_proxy_certificate(
-    der: bytes, config: RequestHeaderConfig, *, now: dt.datetime | None = None
-) -> str:
-    """The certificate's common name if it identifies an allowed front proxy; raises otherwise."""
-    when = now or dt.datetime.now(dt.UTC)
+@dataclass(frozen=True)
+class VerifiedProxy:
+    """A front-proxy certificate that passed verification, and the window in which that holds."""
+
+    common_name: str
+    valid_from: dt.datetime
+    valid_until: dt.datetime  # the earlier of the leaf's and its issuing CA's notAfter
+
+
+def _verify(der: bytes, config: RequestHeaderConfig, when: dt.datetime) -> VerifiedProxy:
     try:
         leaf = x509.load_der_x509_certificate(der)
     except ValueError as exc:
@@ -150,7 +157,48 @@ def verify_proxy_certificate(
     cn = _common_name(leaf)
     if config.allowed_names and cn not in config.allowed_names:
         raise ProxyCertificateError(f"client certificate common name {cn!r} is not in the allowed list")
-    return cn
+    return VerifiedProxy(
+        common_name=cn,
+        valid_from=max(leaf.not_valid_before_utc, issuer.not_valid_before_utc),
+        valid_until=min(leaf.not_valid_after_utc, issuer.not_valid_after_utc),
+    )
+
+
+def verify_proxy_certificate(
+    der: bytes, config: RequestHeaderConfig, *, now: dt.datetime | None = None
+) -> str:
+    """The certificate's common name if it identifies an allowed front proxy; raises otherwise."""
+    return _verify(der, config, now or dt.datetime.now(dt.UTC)).common_name
+
+
+class ProxyCertificateVerifier:
+    """``verify_proxy_certificate`` with a memory of certificates that already passed.
+
+    The aggregator presents the same client certificate on every proxied request, and checking its
+    signature is a large share of a cached metric read's CPU. A success is remembered per exact
+    certificate (DER bytes) for the configuration object it was checked against: a rotated CA or
+    allowed-names list arrives as a new object and forgets everything, and a remembered success
+    still ends at the certificate's (or its CA's) expiry. Failures are never remembered.
+    """
+
+    def __init__(self, *, max_entries: int = 64) -> None:
+        self._config: RequestHeaderConfig | None = None
+        self._verified: dict[bytes, VerifiedProxy] = {}
+        self._max_entries = max_entries
+
+    def verify(self, der: bytes, config: RequestHeaderConfig, *, now: dt.datetime | None = None) -> str:
+        when = now or dt.datetime.now(dt.UTC)
+        if config is not self._config:
+            self._config = config
+            self._verified.clear()
+        known = self._verified.get(der)
+        if known is not None and known.valid_from <= when <= known.valid_until:
+            return known.common_name
+        verified = _verify(der, config, when)
+        if len(self._verified) >= self._max_entries:
+            self._verified.clear()
+        self._verified[der] = verified
+        return verified.common_name
 
 
 def identity_from_headers(headers: MultiMapping[str], config: RequestHeaderConfig) -> UserInfo | None:
@@ -250,6 +298,7 @@ class Authenticator:
         self._tokens = tokens
         self._cache: SingleFlightCache[str, UserInfo | None]
         self._cache = SingleFlightCache(token_cache_ttl_s, clock=clock)
+        self._proxy_certs = ProxyCertificateVerifier()
 
     async def authenticate(
         self, *, peer_cert_der: bytes | None, headers: MultiMapping[str]
@@ -261,7 +310,7 @@ class Authenticator:
                 reasons.append("request header authentication is not configured yet")
             else:
                 try:
-                    verify_proxy_certificate(peer_cert_der, config)
+                    self._proxy_certs.verify(peer_cert_der, config)
                 except ProxyCertificateError as exc:
                     reasons.append(str(exc))
                 else:
