@@ -262,7 +262,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
                 if args.failover:
                     took = await _failover(cp.kubeconfig, client, workdir)
                     rows.append(
-                        Row("failover after SIGKILL (lease 15 s, renew 10 s, retry 2 s)", f"{took:.1f} s")
+                        Row("failover after SIGKILL (lease 10 s, renew 7 s, retry 2 s)", f"{took:.1f} s")
                     )
             finally:
                 await api.close()
