@@ -40,6 +40,7 @@ __all__ = [
     "dashboard_uid",
     "panel_defs",
     "render_dashboard_configmap",
+    "timeseries_panel",
 ]
 
 FOLDER_ANNOTATION = "grafana_folder"
@@ -296,7 +297,8 @@ def _variables(name: str, namespace: str, queue_metric: str) -> list[Any]:
     return [datasource, ns, service]
 
 
-def _panel(panel: PanelDef, panel_id: int) -> Any:
+def timeseries_panel(panel: PanelDef, panel_id: int) -> Any:
+    """The Grafana time-series panel of ``panel`` (shared by the per-service and the self dashboards)."""
     builder = (
         timeseries.Panel()
         .id(panel_id)
@@ -340,7 +342,7 @@ def dashboard_json(
             row = panel.row
             builder = builder.with_row(gdash.Row(row).id(panel_id))
             panel_id += 1
-        builder = builder.with_panel(_panel(panel, panel_id))
+        builder = builder.with_panel(timeseries_panel(panel, panel_id))
         panel_id += 1
     model: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     return model

@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from grafana_foundation_sdk.builders import dashboard as gdash
-from grafana_foundation_sdk.builders import prometheus as gprom
-from grafana_foundation_sdk.builders import timeseries
 from grafana_foundation_sdk.cog.encoder import JSONEncoder
 from grafana_foundation_sdk.models import dashboard as gmodel
 
@@ -33,7 +31,14 @@ from tgi_autoscaler.render.alerts import (
     AlertRule,
     ValueFormat,
 )
-from tgi_autoscaler.render.dashboard import DATASOURCE, FOLDER_ANNOTATION, PanelDef, Query, SeriesSource
+from tgi_autoscaler.render.dashboard import (
+    DATASOURCE,
+    FOLDER_ANNOTATION,
+    PanelDef,
+    Query,
+    SeriesSource,
+    timeseries_panel,
+)
 from tgi_autoscaler.render.engine_metrics import label_matchers
 
 __all__ = [
@@ -412,22 +417,7 @@ def self_dashboard_json(namespace: str = DEFAULT_NAMESPACE) -> dict[str, Any]:
             row = panel.row
             builder = builder.with_row(gdash.Row(row).id(panel_id))
             panel_id += 1
-        target_builder = (
-            timeseries.Panel()
-            .id(panel_id)
-            .title(panel.title)
-            .description(panel.description)
-            .datasource(DATASOURCE)
-            .unit(panel.unit)
-            .min(0)
-            .height(8)
-            .span(12)
-        )
-        for index, query in enumerate(panel.queries):
-            target_builder = target_builder.with_target(
-                gprom.Dataquery().expr(query.expr).legend_format(query.legend).ref_id(chr(ord("A") + index))
-            )
-        builder = builder.with_panel(target_builder)
+        builder = builder.with_panel(timeseries_panel(panel, panel_id))
         panel_id += 1
     model: dict[str, Any] = json.loads(json.dumps(builder.build(), cls=JSONEncoder))
     return model
