@@ -134,6 +134,19 @@ async def test_served_value_is_the_sum_of_the_pods_queues(running_prometheus: Pr
                 return fleet.snapshot().queue_size == expected
 
             await eventually(fleet_queue_reached, what="the simulated queues to fill")
+            # Each fleet has its own file_sd file and Prometheus may discover them a scrape apart:
+            # wait until the other service is served too, so the sum below is taken while its
+            # series exist and could wrongly be counted.
+            other_seen: list[object] = []
+
+            async def other_served() -> bool:
+                status, body = await read(
+                    http, namespace, "tgi_queue_size", "app.kubernetes.io/instance=other"
+                )
+                other_seen.append((status, body.get("items") or body.get("message")))
+                return status == 200
+
+            await eventually(other_served, what=f"the other service to be served (saw {other_seen[-3:]})")
             seen: list[object] = []
 
             async def adapter_agrees() -> bool:
