@@ -14,10 +14,15 @@ if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
 fi
 
+# Kubernetes v1.36 and etcd 3.6.16 declare go 1.26.0 in their go.mod (Debian bookworm's golang-go is 1.19).
 if ! command -v go >/dev/null; then
-  echo "==> Go is required to build the local control plane; installing Debian's golang-go"
-  $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends golang-go >/dev/null
+  echo "error: Go >= 1.26 is required to build the local control plane (go not found on PATH)" >&2
+  exit 1
+fi
+go_version=$(go env GOVERSION | sed 's/^go//')
+if [ "$(printf '%s\n' 1.26 "$go_version" | sort -V | head -n1)" != "1.26" ]; then
+  echo "error: Go >= 1.26 is required to build the local control plane (found go$go_version)" >&2
+  exit 1
 fi
 
 PY=${PYTHON:-python3}
