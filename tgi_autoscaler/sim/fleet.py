@@ -181,7 +181,18 @@ class Fleet:
         _check_replicas(replicas)
         if not self._started:
             raise RuntimeError("fleet is not started")
+        # A caller cancelled mid-resize (a follower task being torn down) must not leave replicas
+        # started but untracked: they would outlive the fleet. The resize finishes under the lock
+        # even when the caller stops waiting, and ``stop`` takes the same lock.
+        before, tasks = await asyncio.shield(self._resize(replicas))
+        self._log.info("fleet_scaled", replicas_before=before, replicas=replicas)
+        if wait_drained and tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _resize(self, replicas: int) -> tuple[int, list[asyncio.Task[None]]]:
         async with self._lock:
+            if not self._started:
+                return len(self._pods), []
             before = len(self._pods)
             if replicas > before:
                 added = [self._new_pod() for _ in range(replicas - before)]
@@ -198,10 +209,7 @@ class Fleet:
                 removed = self._pods[replicas:]
                 self._pods = self._pods[:replicas]
             await self._publish()
-            tasks = [self._start_drain(p) for p in removed]
-        self._log.info("fleet_scaled", replicas_before=before, replicas=replicas)
-        if wait_drained and tasks:
-            await asyncio.gather(*tasks, return_exceptions=True)
+            return before, [self._start_drain(p) for p in removed]
 
     def _new_pod(self) -> SimulatedPod:
         name = pod_name(self.namespace, self.service, self._ordinal)
@@ -216,7 +224,14 @@ class Fleet:
             try:
                 await pod.server.drain(self.drain_timeout_s)
             finally:
-                await pod.server.stop()
+                # Cancelling the drain (the fleet stopping) must not cut the stop itself short: a
+                # half-stopped replica's engine would outlive the fleet. Finish it, then propagate.
+                stopping = asyncio.ensure_future(pod.server.stop())
+                try:
+                    await asyncio.shield(stopping)
+                except asyncio.CancelledError:
+                    await stopping
+                    raise
 
         task = asyncio.create_task(drain_then_stop(), name=f"drain-{pod.name}")
         self._draining.add(task)
