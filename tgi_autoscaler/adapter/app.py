@@ -15,8 +15,9 @@ Contract with ``tgi_autoscaler.adapter.server`` (TLS, authentication, authorizat
 - Routes: ``/apis`` (legacy and aggregated discovery), ``/apis/external.metrics.k8s.io``,
   ``/apis/external.metrics.k8s.io/v1beta1``, ``.../namespaces/{namespace}/{metric}``,
   ``/openapi/v2``, ``/openapi/v3``, ``/openapi/v3/apis/external.metrics.k8s.io/v1beta1``,
-  ``/version``, and the health endpoints ``/healthz``, ``/livez``, ``/readyz``, ``/metrics``, which
-  the security middleware is expected to leave open (probes and scrapes carry no credentials).
+  ``/version``, the health endpoints ``/healthz``, ``/livez``, ``/readyz`` (left open by the security
+  middleware: probes carry no credentials) and ``/metrics`` (authenticated, like kube-apiserver's own;
+  the manifests grant Prometheus a scraper role).
 - The app's own middleware runs first (outermost): it writes one access-log event per request and
   turns every ``AdapterError``, unknown path (404), wrong method (405) and unexpected exception (500)
   into a ``metav1.Status``; responses produced by the security middleware (401/403) are logged too.
