@@ -1,0 +1,224 @@
+"""One replay: a request trace through the service model, the metrics pipeline and one policy.
+
+The loop keeps the real system's order of things. Prometheus scrapes every pod each
+``scrape_interval``; the HPA syncs every ``sync_period`` and reads the signal as the adapter serves
+it at that moment (the latest scrape; the adapter's cache is far shorter than a scrape and is left
+out); its decision sets ``spec.replicas`` and the Deployment adds pods that are Ready one cold
+start later. A KPA-style policy instead samples in-flight requests every second, as Knative's
+queue-proxy reports them, and decides every tick. Requests are routed to Ready pods as they arrive.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from tgi_autoscaler.backtest.policies import HpaPolicy, KpaPolicy, Policy
+from tgi_autoscaler.backtest.requests import RequestTrace
+from tgi_autoscaler.backtest.scrape import Scrapes
+from tgi_autoscaler.backtest.signals import evaluate
+from tgi_autoscaler.hpa.controller import HpaState, step
+from tgi_autoscaler.hpa.types import HpaSpec
+from tgi_autoscaler.servicemodel import ColdStart, RequestLog, ServerParams, Service
+
+__all__ = ["RunConfig", "RunResult", "Tick", "replay"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    """The servers, the bounds and the pipeline around the policy."""
+
+    params: ServerParams
+    cold_start: ColdStart
+    min_replicas: int = 1
+    max_replicas: int = 10
+    initial_replicas: int | None = None
+    scrape_interval_s: float = 10.0
+    drain_after_s: float = 300.0
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.min_replicas <= self.max_replicas:
+            raise ValueError(
+                f"need 1 <= minReplicas <= maxReplicas (got {self.min_replicas}, {self.max_replicas})"
+            )
+        if self.scrape_interval_s <= 0:
+            raise ValueError(f"scrape interval must be > 0 (got {self.scrape_interval_s})")
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The system at one controller decision: what it read, what it asked for, what serves."""
+
+    time: float
+    signal: float | None
+    desired: int
+    replicas: int
+    ready: int
+    queue: int
+
+
+@dataclass(frozen=True)
+class RunResult:
+    policy: Policy
+    trace: RequestTrace
+    config: RunConfig
+    log: RequestLog
+    ticks: tuple[Tick, ...]
+    gpu_seconds: float
+    end: float
+    rescales: int
+
+
+class _Controller(Protocol):
+    period: float
+    samples_every: float  # seconds between ``observe`` calls; infinity: never
+
+    def observe(self, now: float, service: Service) -> None: ...
+
+    def decide(self, now: float, service: Service, scrapes: Scrapes) -> tuple[int, float | None]: ...
+
+
+class _Hpa:
+    """The HPA controller's sync loop for one HPA (``tgi_autoscaler.hpa.step``)."""
+
+    samples_every = math.inf
+
+    def __init__(self, policy: HpaPolicy, config: RunConfig) -> None:
+        if policy.target is None:
+            raise ValueError(f"policy {policy.name}: resolve the target first")
+        self.policy = policy
+        self.period = policy.sync_period_s
+        self.spec = HpaSpec(
+            min_replicas=config.min_replicas,
+            max_replicas=config.max_replicas,
+            target_average_value=policy.target,
+            behavior=policy.behavior,
+            tolerance=policy.tolerance,
+            metric_name=str(policy.signal),
+            downscale_stabilization_seconds=policy.downscale_stabilization_s,
+        )
+        self.state = HpaState(current_replicas=config.initial_replicas or config.min_replicas)
+
+    def observe(self, now: float, service: Service) -> None:
+        return None
+
+    def decide(self, now: float, service: Service, scrapes: Scrapes) -> tuple[int, float | None]:
+        value = evaluate(self.policy.signal, scrapes, now, self.policy.demand)
+        self.state = replace(self.state, current_replicas=service.replicas)
+        self.state, _ = step(
+            self.state,
+            now,
+            None if value is None else round(value, 3),
+            self.spec,
+            status_replicas=service.replicas,
+            ready_pods=min(service.ready, service.replicas),
+        )
+        return self.state.current_replicas, value
+
+
+class _Kpa:
+    """Knative's KPA decision (stable and panic windows over sampled concurrency), every tick."""
+
+    samples_every = 1.0
+
+    def __init__(self, policy: KpaPolicy, config: RunConfig) -> None:
+        if policy.target_concurrency is None or policy.target_concurrency <= 0:
+            raise ValueError(f"policy {policy.name}: resolve the target concurrency first")
+        self.policy = policy
+        self.config = config
+        self.target = policy.target_concurrency
+        self.period = policy.tick_s
+        self.panic_window = policy.stable_window_s * policy.panic_window_pct / 100
+        self.samples: deque[tuple[float, int]] = deque()
+        self.panic_since: float | None = None
+        self.max_panic = 0
+
+    def observe(self, now: float, service: Service) -> None:
+        self.samples.append((now, sum(c.queue + c.running for c in service.counters())))
+
+    def decide(self, now: float, service: Service, scrapes: Scrapes) -> tuple[int, float | None]:
+        policy = self.policy
+        samples = self.samples
+        while samples and samples[0][0] <= now - policy.stable_window_s:
+            samples.popleft()
+        if not samples:
+            return service.replicas, None
+        stable = sum(v for _, v in samples) / len(samples)
+        recent = [v for t, v in samples if t > now - self.panic_window] or [samples[-1][1]]
+        panic = sum(recent) / len(recent)
+        ready = max(service.ready, 1)
+        want_stable = math.ceil(stable / self.target)
+        want_panic = math.ceil(panic / self.target)
+        if want_panic / ready >= policy.panic_threshold:
+            self.panic_since = now
+        elif self.panic_since is not None and now - self.panic_since >= policy.stable_window_s:
+            self.panic_since, self.max_panic = None, 0
+        if self.panic_since is not None:
+            desired = max(want_panic, self.max_panic, service.replicas)  # panic never scales down
+            self.max_panic = desired
+        else:
+            desired = want_stable
+        up_limit = math.ceil(policy.max_scale_up_rate * ready)
+        down_limit = math.floor(ready / policy.max_scale_down_rate)
+        desired = max(min(desired, up_limit), down_limit)
+        return max(self.config.min_replicas, min(self.config.max_replicas, desired)), stable
+
+
+def replay(trace: RequestTrace, policy: Policy, config: RunConfig) -> RunResult:
+    """Replay ``trace`` under ``policy``; GPU time is counted over the trace's duration, and the
+    replay goes on (without new arrivals) until the last request has its answer."""
+    log = RequestLog(list(trace.arrival), list(trace.prompt_tokens), list(trace.output_tokens))
+    initial = config.initial_replicas or config.min_replicas
+    service = Service(config.params, config.cold_start, log, initial_replicas=initial, seed=config.seed)
+    scrapes = Scrapes()
+    controller: _Controller = _Hpa(policy, config) if isinstance(policy, HpaPolicy) else _Kpa(policy, config)
+    end = trace.duration + config.drain_after_s
+    ticks: list[Tick] = []
+    rescales = 0
+    gpu_seconds: float | None = None
+    next_scrape, next_sync, next_sample = 0.0, controller.period, 0.0
+    arrivals = trace.arrival
+    index, n = 0, len(arrivals)
+    while True:
+        upcoming = arrivals[index] if index < n else math.inf
+        control = min(
+            next_scrape, next_sync, next_sample, trace.duration if gpu_seconds is None else math.inf
+        )
+        if upcoming <= control:
+            service.advance(upcoming)
+            service.arrive(index, upcoming)
+            index += 1
+            continue
+        if control > end or (index >= n and gpu_seconds is not None and _idle(service)):
+            break
+        service.advance(control)
+        if gpu_seconds is None and control >= trace.duration:
+            gpu_seconds = service.gpu_seconds
+        if control == next_scrape:
+            scrapes.record(control, service.counters())
+            next_scrape += config.scrape_interval_s
+        if control == next_sample:
+            controller.observe(control, service)
+            next_sample += controller.samples_every
+        if control == next_sync:
+            before = service.replicas
+            desired, value = controller.decide(control, service, scrapes)
+            if desired != before:
+                service.scale_to(desired, control)
+                rescales += 1
+            ticks.append(Tick(control, value, desired, service.replicas, service.ready, _queue(service)))
+            next_sync += controller.period
+    return RunResult(
+        policy, trace, config, log, tuple(ticks), gpu_seconds or service.gpu_seconds, service.now, rescales
+    )
+
+
+def _queue(service: Service) -> int:
+    return sum(c.queue for c in service.counters())
+
+
+def _idle(service: Service) -> bool:
+    return all(c.queue == 0 and c.running == 0 for c in service.counters())
