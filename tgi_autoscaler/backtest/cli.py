@@ -1,0 +1,175 @@
+"""``tgi-autoscaler backtest``: replay real or shaped traffic through the service model under every
+scaling policy, and print what each cost in GPU-hours and gave in SLO attainment, next to the
+hindsight oracle; write a PNG of it.
+
+The traffic comes from a trace CSV in the Azure LLM inference format, a built-in shape, or a
+service's own history in Prometheus (``--prometheus``). Files and Prometheus are read here; the
+replay itself is pure (``tgi_autoscaler.backtest``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import TextIO
+
+from tgi_autoscaler.backtest.policies import BASELINES, Policy, Slo, demand_policy, policy_names
+from tgi_autoscaler.backtest.report import format_csv, format_markdown, format_table
+from tgi_autoscaler.backtest.requests import (
+    SHAPES,
+    RequestTrace,
+    TraceError,
+    TraceShape,
+    parse_azure_csv,
+    scale_trace,
+    shaped_trace,
+)
+from tgi_autoscaler.backtest.run import RunConfig
+from tgi_autoscaler.backtest.study import run_study
+from tgi_autoscaler.servicemodel import ColdStart, ServerParams
+from tgi_autoscaler.servicemodel.params import ParamsError
+
+__all__ = ["register", "run"]
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = subparsers.add_parser(
+        "backtest",
+        help="replay traffic under every scaling policy and compare GPU-hours and SLO attainment",
+        description=__doc__,
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    load = parser.add_argument_group("traffic")
+    load.add_argument("--trace", help="trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)")
+    load.add_argument(
+        "--shape", choices=tuple(SHAPES), default="spike", help="built-in shape without --trace"
+    )
+    load.add_argument("--base-rate", type=float, default=4.0, help="shape: base requests/s")
+    load.add_argument("--peak-rate", type=float, default=12.0, help="shape: peak requests/s")
+    load.add_argument("--start", type=float, default=600.0, help="shape: when the peak starts, s")
+    load.add_argument("--peak-duration", type=float, default=900.0, help="shape: how long it lasts, s")
+    load.add_argument("--duration", type=float, default=3600.0, help="shape: length of the trace, s")
+    load.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
+    load.add_argument("--time-scale", type=float, default=1.0, help="compress time by this factor")
+    load.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+
+    scaling = parser.add_argument_group("scaling")
+    scaling.add_argument(
+        "--policy",
+        action="append",
+        choices=policy_names(),
+        help="policy to replay (repeatable; default: all)",
+    )
+    scaling.add_argument("--min", type=int, default=1, dest="min_replicas", help="minReplicas")
+    scaling.add_argument("--max", type=int, default=10, dest="max_replicas", help="maxReplicas")
+    scaling.add_argument("--slo-ttft", type=float, default=2.0, help="time-to-first-token SLO, s")
+    scaling.add_argument("--attainment", type=float, default=0.99, help="share of requests within the SLO")
+    scaling.add_argument("--scrape-interval", type=float, default=10.0, help="Prometheus scrape interval, s")
+    scaling.add_argument("--no-oracle", action="store_true", help="skip the hindsight oracle")
+
+    servers = parser.add_argument_group("servers (defaults: a 7-8B model on one A100)")
+    defaults = ServerParams()
+    servers.add_argument("--max-batch", type=int, default=defaults.max_batch_size, help="running sequences")
+    servers.add_argument(
+        "--decode-step", type=float, default=defaults.decode_step_s, help="s per token, batch 1"
+    )
+    servers.add_argument(
+        "--batch-slowdown", type=float, default=defaults.batch_slowdown, help="per extra seq"
+    )
+    servers.add_argument(
+        "--prefill-per-token", type=float, default=defaults.prefill_s_per_token, help="s per prompt token"
+    )
+    cold = ColdStart()
+    servers.add_argument("--cold-start", type=float, default=cold.median_s, help="median s to Ready")
+    servers.add_argument("--cold-start-sigma", type=float, default=cold.sigma, help="lognormal sigma")
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
+    output.add_argument("--plot", default="backtest.png", help="PNG to write ('' for none)")
+    output.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    parser.set_defaults(func=run)
+
+
+def _trace(args: argparse.Namespace) -> RequestTrace:
+    if args.trace:
+        text = Path(args.trace).read_text(encoding="utf-8")
+        trace = parse_azure_csv(text, source=args.trace)
+    else:
+        shape = TraceShape(
+            base_rate=args.base_rate,
+            peak_rate=args.peak_rate,
+            start=args.start,
+            duration=args.peak_duration,
+            end=args.duration,
+        )
+        trace = shaped_trace(args.shape, shape, seed=args.seed)
+    if args.rate_scale != 1.0 or args.time_scale != 1.0:
+        trace = scale_trace(trace, rate_scale=args.rate_scale, time_scale=args.time_scale, seed=args.seed)
+    return trace
+
+
+def _policies(names: list[str] | None) -> list[Policy]:
+    every: list[Policy] = [demand_policy(), *BASELINES]
+    if not names:
+        return every
+    return [p for p in every if p.name in names]
+
+
+def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        trace = _trace(args)
+        params = ServerParams(
+            max_batch_size=args.max_batch,
+            decode_step_s=args.decode_step,
+            batch_slowdown=args.batch_slowdown,
+            prefill_s_per_token=args.prefill_per_token,
+        )
+        cold = replace(ColdStart(), median_s=args.cold_start, sigma=args.cold_start_sigma)
+        config = RunConfig(
+            params,
+            cold,
+            min_replicas=args.min_replicas,
+            max_replicas=args.max_replicas,
+            scrape_interval_s=args.scrape_interval,
+            seed=args.seed,
+        )
+        slo = Slo(args.slo_ttft, args.attainment)
+        if not 0 < slo.attainment < 1:
+            raise ParamsError(f"--attainment: must be between 0 and 1 (got {slo.attainment})")
+    except (OSError, TraceError, ParamsError, ValueError) as exc:
+        print(f"backtest: {exc}", file=err)
+        return 2
+
+    def progress(name: str, number: int, total: int, seconds: float) -> None:
+        if not args.quiet:
+            print(f"[{number}/{total}] {name}: {seconds:.1f} s", file=err, flush=True)
+
+    if not args.quiet:
+        print(
+            f"backtest: {trace.name}: {len(trace)} requests over {trace.duration / 60:.0f} min "
+            f"(mean {trace.mean_rate:.2f} req/s, peak minute {max(trace.rate_per_minute()):.2f}); "
+            f"SLO: TTFT <= {slo.ttft_s:g} s for {100 * slo.attainment:g} %",
+            file=err,
+        )
+    try:
+        study = run_study(
+            trace, _policies(args.policy), config, slo, with_oracle=not args.no_oracle, progress=progress
+        )
+    except (ParamsError, ValueError) as exc:
+        print(f"backtest: {exc}", file=err)
+        return 2
+    rows = [*study.summaries, *([study.oracle_summary] if study.oracle_summary else [])]
+    formatter = {"table": format_table, "markdown": format_markdown, "csv": format_csv}[args.format]
+    out.write(formatter(rows, study.oracle_summary))
+    if args.plot:
+        from tgi_autoscaler.backtest.plot import plot_runs
+
+        title = f"{trace.name}: TTFT SLO {slo.ttft_s:g} s"
+        plot_runs(study.results, study.oracle, slo.ttft_s, Path(args.plot), title)
+        if not args.quiet:
+            print(f"backtest: wrote {args.plot}", file=err)
+    return 0
