@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything the demo and the tests need on a fresh Debian machine:
-# Debian's prometheus (with promtool), a Python virtualenv with the project, and the Go-built
+# Debian's prometheus (with promtool) and nginx, a Python virtualenv with the project, and the Go-built
 # Kubernetes binaries (cached under ~/.cache/tgi-autoscaler, so a second run takes seconds).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -8,10 +8,20 @@ cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
+debian_packages=()
 if ! command -v prometheus >/dev/null || ! command -v promtool >/dev/null; then
-  echo "==> installing Debian's prometheus package (prometheus + promtool)"
+  debian_packages+=(prometheus)
+fi
+# The API-key proxy's integration test runs Debian's nginx with the rendered nginx.conf. nginx lives
+# in /usr/sbin, which a normal user's PATH may lack. Where the package starts its own system service,
+# the tests leave that one alone: they start their own nginx on a loopback port.
+if ! command -v nginx >/dev/null && [ ! -x /usr/sbin/nginx ]; then
+  debian_packages+=(nginx)
+fi
+if [ "${#debian_packages[@]}" -gt 0 ]; then
+  echo "==> installing Debian's packages: ${debian_packages[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${debian_packages[@]}" >/dev/null
 fi
 
 # Kubernetes v1.36 and etcd 3.6.16 declare go 1.26.0 in their go.mod (Debian bookworm's golang-go is 1.19).

@@ -503,6 +503,12 @@ def test_auth_proxy_reads_keys_from_the_secret_and_strips_them_upstream() -> Non
     assert 'proxy_set_header X-API-Key "";' in config
     assert "proxy_buffering off;" in config
     assert "$http_authorization" not in config.split("log_format", 1)[1].split(";", 1)[0]
+    # nginx allows little inside "if" (default_type, for one, is an error there): only the 401 itself.
+    assert "if ($authorized = 0) {\n        return 401;\n      }" in config
+    assert "error_page 401 @unauthorized;" in config
+    unauthorized = config.split("location @unauthorized {", 1)[1].split("}", 1)[0]
+    assert "add_header WWW-Authenticate 'Bearer realm=\"llm\"' always;" in unauthorized
+    assert "default_type application/json;" in unauthorized
     pod = _one(objects, "Deployment", "llm-auth-proxy")["spec"]["template"]["spec"]
     secret_volume = next(v for v in pod["volumes"] if v["name"] == "api-keys")
     assert secret_volume["secret"] == {"secretName": "api-keys", "items": [{"key": "keys", "path": "keys"}]}

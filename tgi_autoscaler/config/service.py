@@ -1094,9 +1094,10 @@ class IngressSpec(SpecModel):
 class AuthProxySpec(SpecModel):
     """Optional API-key check in front of the server (an nginx Deployment and Service).
 
-    Clients send `Authorization: Bearer <key>` (OpenAI-style clients) or `X-API-Key: <key>`. The keys
-    come from a Secret key holding one key per line; the proxy reads them when its pods start, so
-    restart the proxy (`kubectl rollout restart deployment/<service>-auth-proxy`) after rotating.
+    Clients send `Authorization: Bearer <key>` (OpenAI-style clients) or `X-API-Key: <key>`; other
+    requests get a JSON 401 and never reach the server, which sees neither header. The keys come
+    from a Secret key holding one key per line; the proxy reads them when its pods start, so restart
+    the proxy (`kubectl rollout restart deployment/<service>-auth-proxy`) after rotating.
     """
 
     enabled: bool = Field(

@@ -1,9 +1,10 @@
 """Optional API-key protection: a small nginx Deployment + Service in front of the server's Service.
 
 A request passes when it carries one of the keys from a Secret, either as ``Authorization: Bearer
-<key>`` (what OpenAI-compatible clients send) or as ``X-API-Key: <key>``; anything else gets 401. The
-key headers are stripped before the request reaches the server, and the access log records neither
-headers nor query strings, so keys never end up in logs.
+<key>`` (what OpenAI-compatible clients send) or as ``X-API-Key: <key>``; anything else gets a 401
+with a JSON error body and a ``WWW-Authenticate: Bearer`` challenge, as OpenAI-style clients expect.
+The key headers are stripped before the request reaches the server, and the access log records
+neither headers nor query strings, so keys never end up in logs.
 
 The Secret holds one key per line. An init container validates the keys (a restricted alphabet, so
 no key can inject nginx configuration) and writes them as exact, case-sensitive regex entries of an
@@ -123,10 +124,11 @@ http {{
     }}
 
     location / {{
+      # Inside "if" nginx allows little besides "return": @unauthorized writes the 401. Without
+      # proxy_intercept_errors, a 401 from the server itself passes through unchanged.
+      error_page 401 @unauthorized;
       if ($authorized = 0) {{
-        add_header WWW-Authenticate 'Bearer realm="{source.name}"' always;
-        default_type application/json;
-        return 401 '{{"error":"missing or invalid API key"}}';
+        return 401;
       }}
       proxy_pass http://server;
       proxy_http_version 1.1;
@@ -139,6 +141,12 @@ http {{
       proxy_buffering off;
       proxy_read_timeout {ingress.proxy_read_timeout_seconds}s;
       proxy_send_timeout {ingress.proxy_send_timeout_seconds}s;
+    }}
+
+    location @unauthorized {{
+      add_header WWW-Authenticate 'Bearer realm="{source.name}"' always;
+      default_type application/json;
+      return 401 '{{"error":"missing or invalid API key"}}';
     }}
   }}
 }}
