@@ -26,7 +26,6 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("localstack", "tgi_autoscaler.localstack.cli", "build or run the local control plane and Prometheus"),
     ("demo", "tgi_autoscaler.demo", "run the whole autoscaling loop locally and plot it"),
     ("docs", "tgi_autoscaler.config.docs", "generate docs/configuration.md from the service spec"),
-    ("what-if", "tgi_autoscaler.hpa.cli", "replay a load trace through the HPA algorithm offline"),
     ("backtest", "tgi_autoscaler.backtest.cli", "compare scaling policies on real traffic: GPU-hours, SLO"),
 )
 

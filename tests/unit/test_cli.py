@@ -28,7 +28,7 @@ def test_each_subcommand_module_registers_a_parser_of_its_name(
     [
         (["render", "-f", "x.yaml"], "render"),
         (["--log-format", "json", "adapter"], None),  # an option value ends the scan: full parser
-        (["--log-level=DEBUG", "what-if"], "what-if"),
+        (["--log-level=DEBUG", "backtest"], "backtest"),
         (["--help"], None),
         ([], None),
         (["unknown"], None),

@@ -46,7 +46,7 @@ def test_every_key_is_documented_with_a_description() -> None:
 
 def test_defaults_come_from_the_enclosing_default_object() -> None:
     rows = {row.path: row for row in docs.rows()}
-    assert rows["autoscaling.scaleDown.stabilizationWindowSeconds"].default == "`600`"
+    assert rows["autoscaling.scaleDown.stabilizationWindowSeconds"].default == "`300`"
     assert rows["model.id"].default == "**required**"
     assert rows["engine.maxTotalTokens"].default == "unset"
     assert rows["engine.numShard"].type == "integer (> 0)"

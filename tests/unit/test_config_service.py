@@ -35,29 +35,32 @@ def test_minimal_spec_gets_defaults_tuned_for_slow_starting_gpu_servers() -> Non
     spec = _parse("model: {id: meta-llama/Llama-2-7b-chat-hf}")
     assert spec.engine.kind is EngineKind.TGI
     assert spec.queue_metric == "tgi_queue_size"
+    assert spec.autoscaling.signal == "demand"
+    assert spec.scaling_metric == ("tgi_request_demand", 3.177)
     assert spec.resources.gpu == 1 == spec.engine.num_shard
     assert spec.probes.startup_budget_seconds == 30 * 60
     up, down = spec.autoscaling.scale_up, spec.autoscaling.scale_down
     assert up.stabilization_window_seconds == 0
     assert up.select_policy == "Max"
     assert [(p.type, p.value, p.period_seconds) for p in up.policies] == [
-        ("Percent", 100, 60),
-        ("Pods", 2, 60),
+        ("Percent", 100, 30),
+        ("Pods", 4, 30),
     ]
-    assert down.stabilization_window_seconds == 600
+    assert (up.tolerance, down.tolerance) == (0.02, 0.1)
+    assert down.stabilization_window_seconds == 300
     assert down.select_policy == "Min"
-    assert [(p.type, p.value, p.period_seconds) for p in down.policies] == [("Pods", 1, 300)]
+    assert [(p.type, p.value, p.period_seconds) for p in down.policies] == [("Pods", 1, 60)]
 
 
 def test_partial_override_keeps_the_other_defaults() -> None:
     spec = _parse(
         """
         model: {id: m}
-        autoscaling: {scaleDown: {stabilizationWindowSeconds: 300}}
+        autoscaling: {scaleDown: {stabilizationWindowSeconds: 120}}
         probes: {startup: {failureThreshold: 360}}
         """
     )
-    assert spec.autoscaling.scale_down.stabilization_window_seconds == 300
+    assert spec.autoscaling.scale_down.stabilization_window_seconds == 120
     assert spec.autoscaling.scale_down.select_policy == "Min"
     assert spec.probes.startup.failure_threshold == 360
     assert spec.probes.startup.period_seconds == 10

@@ -109,7 +109,7 @@ async def test_valid_spec_is_dry_run_then_applied_and_reported() -> None:
     assert status["phase"] == "Ready"
     assert status["minReplicas"] == 1
     assert status["maxReplicas"] == 4
-    assert status["queueMetric"] == "tgi_queue_size"
+    assert status["queueMetric"] == "tgi_request_demand"  # the metric the HPA scales on
     assert "HorizontalPodAutoscaler/llm/llama" in status["objects"]
     assert [(e.type, e.reason) for e in recorder.recorded] == [("Normal", "Applied")]
 

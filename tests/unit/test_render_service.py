@@ -328,19 +328,24 @@ def test_service_selects_only_server_pods() -> None:
     assert not all(proxy_pods.get(k) == v for k, v in service["spec"]["selector"].items())
 
 
-def test_hpa_scales_on_the_external_queue_metric_of_this_service() -> None:
+def test_hpa_scales_on_the_demand_of_this_service_against_the_slo_target() -> None:
     hpa = _one(
         _render("model: {id: m}\nautoscaling: {minReplicas: 2, maxReplicas: 10}"), "HorizontalPodAutoscaler"
     )
     spec = hpa["spec"]
     assert spec["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": "llm"}
     assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 10)
+    # 3.177 requests/s per replica: the Erlang C rate at which 99 % of first tokens come within 2 s
+    # on the default capacity (a 7-8B model on one A100).
     assert spec["metrics"] == [
         {
             "type": "External",
             "external": {
-                "metric": {"name": "tgi_queue_size", "selector": {"matchLabels": {LABEL_INSTANCE: "llm"}}},
-                "target": {"type": "AverageValue", "averageValue": "10"},
+                "metric": {
+                    "name": "tgi_request_demand",
+                    "selector": {"matchLabels": {LABEL_INSTANCE: "llm"}},
+                },
+                "target": {"type": "AverageValue", "averageValue": "3177m"},
             },
         }
     ]
@@ -349,23 +354,66 @@ def test_hpa_scales_on_the_external_queue_metric_of_this_service() -> None:
             "stabilizationWindowSeconds": 0,
             "selectPolicy": "Max",
             "policies": [
-                {"type": "Percent", "value": 100, "periodSeconds": 60},
-                {"type": "Pods", "value": 2, "periodSeconds": 60},
+                {"type": "Percent", "value": 100, "periodSeconds": 30},
+                {"type": "Pods", "value": 4, "periodSeconds": 30},
             ],
+            "tolerance": "20m",
         },
         "scaleDown": {
-            "stabilizationWindowSeconds": 600,
+            "stabilizationWindowSeconds": 300,
             "selectPolicy": "Min",
-            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 300}],
+            "policies": [{"type": "Pods", "value": 1, "periodSeconds": 60}],
+            "tolerance": "100m",
         },
     }
+
+
+@pytest.mark.parametrize(
+    ("autoscaling", "target"),
+    [
+        ("{slo: {timeToFirstTokenSeconds: 2, attainment: 0.999}}", "2891m"),
+        ("{slo: {timeToFirstTokenSeconds: 10}}", None),
+        ("{capacity: {maxBatchSize: 128}}", None),
+        ("{demand: {targetPerReplica: 1.5}}", "1500m"),
+    ],
+)
+def test_demand_target_follows_the_slo_and_the_capacity(autoscaling: str, target: str | None) -> None:
+    default = _one(_render("model: {id: m}"), "HorizontalPodAutoscaler")["spec"]["metrics"][0]
+    hpa = _one(_render(f"model: {{id: m}}\nautoscaling: {autoscaling}"), "HorizontalPodAutoscaler")
+    got = hpa["spec"]["metrics"][0]["external"]["target"]["averageValue"]
+    if target is not None:
+        assert got == target
+    else:  # a looser SLO or a bigger batch lets one replica carry more
+        assert float(got.rstrip("m")) > float(default["external"]["target"]["averageValue"].rstrip("m"))
+
+
+def test_an_slo_shorter_than_the_prefill_is_an_error_naming_it() -> None:
+    with pytest.raises(ConfigError, match=r"slo: .*shorter than the prefill"):
+        _render("model: {id: m}\nautoscaling: {slo: {timeToFirstTokenSeconds: 0.05}}")
+
+
+def test_hpa_scales_on_the_external_queue_metric_with_signal_queue() -> None:
+    hpa = _one(
+        _render("model: {id: m}\nautoscaling: {signal: queue, minReplicas: 2, maxReplicas: 10}"),
+        "HorizontalPodAutoscaler",
+    )
+    assert hpa["spec"]["metrics"] == [
+        {
+            "type": "External",
+            "external": {
+                "metric": {"name": "tgi_queue_size", "selector": {"matchLabels": {LABEL_INSTANCE: "llm"}}},
+                "target": {"type": "AverageValue", "averageValue": "10"},
+            },
+        }
+    ]
 
 
 def test_hpa_adds_batch_size_and_cpu_metrics_when_configured() -> None:
     hpa = _one(
         _render(
             "model: {id: m}\n"
-            "autoscaling: {queue: {targetPerReplica: 2.5}, batchSize: {targetPerReplica: 16}, cpu: {}}"
+            "autoscaling: {signal: queue, queue: {targetPerReplica: 2.5}, batchSize: {targetPerReplica: 16}, "
+            "cpu: {}}"
         ),
         "HorizontalPodAutoscaler",
     )
@@ -446,7 +494,7 @@ def test_vllm_gets_its_command_line_port_and_queue_metric() -> None:
     assert pairs["--max-model-len"] == "8192"
     assert _env(container)["HF_HUB_CACHE"] == "/data"
     hpa = _one(objects, "HorizontalPodAutoscaler")
-    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "vllm_num_requests_waiting"
+    assert hpa["spec"]["metrics"][0]["external"]["metric"]["name"] == "vllm_request_demand"
 
 
 def test_sglang_enables_metrics_and_uses_its_own_flags() -> None:

@@ -13,9 +13,19 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
-from tgi_autoscaler.backtest.policies import BASELINES, Policy, Slo, demand_policy, policy_names
+import yaml
+
+from tgi_autoscaler.backtest.docs import update_study_document
+from tgi_autoscaler.backtest.policies import (
+    BASELINES,
+    Policy,
+    Slo,
+    demand_policy,
+    policy_names,
+    service_policy,
+)
 from tgi_autoscaler.backtest.report import format_csv, format_markdown, format_table
 from tgi_autoscaler.backtest.requests import (
     SHAPES,
@@ -28,6 +38,11 @@ from tgi_autoscaler.backtest.requests import (
 )
 from tgi_autoscaler.backtest.run import RunConfig
 from tgi_autoscaler.backtest.study import run_study
+from tgi_autoscaler.config.constants import SERVICE_CONFIGMAP_KEY
+from tgi_autoscaler.config.errors import ConfigError
+from tgi_autoscaler.config.service import TGIServiceSpec, parse_service_yaml
+from tgi_autoscaler.hpa.spec_input import BehaviorInputError, parse_behavior_yaml
+from tgi_autoscaler.hpa.types import Behavior, HpaSpecError
 from tgi_autoscaler.servicemodel import ColdStart, ServerParams
 from tgi_autoscaler.servicemodel.params import ParamsError
 
@@ -68,6 +83,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     scaling.add_argument("--attainment", type=float, default=0.99, help="share of requests within the SLO")
     scaling.add_argument("--scrape-interval", type=float, default=10.0, help="Prometheus scrape interval, s")
     scaling.add_argument("--no-oracle", action="store_true", help="skip the hindsight oracle")
+    scaling.add_argument(
+        "--service",
+        help="service spec YAML (or its ConfigMap): adds its autoscaling as policy 'service' and takes "
+        "min/max replicas, SLO and capacity from it",
+    )
+    scaling.add_argument(
+        "--behavior-file",
+        help="YAML HPA behavior block (or a whole HPA manifest): adds policy 'behavior-file', the "
+        "demand signal with that behavior",
+    )
 
     servers = parser.add_argument_group("servers (defaults: a 7-8B model on one A100)")
     defaults = ServerParams()
@@ -89,6 +114,12 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     output.add_argument("--format", choices=("table", "markdown", "csv"), default="table")
     output.add_argument("--plot", default="backtest.png", help="PNG to write ('' for none)")
     output.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    output.add_argument(
+        "--update-docs",
+        metavar="MARKDOWN",
+        help="run the study (every policy on the shared trace and the shapes) and rewrite its section "
+        "of this document (docs/scaling-behavior.md); needs --trace",
+    )
     parser.set_defaults(func=run)
 
 
@@ -110,17 +141,36 @@ def _trace(args: argparse.Namespace) -> RequestTrace:
     return trace
 
 
-def _policies(names: list[str] | None) -> list[Policy]:
+def _service(path: str) -> TGIServiceSpec:
+    text = Path(path).read_text(encoding="utf-8")
+    data: Any = yaml.safe_load(text)
+    if isinstance(data, dict) and data.get("kind") == "ConfigMap":
+        text = str((data.get("data") or {}).get(SERVICE_CONFIGMAP_KEY, ""))
+    return parse_service_yaml(text, source=path)
+
+
+def _policies(
+    names: list[str] | None, service: TGIServiceSpec | None, behavior: Behavior | None
+) -> list[Policy]:
     every: list[Policy] = [demand_policy(), *BASELINES]
-    if not names:
-        return every
-    return [p for p in every if p.name in names]
+    if names:
+        every = [p for p in every if p.name in names]
+    if service is not None:
+        every.insert(0, service_policy(service))
+    if behavior is not None:
+        every.insert(0, demand_policy("behavior-file", behavior=behavior))
+    return every
 
 
 def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     out = stdout or sys.stdout
     err = stderr or sys.stderr
     try:
+        service = _service(args.service) if args.service else None
+        behavior = None
+        if args.behavior_file:
+            text = Path(args.behavior_file).read_text(encoding="utf-8")
+            behavior = parse_behavior_yaml(text, source=args.behavior_file)
         trace = _trace(args)
         params = ServerParams(
             max_batch_size=args.max_batch,
@@ -128,21 +178,43 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
             batch_slowdown=args.batch_slowdown,
             prefill_s_per_token=args.prefill_per_token,
         )
+        slo = Slo(args.slo_ttft, args.attainment)
+        bounds = (args.min_replicas, args.max_replicas)
+        if service is not None:
+            scaling = service.autoscaling
+            params = scaling.capacity.server_params()
+            slo = Slo(scaling.slo.time_to_first_token_seconds, scaling.slo.attainment)
+            bounds = (scaling.min_replicas, scaling.max_replicas)
         cold = replace(ColdStart(), median_s=args.cold_start, sigma=args.cold_start_sigma)
         config = RunConfig(
             params,
             cold,
-            min_replicas=args.min_replicas,
-            max_replicas=args.max_replicas,
+            min_replicas=bounds[0],
+            max_replicas=bounds[1],
             scrape_interval_s=args.scrape_interval,
             seed=args.seed,
         )
-        slo = Slo(args.slo_ttft, args.attainment)
         if not 0 < slo.attainment < 1:
             raise ParamsError(f"--attainment: must be between 0 and 1 (got {slo.attainment})")
-    except (OSError, TraceError, ParamsError, ValueError) as exc:
+    except (
+        OSError,
+        ConfigError,
+        BehaviorInputError,
+        HpaSpecError,
+        TraceError,
+        ParamsError,
+        ValueError,
+    ) as exc:
         print(f"backtest: {exc}", file=err)
         return 2
+    except yaml.YAMLError as exc:
+        print(f"backtest: {args.service}: not valid YAML: {exc}", file=err)
+        return 2
+    if args.update_docs:
+        if not args.trace:
+            print("backtest: --update-docs needs --trace (the shared production trace)", file=err)
+            return 2
+        return update_study_document(Path(args.update_docs), trace, config, out=out, err=err)
 
     def progress(name: str, number: int, total: int, seconds: float) -> None:
         if not args.quiet:
@@ -157,7 +229,12 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
         )
     try:
         study = run_study(
-            trace, _policies(args.policy), config, slo, with_oracle=not args.no_oracle, progress=progress
+            trace,
+            _policies(args.policy, service, behavior),
+            config,
+            slo,
+            with_oracle=not args.no_oracle,
+            progress=progress,
         )
     except (ParamsError, ValueError) as exc:
         print(f"backtest: {exc}", file=err)

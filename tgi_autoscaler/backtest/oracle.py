@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from tgi_autoscaler.backtest.policies import HpaPolicy
 from tgi_autoscaler.backtest.requests import RequestTrace
 from tgi_autoscaler.backtest.run import RunConfig, RunResult, Tick
-from tgi_autoscaler.backtest.signals import SignalKind
 from tgi_autoscaler.servicemodel import RequestLog, Service
+from tgi_autoscaler.signals import SignalKind
 
 __all__ = ["ORACLE", "oracle"]
 

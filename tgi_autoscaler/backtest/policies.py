@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import Final
 
-from tgi_autoscaler.backtest.signals import DEFAULT_DEMAND, DemandSignal, SignalKind
+from tgi_autoscaler.config.service import AutoscalingSpec, TGIServiceSpec
+from tgi_autoscaler.hpa.spec_input import behavior_from_autoscaling
 from tgi_autoscaler.hpa.types import Behavior, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
 from tgi_autoscaler.servicemodel.capacity import slo_target_rps
 from tgi_autoscaler.servicemodel.params import ServerParams
+from tgi_autoscaler.signals import DEFAULT_DEMAND, DemandSignal, SignalKind
 
 __all__ = [
     "BASELINES",
@@ -27,6 +29,7 @@ __all__ = [
     "demand_policy",
     "policy_names",
     "resolve",
+    "service_policy",
 ]
 
 
@@ -85,13 +88,8 @@ def _rules(window: int, select: SelectPolicy, *policies: tuple[PolicyType, int, 
 PODS, PERCENT = PolicyType.PODS, PolicyType.PERCENT
 MAX, MIN = SelectPolicy.MAX, SelectPolicy.MIN
 
-#: What the project renders by default: the demand signal, its target from the SLO, scale-up at once
-#: (+100 % or +4 pods per 30 s) with a per-direction tolerance of 2 % so a small shortfall is acted
-#: on, scale-down after 300 s by at most one pod per 60 s, 10 % tolerance against flapping.
-PROJECT_BEHAVIOR: Final = Behavior(
-    scale_up=replace(_rules(0, MAX, (PERCENT, 100, 30), (PODS, 4, 30)), tolerance=0.02),
-    scale_down=replace(_rules(300, MIN, (PODS, 1, 60)), tolerance=0.1),
-)
+#: What the project renders by default, read from the service spec's defaults (one source).
+PROJECT_BEHAVIOR: Final = behavior_from_autoscaling(AutoscalingSpec())
 
 
 def demand_policy(
@@ -168,6 +166,20 @@ BASELINES: Final[tuple[Policy, ...]] = (
         "panic 6 s, panic threshold 200 %",
     ),
 )
+
+
+def service_policy(service: TGIServiceSpec, name: str = "service") -> HpaPolicy:
+    """The HPA a service spec renders (signal, target and behavior), as a policy."""
+    scaling = service.autoscaling
+    signal = SignalKind.DEMAND if scaling.signal == "demand" else SignalKind.QUEUE
+    _, target = service.scaling_metric
+    return HpaPolicy(
+        name,
+        "the service spec's autoscaling",
+        signal,
+        target,
+        behavior_from_autoscaling(scaling),
+    )
 
 
 def policy_names() -> tuple[str, ...]:

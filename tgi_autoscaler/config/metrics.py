@@ -32,11 +32,13 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.config.service import ENGINE_DEFAULTS
 from tgi_autoscaler.promql.errors import TemplateError
 from tgi_autoscaler.promql.k8slabels import label_key_errors
 from tgi_autoscaler.promql.matchers import is_valid_label_name
 from tgi_autoscaler.promql.query import QueryBuilder
 from tgi_autoscaler.promql.template import PLACEHOLDER, compile_template
+from tgi_autoscaler.signals import DEFAULT_DEMAND
 
 __all__ = [
     "DEFAULT_METRIC_DEFINITIONS",
@@ -200,6 +202,15 @@ DEFAULT_METRIC_DEFINITIONS: Final[tuple[MetricDefinition, ...]] = (
         "sglang_num_queue_reqs",
         "sglang:num_queue_reqs",
         "Requests waiting in SGLang queues, summed over the selected pods.",
+    ),
+    *(
+        MetricDefinition(
+            name=defaults.demand_metric,
+            query=DEFAULT_DEMAND.promql(defaults.counters),
+            description=f"Requests/s the {kind.value} service must serve: arrival rate over "
+            f"{DEFAULT_DEMAND.rate_window_s} s plus the queue drained over {DEFAULT_DEMAND.drain_s} s.",
+        )
+        for kind, defaults in ENGINE_DEFAULTS.items()
     ),
 )
 

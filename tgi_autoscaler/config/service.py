@@ -10,6 +10,7 @@ reference (``docs/configuration.md``) is generated from those descriptions.
 from __future__ import annotations
 
 import difflib
+import math
 import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
@@ -30,6 +31,9 @@ from pydantic_core import PydanticCustomError
 
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse_duration_seconds
+from tgi_autoscaler.servicemodel.capacity import slo_target_rps
+from tgi_autoscaler.servicemodel.params import ParamsError, ServerParams
+from tgi_autoscaler.signals import EngineCounters
 
 __all__ = [
     "ENGINE_DEFAULTS",
@@ -256,6 +260,8 @@ class EngineDefaults:
     queue_metric: str
     batch_metric: str | None
     quantizations: frozenset[Quantization]
+    demand_metric: str
+    counters: EngineCounters
 
 
 _COMMON_QUANT: Final = frozenset(
@@ -272,6 +278,8 @@ ENGINE_DEFAULTS: Final[dict[EngineKind, EngineDefaults]] = {
         queue_metric="tgi_queue_size",
         batch_metric="tgi_batch_current_size",
         quantizations=frozenset(Quantization),
+        demand_metric="tgi_request_demand",
+        counters=EngineCounters(queue="tgi_queue_size", arrivals="tgi_request_count"),
     ),
     EngineKind.VLLM: EngineDefaults(
         image="vllm/vllm-openai:v0.11.0",
@@ -281,6 +289,12 @@ ENGINE_DEFAULTS: Final[dict[EngineKind, EngineDefaults]] = {
         queue_metric="vllm_num_requests_waiting",
         batch_metric=None,
         quantizations=_COMMON_QUANT,
+        demand_metric="vllm_request_demand",
+        counters=EngineCounters(
+            queue="vllm:num_requests_waiting",
+            finished="vllm:request_success_total",
+            running="vllm:num_requests_running",
+        ),
     ),
     EngineKind.SGLANG: EngineDefaults(
         image="lmsysorg/sglang:v0.5.9",
@@ -290,6 +304,12 @@ ENGINE_DEFAULTS: Final[dict[EngineKind, EngineDefaults]] = {
         queue_metric="sglang_num_queue_reqs",
         batch_metric=None,
         quantizations=_COMMON_QUANT,
+        demand_metric="sglang_request_demand",
+        counters=EngineCounters(
+            queue="sglang:num_queue_reqs",
+            finished="sglang:num_requests_total",
+            running="sglang:num_running_reqs",
+        ),
     ),
 }
 
@@ -869,13 +889,13 @@ class ScalingPolicy(SpecModel):
 
 def _scale_up_policies() -> list[ScalingPolicy]:
     return [
-        ScalingPolicy(type="Percent", value=100, period_seconds=60),
-        ScalingPolicy(type="Pods", value=2, period_seconds=60),
+        ScalingPolicy(type="Percent", value=100, period_seconds=30),
+        ScalingPolicy(type="Pods", value=4, period_seconds=30),
     ]
 
 
 def _scale_down_policies() -> list[ScalingPolicy]:
-    return [ScalingPolicy(type="Pods", value=1, period_seconds=300)]
+    return [ScalingPolicy(type="Pods", value=1, period_seconds=60)]
 
 
 class ScaleUpSpec(SpecModel):
@@ -896,8 +916,17 @@ class ScaleUpSpec(SpecModel):
     policies: list[ScalingPolicy] = Field(
         default_factory=_scale_up_policies,
         min_length=1,
-        description="Scaling policies. Default: +100% or +2 pods per 60 s, whichever is larger, so a "
-        "single replica can reach three in one step.",
+        description="Scaling policies. Default: +100% or +4 pods per 30 s, whichever is larger: the "
+        "demand signal asks for what the load needs, so the only reason to limit a step is a signal "
+        "gone wrong.",
+    )
+    tolerance: float | None = Field(
+        default=0.02,
+        ge=0,
+        le=1,
+        description="Scale up only when the signal exceeds the target by more than this fraction "
+        "(per-direction tolerance; the controller's flag, 10 %, applies when null). 2 %: with the "
+        "demand signal a 5 % shortfall of capacity already queues requests.",
     )
 
 
@@ -905,11 +934,12 @@ class ScaleDownSpec(SpecModel):
     """HPA scale-down behavior. Unset keys keep their defaults."""
 
     stabilization_window_seconds: int = Field(
-        default=600,
+        default=300,
         ge=0,
         le=3600,
-        description="The HPA scales down to the highest recommendation seen over this window. 600 s: "
-        "LLM traffic is bursty and a removed replica costs minutes of model loading to bring back.",
+        description="The HPA scales down to the highest recommendation seen over this window. 300 s: "
+        "long enough that a returning burst finds its replicas (the backtest study chose it), short "
+        "enough not to hold idle GPUs for long.",
     )
     select_policy: Literal["Max", "Min", "Disabled"] = Field(
         default="Min",
@@ -918,8 +948,15 @@ class ScaleDownSpec(SpecModel):
     policies: list[ScalingPolicy] = Field(
         default_factory=_scale_down_policies,
         min_length=1,
-        description="Scaling policies. Default: one pod per 300 s, so capacity drains slowly and a "
-        "returning burst still finds warm replicas.",
+        description="Scaling policies. Default: one pod per 60 s, so capacity drains gradually.",
+    )
+    tolerance: float | None = Field(
+        default=0.1,
+        ge=0,
+        le=1,
+        description="Scale down only when the signal is below the target by more than this fraction "
+        "(per-direction tolerance; the controller's flag applies when null). 10 % keeps a replica "
+        "count from flapping on noise.",
     )
 
 
@@ -968,6 +1005,75 @@ class CpuMetricSpec(SpecModel):
     )
 
 
+class SloSpec(SpecModel):
+    """The service level the autoscaler provisions for: time to first token."""
+
+    time_to_first_token_seconds: float = Field(
+        default=2.0,
+        gt=0,
+        le=600,
+        description="Time to first token (queue wait plus prefill) users should get. 2 s keeps a chat "
+        "UI responsive; the prefill of a typical 1k-token prompt takes about 0.1 s.",
+    )
+    attainment: float = Field(
+        default=0.99,
+        gt=0,
+        lt=1,
+        description="Share of requests that must meet the TTFT. Higher asks for more headroom.",
+    )
+
+
+class CapacitySpec(SpecModel):
+    """What one replica of this model on this GPU serves. Defaults: a 7-8B model on one A100
+    (sources in docs/scaling-behavior.md); measure yours with `tgi-autoscaler backtest --calibrate`."""
+
+    max_batch_size: PositiveInt = Field(
+        default=64, description="Sequences one replica decodes at once (the engine's batch limit)."
+    )
+    decode_seconds_per_token: float = Field(
+        default=0.0133, gt=0, description="Time per output token of a lone sequence (batch of one)."
+    )
+    batch_slowdown: float = Field(
+        default=0.031,
+        ge=0,
+        description="How much each extra sequence in the batch slows a decode step (fraction).",
+    )
+    prefill_seconds_per_token: float = Field(
+        default=0.0001, ge=0, description="Prefill time per prompt token."
+    )
+    prompt_tokens: PositiveInt = Field(
+        default=1155, description="Mean prompt tokens of this service's requests."
+    )
+    output_tokens: PositiveInt = Field(
+        default=211, description="Mean generated tokens of this service's requests."
+    )
+
+    def server_params(self) -> ServerParams:
+        return ServerParams(
+            max_batch_size=self.max_batch_size,
+            decode_step_s=self.decode_seconds_per_token,
+            batch_slowdown=self.batch_slowdown,
+            prefill_s_per_token=self.prefill_seconds_per_token,
+        )
+
+
+class DemandMetricSpec(SpecModel):
+    """The demand signal: requests/s to serve (arrival rate plus backlog / 30 s), per replica."""
+
+    metric: str | None = Field(
+        default=None,
+        pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$",
+        description="External metric name served by the adapter. Default follows the engine: "
+        "`tgi_request_demand`, `vllm_request_demand` or `sglang_request_demand`.",
+    )
+    target_per_replica: float | None = Field(
+        default=None,
+        gt=0,
+        description="Requests/s one replica should carry (HPA `AverageValue`). Default: derived from "
+        "`slo` and `capacity` (the largest rate at which the SLO holds, by the Erlang C formula).",
+    )
+
+
 class AutoscalingSpec(SpecModel):
     """HorizontalPodAutoscaler settings, tuned for servers that take minutes to become ready."""
 
@@ -980,7 +1086,19 @@ class AutoscalingSpec(SpecModel):
         default=4,
         description="Most replicas: the cap on GPUs this service may hold (maxReplicas x resources.gpu).",
     )
-    queue: QueueMetricSpec = Field(default_factory=QueueMetricSpec, description="Queue-depth metric.")
+    signal: Literal["demand", "queue"] = Field(
+        default="demand",
+        description="What the HPA scales on. `demand`: requests/s to serve against what one replica "
+        "carries at the SLO; it asks for the replicas the load needs and stops growing while new "
+        "ones load the model. `queue`: queue depth per replica (overshoots on bursts; kept for "
+        "existing setups).",
+    )
+    slo: SloSpec = Field(default_factory=SloSpec, description="The TTFT service level to provision for.")
+    capacity: CapacitySpec = Field(default_factory=CapacitySpec, description="One replica's capacity.")
+    demand: DemandMetricSpec = Field(default_factory=DemandMetricSpec, description="Demand metric.")
+    queue: QueueMetricSpec = Field(
+        default_factory=QueueMetricSpec, description="Queue-depth metric (with `signal: queue`)."
+    )
     batch_size: BatchSizeMetricSpec | None = Field(
         default=None, description="Optional running-batch-size metric; the HPA follows the larger demand."
     )
@@ -1000,11 +1118,33 @@ class AutoscalingSpec(SpecModel):
 
     @model_validator(mode="after")
     def _bounds(self) -> AutoscalingSpec:
+        issues = []
         if self.min_replicas > self.max_replicas:
-            _raise_issues(
-                [_issue("minReplicas", f"must be <= maxReplicas ({self.min_replicas} > {self.max_replicas})")]
+            issues.append(
+                _issue("minReplicas", f"must be <= maxReplicas ({self.min_replicas} > {self.max_replicas})")
             )
+        if self.signal == "demand" and self.demand.target_per_replica is None:
+            try:
+                self.demand_target()
+            except ParamsError as exc:
+                issues.append(_issue("slo", str(exc)))
+        if issues:
+            _raise_issues(issues)
         return self
+
+    def demand_target(self) -> float:
+        """Requests/s per replica the HPA targets with the demand signal (rounded to milli-units)."""
+        if self.demand.target_per_replica is not None:
+            return self.demand.target_per_replica
+        target = slo_target_rps(
+            self.capacity.server_params(),
+            prompt_tokens=self.capacity.prompt_tokens,
+            output_tokens=self.capacity.output_tokens,
+            ttft_slo_s=self.slo.time_to_first_token_seconds,
+            attainment=self.slo.attainment,
+        )
+        # Down to milli-units (the HPA's precision): never a hair above the rate the SLO allows.
+        return max(math.floor(target * 1000) / 1000, 0.001)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1175,8 +1315,20 @@ class TGIServiceSpec(SpecModel):
 
     @property
     def queue_metric(self) -> str:
-        """External metric name the HPA scales on."""
+        """External metric name of the queue signal."""
         return self.autoscaling.queue.metric or self.engine.defaults.queue_metric
+
+    @property
+    def demand_metric(self) -> str:
+        """External metric name of the demand signal."""
+        return self.autoscaling.demand.metric or self.engine.defaults.demand_metric
+
+    @property
+    def scaling_metric(self) -> tuple[str, float]:
+        """The primary External metric the HPA scales on and its AverageValue target."""
+        if self.autoscaling.signal == "demand":
+            return self.demand_metric, self.autoscaling.demand_target()
+        return self.queue_metric, self.autoscaling.queue.target_per_replica
 
     @property
     def batch_metric(self) -> str | None:

@@ -17,7 +17,6 @@ from tgi_autoscaler.hpa.normalize import (
     StabilizationReason,
 )
 from tgi_autoscaler.hpa.proposal import MetricError, MetricProposal, Tolerances
-from tgi_autoscaler.hpa.replay import ReplayConfig, ReplayResult, Sample, replay
 from tgi_autoscaler.hpa.types import (
     Behavior,
     FeatureGates,
@@ -50,12 +49,9 @@ __all__ = [
     "PolicyLimit",
     "PolicyType",
     "Recommendation",
-    "ReplayConfig",
-    "ReplayResult",
     "Replicas",
     "ResolvedBehavior",
     "ResolvedRules",
-    "Sample",
     "ScaleEvent",
     "ScalingPolicy",
     "ScalingRules",
@@ -64,7 +60,6 @@ __all__ = [
     "StabilizationReason",
     "TargetType",
     "Tolerances",
-    "replay",
     "resolve_behavior",
     "step",
 ]

@@ -3,7 +3,7 @@
 ``parse_behavior`` reads the ``behavior`` block of an autoscaling/v2 HPA in its Kubernetes spelling
 (camelCase keys), given bare, under a ``behavior`` key, or inside a whole HPA manifest, and reports
 every bad field with its path. ``hpa_spec_from_autoscaling`` turns the project's own
-``AutoscalingSpec`` into the spec the rendered HPA will have, so what-if replays use exactly the
+``AutoscalingSpec`` into the spec the rendered HPA will have, so backtests use exactly the
 numbers the controller deploys.
 """
 
@@ -187,6 +187,7 @@ def _rules_from(spec: ScaleUpSpec | ScaleDownSpec) -> ScalingRules:
         stabilization_window_seconds=spec.stabilization_window_seconds,
         select_policy=SelectPolicy(spec.select_policy),
         policies=tuple(ScalingPolicy(PolicyType(p.type), p.value, p.period_seconds) for p in spec.policies),
+        tolerance=spec.tolerance,
     )
 
 

@@ -1,8 +1,9 @@
-"""The HorizontalPodAutoscaler (autoscaling/v2) scaling the server Deployment on queue depth.
+"""The HorizontalPodAutoscaler (autoscaling/v2) scaling the server Deployment on demand (or queue depth).
 
-The queue metric is an External metric served by the adapter, selected by the service's instance
-label; the adapter adds the namespace itself. Targets are ``AverageValue``: the HPA divides the
-summed queue by the current replica count, which is what "queued requests per replica" means.
+The signal is an External metric served by the adapter, selected by the service's instance label;
+the adapter adds the namespace itself. Targets are ``AverageValue``: with the demand signal the HPA
+computes ``ceil(requests/s to serve / requests/s one replica carries at the SLO)``, the replicas the
+load needs; with the queue signal, queued requests per replica.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from tgi_autoscaler.config.service import ScaleDownSpec, ScaleUpSpec
 from tgi_autoscaler.render.meta import Manifest, object_meta
 from tgi_autoscaler.render.source import ServiceSource
 
-__all__ = ["format_quantity", "render_hpa"]
+__all__ = ["format_quantity", "format_tolerance", "render_hpa"]
 
 
 def format_quantity(value: float) -> str:
@@ -41,19 +42,29 @@ def _external(metric: str, service: str, target: float) -> Manifest:
 
 
 def _rules(rules: ScaleUpSpec | ScaleDownSpec) -> Manifest:
-    return {
+    out: Manifest = {
         "stabilizationWindowSeconds": rules.stabilization_window_seconds,
         "selectPolicy": rules.select_policy,
         "policies": [
             {"type": p.type, "value": p.value, "periodSeconds": p.period_seconds} for p in rules.policies
         ],
     }
+    if rules.tolerance is not None:
+        # Per-direction tolerance (HPAConfigurableTolerance: beta in v1.36, GA in v1.37).
+        out["tolerance"] = format_tolerance(rules.tolerance)
+    return out
+
+
+def format_tolerance(value: float) -> str:
+    """A tolerance as a quantity: ``0.1`` -> ``"100m"``, ``0`` -> ``"0"``."""
+    return "0" if value == 0 else format_quantity(value)
 
 
 def render_hpa(source: ServiceSource) -> Manifest:
     spec = source.spec
     scaling = spec.autoscaling
-    metrics = [_external(spec.queue_metric, source.name, scaling.queue.target_per_replica)]
+    metric, target = spec.scaling_metric
+    metrics = [_external(metric, source.name, target)]
     batch_metric = spec.batch_metric
     if scaling.batch_size is not None and batch_metric is not None:
         metrics.append(_external(batch_metric, source.name, scaling.batch_size.target_per_replica))

@@ -1,0 +1,78 @@
+"""The scaling signals as data: what each one measures, and the PromQL the adapter serves for it,
+from one definition used by the adapter's defaults, the renderer and the backtest.
+
+- ``queue``: requests waiting, summed over the pods (``sum(tgi_queue_size)``). It reads zero below
+  capacity and keeps growing while asked-for replicas load the model, so ``ceil(queue / target)``
+  overshoots on every burst.
+- ``concurrency``: requests in flight (waiting plus running); sees load below capacity, but still
+  grows with the backlog.
+- ``demand``: requests per second the service must serve: the arrival rate over a window plus the
+  backlog spread over a drain horizon (``rate(arrivals[w]) + queue / drain``). The arrival rate does
+  not depend on how many replicas exist, so the signal stops growing once enough capacity is asked
+  for, even while it is still loading, and it sees load below capacity. With an ``AverageValue``
+  target equal to the requests/s one replica carries at the SLO, the HPA's ``ceil(demand / target)``
+  is the number of replicas the load needs. No sample is an error, never a zero.
+
+TGI counts arrivals (``tgi_request_count`` is incremented when a request comes in). vLLM and SGLang
+count requests when they finish, so for them arrivals are finished requests plus the change in
+requests in flight over the same window: equal on average, a little noisier.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+__all__ = ["DEFAULT_DEMAND", "DemandSignal", "EngineCounters", "SignalKind"]
+
+
+class SignalKind(StrEnum):
+    QUEUE = "queue"
+    CONCURRENCY = "concurrency"
+    DEMAND = "demand"
+
+
+@dataclass(frozen=True, slots=True)
+class EngineCounters:
+    """An engine's Prometheus series the demand signal is computed from."""
+
+    queue: str
+    arrivals: str | None = None  # counter incremented on arrival
+    finished: str | None = None  # counter incremented on completion (when there is no arrival counter)
+    running: str | None = None  # gauge of running requests (with ``finished``)
+
+    def __post_init__(self) -> None:
+        if self.arrivals is None and (self.finished is None or self.running is None):
+            raise ValueError(
+                f"{self.queue}: need an arrival counter, or a finished counter and a running gauge"
+            )
+
+
+@dataclass(frozen=True, slots=True)
+class DemandSignal:
+    """The demand signal's two time constants, in seconds."""
+
+    rate_window_s: int = 60
+    drain_s: int = 30
+
+    def __post_init__(self) -> None:
+        if self.rate_window_s < 1:
+            raise ValueError(f"rate window: must be >= 1 s (got {self.rate_window_s})")
+        if self.drain_s < 1:
+            raise ValueError(f"drain horizon: must be >= 1 s (got {self.drain_s})")
+
+    def promql(self, series: EngineCounters) -> str:
+        """The adapter's query template (with the ``$matchers`` placeholder) for an engine."""
+        w = f"[{self.rate_window_s}s]"
+        backlog = f"sum({series.queue}{{$matchers}}) / {self.drain_s}"
+        if series.arrivals is not None:
+            return f"sum(rate({series.arrivals}{{$matchers}}{w})) + {backlog}"
+        inflight_change = (
+            f"(sum(delta({series.queue}{{$matchers}}{w})) + sum(delta({series.running}{{$matchers}}{w})))"
+            f" / {self.rate_window_s}"
+        )
+        return f"sum(rate({series.finished}{{$matchers}}{w})) + {inflight_change} + {backlog}"
+
+
+DEFAULT_DEMAND: Final = DemandSignal()
