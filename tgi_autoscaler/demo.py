@@ -26,11 +26,13 @@ from typing import Any
 
 import yaml
 
+from tgi_autoscaler.config.service import ENGINE_DEFAULTS, EngineKind
 from tgi_autoscaler.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
 from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
 from tgi_autoscaler.localstack.prometheus import PrometheusServer
 from tgi_autoscaler.log import configure_logging
+from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler.sim.fleet import Fleet
 from tgi_autoscaler.sim.loadgen import LoadSpec, run_load
 from tgi_autoscaler.sim.model import ReplicaConfig
@@ -39,22 +41,51 @@ from tgi_autoscaler.sim.traces import Spike
 NAMESPACE = "llm-inference"
 SERVICE = "llama2-tgi"
 
-DEMO_SERVICE_YAML = """\
+# A small simulated replica (8 sequences at 20 tokens/s each, 40 tokens per request: about 3.4
+# requests/s at a full batch) so a laptop-sized spike needs several replicas. The service spec
+# states the same replica as its capacity, so the HPA's target (requests/s per replica at the TTFT
+# SLO) is derived from what the simulated pods really do.
+DEMO_REPLICA = ReplicaConfig(max_batch_size=8, token_rate=20.0)
+DEMO_NEW_TOKENS = 40
+# The demo compresses time (pods Ready in seconds, the HPA syncing every 3 s), so the demand
+# signal's windows are compressed too: the adapter serves it with these time constants.
+DEMO_DEMAND = DemandSignal(rate_window_s=15, drain_s=20)
+
+DEMO_SERVICE_YAML = f"""\
 model:
   id: meta-llama/Llama-2-7b-chat-hf
 autoscaling:
   minReplicas: 1
   maxReplicas: 6
-  queue:
-    targetPerReplica: 4
+  signal: demand
+  slo: {{timeToFirstTokenSeconds: 2, attainment: 0.99}}
+  capacity:
+    maxBatchSize: {DEMO_REPLICA.max_batch_size}
+    decodeSecondsPerToken: {1 / DEMO_REPLICA.token_rate}
+    batchSlowdown: {DEMO_REPLICA.batch_slowdown}
+    prefillSecondsPerToken: {DEMO_REPLICA.prefill_s_per_token}
+    prefillOverheadSeconds: {DEMO_REPLICA.prefill_time_s}
+    promptTokens: 16
+    outputTokens: {DEMO_NEW_TOKENS}
   scaleUp:
     policies:
-      - {type: Pods, value: 2, periodSeconds: 10}
+      - {{type: Pods, value: 4, periodSeconds: 10}}
   scaleDown:
     stabilizationWindowSeconds: 20
     policies:
-      - {type: Pods, value: 1, periodSeconds: 10}
+      - {{type: Pods, value: 1, periodSeconds: 10}}
 """
+
+
+def demo_metrics_yaml() -> str:
+    """The adapter's metric definitions for the demo: the default TGI demand query, time-compressed."""
+    counters = ENGINE_DEFAULTS[EngineKind.TGI].counters
+    definition = {
+        "name": ENGINE_DEFAULTS[EngineKind.TGI].demand_metric,
+        "query": DEMO_DEMAND.promql(counters),
+        "description": "Requests/s to serve (demo time constants: rate over 15 s, queue drained over 20 s).",
+    }
+    return yaml.safe_dump({"metrics": [definition]}, sort_keys=False)
 
 
 @dataclass
@@ -62,6 +93,7 @@ class Sample:
     t: float
     offered_rps: float
     queue: float | None  # None: Prometheus had no answer (shown as a gap, never as a fake zero)
+    demand: float | None  # requests/s the HPA reads (the demand signal)
     desired: int
     current: int
     ready: int
@@ -142,6 +174,8 @@ async def _with_stack(
         ca_bundle=cp.pki.cluster_ca.cert_path,
     )
     serving = issue_serving_cert(cp.pki.cluster_ca, api.service_name, api.service_namespace)
+    metrics_file = workdir / "metrics.yaml"
+    metrics_file.write_text(demo_metrics_yaml(), encoding="utf-8")
     env = {"PYTHONUNBUFFERED": "1"}
     adapter = ManagedProcess(
         name="adapter",
@@ -153,6 +187,7 @@ async def _with_stack(
             f"--tls-private-key-file={serving.key}",
             f"--kubeconfig={cp.kubeconfig}",
             f"--prometheus-url={prom.url}",
+            f"--metrics-file={metrics_file}",
         ),
         log_path=workdir / "adapter.log",
         env=env,
@@ -202,9 +237,7 @@ async def _loop(
         "app.kubernetes.io/managed-by": "tgi-autoscaler",
         "app.kubernetes.io/component": "server",
     }
-    # A small replica (4 sequences, 20 tokens/s each, 40 tokens per request: about 2 requests/s) so a
-    # laptop-sized spike needs several replicas.
-    replica = ReplicaConfig(max_batch_size=4, token_rate=20.0)
+    replica = DEMO_REPLICA
     async with Fleet(
         SERVICE,
         namespace=NAMESPACE,
@@ -217,7 +250,12 @@ async def _loop(
         load = asyncio.create_task(
             run_load(
                 fleet.url,
-                LoadSpec(trace=trace, duration_s=load_seconds, max_requests=20_000, max_new_tokens=40),
+                LoadSpec(
+                    trace=trace,
+                    duration_s=load_seconds,
+                    max_requests=20_000,
+                    max_new_tokens=DEMO_NEW_TOKENS,
+                ),
             ),
             name="load",
         )
@@ -259,7 +297,7 @@ async def _loop(
 async def _show_what_the_hpa_reads(cp: ControlPlane, say: _Printer) -> None:
     """Print, once, the external metric exactly as the HPA controller reads it through the API server."""
     path = (
-        f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/tgi_queue_size"
+        f"/apis/external.metrics.k8s.io/v1beta1/namespaces/{NAMESPACE}/tgi_request_demand"
         f"?labelSelector=app.kubernetes.io%2Finstance%3D{SERVICE}"
     )
     result = await cp.kubectl("get", "--raw", path)
@@ -295,19 +333,28 @@ async def _follow_deployment(cp: ControlPlane, fleet: Fleet, start_delay: float)
 async def _sample(cp: ControlPlane, prom: PrometheusServer, fleet: Fleet, t: float, rps: float) -> Sample:
     _, hpa = await cp.request("GET", _hpa_path())
     status = hpa.get("status", {}) if isinstance(hpa, dict) else {}
-    queue: float | None = None
-    with contextlib.suppress(Exception):
-        result = await prom.query(f'sum(tgi_queue_size{{namespace="{NAMESPACE}"}})')
-        if result:
-            queue = float(result[0]["value"][1])
+    queue = await _scalar(prom, f'sum(tgi_queue_size{{namespace="{NAMESPACE}"}})')
+    matchers = f'namespace="{NAMESPACE}",app_kubernetes_io_instance="{SERVICE}"'
+    demand = await _scalar(
+        prom, DEMO_DEMAND.promql(ENGINE_DEFAULTS[EngineKind.TGI].counters).replace("$matchers", matchers)
+    )
     return Sample(
         t=t,
         offered_rps=rps,
         queue=queue,
+        demand=demand,
         desired=int(status.get("desiredReplicas") or 0),
         current=int(status.get("currentReplicas") or 0),
         ready=fleet.size,
     )
+
+
+async def _scalar(prom: PrometheusServer, query: str) -> float | None:
+    with contextlib.suppress(Exception):
+        result = await prom.query(query)
+        if result:
+            return float(result[0]["value"][1])
+    return None
 
 
 async def _apply(cp: ControlPlane, obj: dict[str, Any]) -> None:
@@ -335,13 +382,18 @@ class _Printer:
         print(f"{prefix} {text}", flush=True)
 
     def header(self) -> None:
-        print(f"{'t(s)':>6} {'load rps':>9} {'queue':>7} {'desired':>8} {'current':>8} {'ready pods':>11}  ")
+        print(
+            f"{'t(s)':>6} {'load rps':>9} {'demand':>7} {'queue':>7} {'desired':>8} {'current':>8} "
+            f"{'ready pods':>11}  "
+        )
 
     def sample(self, s: Sample) -> None:
         bar = "#" * min(int(s.queue or 0), 60)
         queue = "?" if s.queue is None else f"{s.queue:.0f}"
+        demand = "?" if s.demand is None else f"{s.demand:.1f}"
         print(
-            f"{s.t:6.0f} {s.offered_rps:9.1f} {queue:>7} {s.desired:8d} {s.current:8d} {s.ready:11d}  {bar}",
+            f"{s.t:6.0f} {s.offered_rps:9.1f} {demand:>7} {queue:>7} {s.desired:8d} {s.current:8d} "
+            f"{s.ready:11d}  {bar}",
             flush=True,
         )
 
@@ -361,6 +413,12 @@ def _plot(state: DemoState, path: Path) -> None:
         color="tab:red",
     )
     ax_load.plot(t, [s.offered_rps for s in state.samples], label="offered load (req/s)", color="tab:gray")
+    ax_load.plot(
+        t,
+        [math.nan if s.demand is None else s.demand for s in state.samples],
+        label="demand the HPA reads (req/s)",
+        color="tab:blue",
+    )
     ax_load.set_ylabel("requests")
     ax_load.legend(loc="upper right")
     ax_rep.step(t, [s.desired for s in state.samples], where="post", label="HPA desired")
@@ -369,7 +427,7 @@ def _plot(state: DemoState, path: Path) -> None:
     ax_rep.set_ylabel("replicas")
     ax_rep.set_xlabel("seconds")
     ax_rep.legend(loc="upper right")
-    fig.suptitle("tgi-autoscaler demo: queue depth drives the HorizontalPodAutoscaler")
+    fig.suptitle("tgi-autoscaler demo: the demand signal drives the HorizontalPodAutoscaler")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -54,7 +54,7 @@ class DemandSignal:
     """The demand signal's two time constants, in seconds."""
 
     rate_window_s: int = 60
-    drain_s: int = 30
+    drain_s: int = 60
 
     def __post_init__(self) -> None:
         if self.rate_window_s < 1:

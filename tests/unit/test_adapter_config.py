@@ -25,15 +25,16 @@ def test_shipped_defaults_sum_each_engine_queue_over_the_selected_pods() -> None
         "tgi_batch_current_size": f"sum(tgi_batch_current_size{{{labels}}})",
         "vllm_num_requests_waiting": f"sum(vllm:num_requests_waiting{{{labels}}})",
         "sglang_num_queue_reqs": f"sum(sglang:num_queue_reqs{{{labels}}})",
-        "tgi_request_demand": f"sum(rate(tgi_request_count{{{labels}}}[60s])) + sum(tgi_queue_size{{{labels}}}) / 30",
+        "tgi_request_demand": f"sum(rate(tgi_request_count{{{labels}}}[60s])) + "
+        f"sum(tgi_queue_size{{{labels}}}) / 60",
         "vllm_request_demand": f"sum(rate(vllm:request_success_total{{{labels}}}[60s])) + "
         f"(sum(delta(vllm:num_requests_waiting{{{labels}}}[60s])) + "
         f"sum(delta(vllm:num_requests_running{{{labels}}}[60s]))) / 60 + "
-        f"sum(vllm:num_requests_waiting{{{labels}}}) / 30",
+        f"sum(vllm:num_requests_waiting{{{labels}}}) / 60",
         "sglang_request_demand": f"sum(rate(sglang:num_requests_total{{{labels}}}[60s])) + "
         f"(sum(delta(sglang:num_queue_reqs{{{labels}}}[60s])) + "
         f"sum(delta(sglang:num_running_reqs{{{labels}}}[60s]))) / 60 + "
-        f"sum(sglang:num_queue_reqs{{{labels}}}) / 30",
+        f"sum(sglang:num_queue_reqs{{{labels}}}) / 60",
     }
     # No data is an error (the HPA holds), never a zero that scales GPUs down.
     assert all(d.on_empty == "error" for d in DEFAULT_METRIC_DEFINITIONS)

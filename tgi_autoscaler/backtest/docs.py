@@ -75,7 +75,11 @@ def _scenarios(trace: RequestTrace) -> list[tuple[_Scenario, RequestTrace]]:
 
 
 def _section(trace: RequestTrace, config: RunConfig, slo: Slo, images: Path, err: TextIO) -> str:
-    policies: list[Policy] = [demand_policy(), *BASELINES]
+    policies: list[Policy] = [
+        demand_policy(),
+        demand_policy("tgi-autoscaler +20%", headroom=0.2, note="the same with 20 % spare capacity"),
+        *BASELINES,
+    ]
     began = time.perf_counter()
     parts = [
         BEGIN,

@@ -55,6 +55,7 @@ class HpaPolicy:
     sync_period_s: float = 15.0
     demand: DemandSignal = DEFAULT_DEMAND
     note: str = ""
+    headroom: float = 0.0  # a derived target is lowered by this fraction (0.2: 20 % spare capacity)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +100,7 @@ def demand_policy(
     demand: DemandSignal = DEFAULT_DEMAND,
     target: float | None = None,
     note: str = "",
+    headroom: float = 0.0,
 ) -> HpaPolicy:
     return HpaPolicy(
         name,
@@ -108,6 +110,7 @@ def demand_policy(
         behavior,
         demand=demand,
         note=note,
+        headroom=headroom,
     )
 
 
@@ -205,4 +208,4 @@ def resolve(
         ttft_slo_s=slo.ttft_s,
         attainment=slo.attainment,
     )
-    return replace(policy, target=round(target, 3))
+    return replace(policy, target=round(target * (1.0 - policy.headroom), 3))

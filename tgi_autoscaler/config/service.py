@@ -1041,6 +1041,9 @@ class CapacitySpec(SpecModel):
     prefill_seconds_per_token: float = Field(
         default=0.0001, ge=0, description="Prefill time per prompt token."
     )
+    prefill_overhead_seconds: float = Field(
+        default=0.005, ge=0, description="Fixed time of one prefill step, whatever its prompts."
+    )
     prompt_tokens: PositiveInt = Field(
         default=1155, description="Mean prompt tokens of this service's requests."
     )
@@ -1054,11 +1057,12 @@ class CapacitySpec(SpecModel):
             decode_step_s=self.decode_seconds_per_token,
             batch_slowdown=self.batch_slowdown,
             prefill_s_per_token=self.prefill_seconds_per_token,
+            prefill_overhead_s=self.prefill_overhead_seconds,
         )
 
 
 class DemandMetricSpec(SpecModel):
-    """The demand signal: requests/s to serve (arrival rate plus backlog / 30 s), per replica."""
+    """The demand signal: requests/s to serve (arrival rate plus backlog / 60 s), per replica."""
 
     metric: str | None = Field(
         default=None,

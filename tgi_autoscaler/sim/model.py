@@ -18,7 +18,10 @@ reasoned about):
   every running sequence.
 * A decode step over ``b`` sequences takes ``(1 / token_rate) * (1 + batch_slowdown * (b - 1))``:
   ``token_rate`` is the per-sequence speed of a lone sequence, and each extra sequence in the batch
-  slows every sequence a little (memory-bandwidth bound decoding).
+  slows every sequence a little (memory-bandwidth bound decoding). A prefill takes
+  ``prefill_time_s + prefill_s_per_token * prompt tokens``. Both come from the service model
+  (``tgi_autoscaler.servicemodel.ServerParams``, what ``backtest`` replays), so a simulated pod and
+  a replayed one agree step for step; ``ReplicaConfig.server_params`` is the translation.
 * A request generates exactly ``max_new_tokens`` tokens (finish reason ``length``).
 
 Simplifications: no token budget (``max_batch_total_tokens``), no ``waiting_served_ratio``
@@ -32,6 +35,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Literal
 
+from tgi_autoscaler.servicemodel.params import ServerParams
 from tgi_autoscaler.sim.stats import ReplicaStats
 
 __all__ = [
@@ -56,6 +60,7 @@ class ReplicaConfig:
     token_rate: float = 50.0
     batch_slowdown: float = 0.02
     prefill_time_s: float = 0.02
+    prefill_s_per_token: float = 0.0
     max_concurrent_requests: int = 128
     max_input_tokens: int = 1024
     max_total_tokens: int = 2048
@@ -91,9 +96,20 @@ class ReplicaConfig:
             if not isinstance(value, int) or value < 0:
                 raise ValueError(f"ReplicaConfig.{name}: must be an integer >= 0, got {value!r}")
 
+    def server_params(self) -> ServerParams:
+        """The same replica in the service model's terms (what ``backtest`` replays)."""
+        return ServerParams(
+            max_batch_size=self.max_batch_size,
+            max_concurrent_requests=self.max_concurrent_requests,
+            decode_step_s=1.0 / self.token_rate,
+            batch_slowdown=self.batch_slowdown,
+            prefill_s_per_token=self.prefill_s_per_token,
+            prefill_overhead_s=self.prefill_time_s,
+        )
+
     def step_time(self, batch_size: int) -> float:
         """Seconds one decode step takes with ``batch_size`` running sequences."""
-        return (1.0 / self.token_rate) * (1.0 + self.batch_slowdown * (max(batch_size, 1) - 1))
+        return self.server_params().step_time(batch_size)
 
     def capacity_rps(self, new_tokens: int) -> float:
         """Approximate saturated throughput (requests/s) for requests of ``new_tokens`` tokens.
@@ -218,8 +234,10 @@ class ReplicaModel:
     _step: _Step | None = field(init=False, default=None)
     _outbox: list[TokenEvent] = field(init=False, default_factory=list)
     _next_id: int = field(init=False, default=1)
+    _params: ServerParams = field(init=False)
 
     def __post_init__(self) -> None:
+        self._params = self.config.server_params()
         self.stats = ReplicaStats.for_limits(
             max_input_tokens=self.config.max_input_tokens,
             max_total_tokens=self.config.max_total_tokens,
@@ -310,9 +328,11 @@ class ReplicaModel:
             free -= 1
         if admitted:
             self.stats.observe("tgi_batch_next_size", float(len(admitted)))
-            self._step = _Step("prefill", self.now, self.now + self.config.prefill_time_s, tuple(admitted))
+            tokens = sum(self._running[rid].input_tokens for rid in admitted)
+            duration = self._params.prefill_time(tokens)
+            self._step = _Step("prefill", self.now, self.now + duration, tuple(admitted))
         elif self._running:
-            duration = self.config.step_time(len(self._running))
+            duration = self._params.step_time(len(self._running))
             self._step = _Step("decode", self.now, self.now + duration, tuple(self._running))
         else:
             return
