@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
+from tgi_autoscaler.kube.connect import load_api_client
 from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler.localstack.process import ManagedProcess
 from tgi_autoscaler.localstack.prometheus import PrometheusServer
@@ -91,11 +91,7 @@ async def control_plane(stack_dir: Path, pytestconfig: pytest.Config) -> AsyncIt
 @pytest.fixture
 async def kube_api(control_plane: ControlPlane) -> AsyncIterator[k8s_client.ApiClient]:
     """A kubernetes_asyncio client authenticated as cluster admin."""
-    configuration = k8s_client.Configuration()
-    await k8s_config.load_kube_config(
-        config_file=str(control_plane.kubeconfig), client_configuration=configuration
-    )
-    api = k8s_client.ApiClient(configuration=configuration)
+    api: k8s_client.ApiClient = await load_api_client(control_plane.kubeconfig)
     try:
         yield api
     finally:

@@ -22,8 +22,8 @@ from tests.e2e.controller_harness import (
     service_configmap,
     status_of,
 )
-from tgi_autoscaler.controller.kube import ApiKubeClient
-from tgi_autoscaler.controller.resources import CONFIGMAP, HPA, LEASE
+from tgi_autoscaler.kube.client import ApiKubeClient
+from tgi_autoscaler.kube.resources import CONFIGMAP, HPA, LEASE
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.process import free_port, wait_for
 

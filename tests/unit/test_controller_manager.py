@@ -12,11 +12,12 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from tests.unit.controller_fakes import FakeKube
-from tgi_autoscaler.controller.kube import ApiError, KubeObject
 from tgi_autoscaler.controller.leader import LeaderElectionConfig
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
-from tgi_autoscaler.controller.retry import Backoff, RetryPolicy
+from tgi_autoscaler.kube.client import KubeObject
+from tgi_autoscaler.kube.errors import ApiError
+from tgi_autoscaler.kube.retry import Backoff, RetryPolicy
 from tgi_autoscaler.render import render_service, source_from_configmap
 
 pytestmark = pytest.mark.unit

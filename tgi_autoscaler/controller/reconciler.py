@@ -40,10 +40,12 @@ from tgi_autoscaler.controller.apply import (
     ref_of,
 )
 from tgi_autoscaler.controller.events import EventRecorder
-from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
-from tgi_autoscaler.controller.resources import CONFIGMAP, HPA, resource_for
+from tgi_autoscaler.controller.resources import resource_for
 from tgi_autoscaler.controller.status import StatusDocument, parse_status, spec_hash, status_changed
-from tgi_autoscaler.controller.watch import ObjectKey
+from tgi_autoscaler.kube.client import KubeClient, KubeObject
+from tgi_autoscaler.kube.errors import ApiError, TransportError
+from tgi_autoscaler.kube.resources import CONFIGMAP, HPA
+from tgi_autoscaler.kube.watch import ObjectKey
 from tgi_autoscaler.render.source import RenderOptions, ServiceSource
 
 __all__ = [
