@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
@@ -35,13 +35,15 @@ def register_component(config: pytest.Config, process: ManagedProcess) -> None:
     _components(config)[process.name] = process
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if report.failed and call.when in ("call", "setup"):
         for name, process in _components(item.config).items():
             report.sections.append((f"log of {name} (tail)", process.log_tail(80)))
+    return report
 
 
 @pytest.fixture(scope="session")

@@ -24,6 +24,7 @@ from tgi_autoscaler.adapter.requestheader import (
     RequestHeaderWatcher,
 )
 from tgi_autoscaler.kube.client import ApiKubeClient
+from tgi_autoscaler.kube.resources import CONFIGMAP, ResourceType
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.pki import CertAuthority
 from tgi_autoscaler.localstack.process import wait_for
@@ -31,6 +32,8 @@ from tgi_autoscaler.localstack.process import wait_for
 pytestmark = pytest.mark.e2e
 
 GROUP = "external.metrics.k8s.io"
+ROLE = ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles")
+ROLE_BINDING = ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings")
 
 
 @contextlib.asynccontextmanager
@@ -86,8 +89,10 @@ async def test_a_rotated_front_proxy_ca_is_picked_up_from_the_watch(
     old_ca, new_ca = CertAuthority(tmp_path, "old-ca"), CertAuthority(tmp_path, "new-ca")
     name = "front-proxy-settings"
     core = k8s.CoreV1Api(kube_api)
-    await core.create_namespaced_config_map(
-        namespace, _auth_configmap(name, namespace, old_ca.cert_path.read_bytes(), '["front-proxy-client"]')
+    await ApiKubeClient(kube_api).create(
+        CONFIGMAP,
+        namespace,
+        _auth_configmap(name, namespace, old_ca.cert_path.read_bytes(), '["front-proxy-client"]'),
     )
     seen: list[RequestHeaderConfig] = []
 
@@ -122,7 +127,9 @@ async def test_a_rotated_front_proxy_ca_is_picked_up_from_the_watch(
 
 async def _service_account_token(kube_api: k8s.ApiClient, namespace: str, name: str) -> str:
     core = k8s.CoreV1Api(kube_api)
-    await core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    await core.create_namespaced_service_account(
+        namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
+    )
     request = k8s.AuthenticationV1TokenRequest(
         spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
     )
@@ -155,17 +162,23 @@ async def test_subject_access_review_follows_rbac_for_a_metric_in_a_namespace(
     reviewer = KubeAccessReviewer(ApiKubeClient(kube_api))
     assert not (await reviewer.review(alice, here)).allowed
 
-    rbac = k8s.RbacAuthorizationV1Api(kube_api)
-    await rbac.create_namespaced_role(
+    admin = ApiKubeClient(kube_api)
+    await admin.create(
+        ROLE,
         namespace,
         {
+            "apiVersion": ROLE.api_version,
+            "kind": ROLE.kind,
             "metadata": {"name": "read-queue"},
             "rules": [{"apiGroups": [GROUP], "resources": ["tgi_queue_size"], "verbs": ["list"]}],
         },
     )
-    await rbac.create_namespaced_role_binding(
+    await admin.create(
+        ROLE_BINDING,
         namespace,
         {
+            "apiVersion": ROLE_BINDING.api_version,
+            "kind": ROLE_BINDING.kind,
             "metadata": {"name": "alice-reads-queue"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-queue"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": alice.name}],

@@ -26,7 +26,7 @@ def _store() -> tuple[DefinitionStore, AdapterMetrics]:
 
 
 def _reloads(metrics: AdapterMetrics, result: str) -> float:
-    return metrics.config_reloads.labels(result=result)._value.get()
+    return float(metrics.config_reloads.labels(result=result)._value.get())
 
 
 def test_an_invalid_edit_keeps_the_last_good_definitions() -> None:

@@ -45,8 +45,9 @@ def test_new_pods_serve_only_after_the_start_delay() -> None:
     first_up = result.rescales[0]
     assert first_up.desired_replicas > first_up.current_replicas
     by_time = {s.time: s for s in result.samples}
-    assert by_time[first_up.time + CONFIG.pod_start_delay - 1].ready == first_up.current_replicas
-    assert by_time[first_up.time + CONFIG.pod_start_delay].ready == first_up.desired_replicas
+    ready_at = first_up.time + CONFIG.pod_start_delay
+    assert by_time[Seconds(ready_at - 1)].ready == first_up.current_replicas
+    assert by_time[Seconds(ready_at)].ready == first_up.desired_replicas
 
 
 def test_the_hpa_sees_the_queue_of_metric_lag_seconds_ago() -> None:
@@ -55,7 +56,7 @@ def test_the_hpa_sees_the_queue_of_metric_lag_seconds_ago() -> None:
     queue_at = {s.time: s.queue for s in result.samples}
     for decision in result.decisions:
         seen = decision.proposals[0].usage / 1000
-        assert seen == pytest.approx(queue_at.get(decision.time - 30.0, 0.0), abs=0.001)
+        assert seen == pytest.approx(queue_at.get(Seconds(decision.time - 30.0), 0.0), abs=0.001)
 
 
 def test_project_defaults_scale_down_one_pod_per_policy_period() -> None:
@@ -161,8 +162,8 @@ def test_unknown_trace_names_list_the_known_ones() -> None:
 
 def test_trace_csv_with_header_and_comments() -> None:
     trace = parse_trace_csv("time_s,rate\n# warm-up\n0,1.5\n60,3\n\n120,0.5\n", name="t.csv")
-    assert [(s.start, s.rate) for s in trace.steps] == [(0, 1.5), (60, 3), (120, 0.5)]
-    assert trace.end == 180
+    assert [(float(s.start), s.rate) for s in trace.steps] == [(0, 1.5), (60, 3), (120, 0.5)]
+    assert float(trace.end) == 180
     assert trace.rate_at(90) == 3
 
 
