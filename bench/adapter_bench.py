@@ -188,8 +188,8 @@ async def _bench(args: argparse.Namespace) -> None:
             deadline = time.monotonic() + 60
             while True:
                 with contextlib.suppress(aiohttp.ClientError):
-                    async with session.get(f"{base}{API}", params={"labelSelector": SELECTOR}) as r:
-                        if r.status == 200:
+                    async with session.get(f"{base}{API}", params={"labelSelector": SELECTOR}) as probe:
+                        if probe.status == 200:
                             break
                 if time.monotonic() > deadline:
                     raise RuntimeError("the adapter never served the metric; see " + str(workdir))

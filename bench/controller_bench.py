@@ -28,11 +28,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
-
-from tgi_autoscaler.controller.kube import ApiKubeClient, KubeObject
-from tgi_autoscaler.controller.resources import CONFIGMAP, HPA, LEASE
+from tgi_autoscaler.kube.client import ApiKubeClient, KubeObject
+from tgi_autoscaler.kube.connect import load_api_client
+from tgi_autoscaler.kube.resources import CONFIGMAP, HPA, LEASE
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.crds import crd_names, ensure_prometheus_operator_crds
 from tgi_autoscaler.localstack.process import free_port
@@ -212,11 +210,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
             for name in crd_names():
                 (await cp.kubectl("wait", "--for=condition=Established", f"crd/{name}")).check()
             (await cp.kubectl("create", "namespace", NAMESPACE)).check()
-            configuration = k8s_client.Configuration()
-            await k8s_config.load_kube_config(
-                config_file=str(cp.kubeconfig), client_configuration=configuration
-            )
-            api = k8s_client.ApiClient(configuration=configuration)
+            api = await load_api_client(cp.kubeconfig)
             try:
                 client = ApiKubeClient(api)
                 for i in range(args.services):

@@ -38,8 +38,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
         ("tgi_autoscaler/adapter/authn.py", "tgi_autoscaler/adapter/requestheader.py"),
     ),
     (
-        "authorization (SubjectAccessReview, its cache, kubernetes_asyncio)",
-        ("tgi_autoscaler/adapter/authz.py", "kubernetes_asyncio/"),
+        "authorization (SubjectAccessReview, its cache, the Kubernetes client)",
+        ("tgi_autoscaler/adapter/authz.py", "tgi_autoscaler/kube/", "kubernetes_asyncio/"),
     ),
     ("Prometheus client (request, JSON decoding)", ("tgi_autoscaler/adapter/prometheus.py",)),
     (

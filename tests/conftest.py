@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Generator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 
+from tgi_autoscaler.kube.connect import load_api_client
 from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler.localstack.process import ManagedProcess
 from tgi_autoscaler.localstack.prometheus import PrometheusServer
@@ -35,13 +35,15 @@ def register_component(config: pytest.Config, process: ManagedProcess) -> None:
     _components(config)[process.name] = process
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[Any]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     if report.failed and call.when in ("call", "setup"):
         for name, process in _components(item.config).items():
             report.sections.append((f"log of {name} (tail)", process.log_tail(80)))
+    return report
 
 
 @pytest.fixture(scope="session")
@@ -91,11 +93,7 @@ async def control_plane(stack_dir: Path, pytestconfig: pytest.Config) -> AsyncIt
 @pytest.fixture
 async def kube_api(control_plane: ControlPlane) -> AsyncIterator[k8s_client.ApiClient]:
     """A kubernetes_asyncio client authenticated as cluster admin."""
-    configuration = k8s_client.Configuration()
-    await k8s_config.load_kube_config(
-        config_file=str(control_plane.kubeconfig), client_configuration=configuration
-    )
-    api = k8s_client.ApiClient(configuration=configuration)
+    api: k8s_client.ApiClient = await load_api_client(control_plane.kubeconfig)
     try:
         yield api
     finally:

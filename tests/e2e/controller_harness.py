@@ -20,11 +20,12 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
-from tgi_autoscaler.controller.cli import load_api_client
-from tgi_autoscaler.controller.kube import ApiKubeClient, KubeObject
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
-from tgi_autoscaler.controller.resources import CONFIGMAP, EVENT, MANAGED_KINDS, ResourceType
+from tgi_autoscaler.controller.resources import MANAGED_KINDS
+from tgi_autoscaler.kube.client import ApiKubeClient, KubeObject
+from tgi_autoscaler.kube.connect import load_api_client
+from tgi_autoscaler.kube.resources import CONFIGMAP, EVENT, ResourceType
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.crds import crd_names, ensure_prometheus_operator_crds
 from tgi_autoscaler.localstack.process import wait_for

@@ -15,15 +15,16 @@ from typing import Any
 import pytest
 from kubernetes_asyncio import client as k8s
 
-from tgi_autoscaler.adapter.authn import KubeTokenReviewer, UserInfo
+from tgi_autoscaler.adapter.authn import KubeTokenReviewer, ReviewUnavailableError, UserInfo
 from tgi_autoscaler.adapter.authz import KubeAccessReviewer, request_attributes
-from tgi_autoscaler.adapter.configmap_watch import KubeConfigMapSource
 from tgi_autoscaler.adapter.requestheader import (
     AUTH_CONFIGMAP_NAME,
     AUTH_CONFIGMAP_NAMESPACE,
     RequestHeaderConfig,
     RequestHeaderWatcher,
 )
+from tgi_autoscaler.kube.client import ApiKubeClient
+from tgi_autoscaler.kube.resources import CONFIGMAP, ResourceType
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.pki import CertAuthority
 from tgi_autoscaler.localstack.process import wait_for
@@ -31,6 +32,8 @@ from tgi_autoscaler.localstack.process import wait_for
 pytestmark = pytest.mark.e2e
 
 GROUP = "external.metrics.k8s.io"
+ROLE = ResourceType("rbac.authorization.k8s.io", "v1", "Role", "roles")
+ROLE_BINDING = ResourceType("rbac.authorization.k8s.io", "v1", "RoleBinding", "rolebindings")
 
 
 @contextlib.asynccontextmanager
@@ -47,8 +50,10 @@ async def running(watcher: RequestHeaderWatcher) -> AsyncIterator[RequestHeaderW
 async def test_front_proxy_settings_are_read_from_kube_apiserver(
     control_plane: ControlPlane, kube_api: k8s.ApiClient
 ) -> None:
-    source = KubeConfigMapSource(kube_api, AUTH_CONFIGMAP_NAMESPACE, AUTH_CONFIGMAP_NAME)
-    async with running(RequestHeaderWatcher(source)) as watcher:
+    source = ApiKubeClient(kube_api)
+    async with running(
+        RequestHeaderWatcher(source, (AUTH_CONFIGMAP_NAMESPACE, AUTH_CONFIGMAP_NAME))
+    ) as watcher:
         await asyncio.wait_for(watcher.wait_synced(), timeout=30)
         config = watcher.current
     assert control_plane.pki is not None
@@ -84,17 +89,17 @@ async def test_a_rotated_front_proxy_ca_is_picked_up_from_the_watch(
     old_ca, new_ca = CertAuthority(tmp_path, "old-ca"), CertAuthority(tmp_path, "new-ca")
     name = "front-proxy-settings"
     core = k8s.CoreV1Api(kube_api)
-    await core.create_namespaced_config_map(
-        namespace, _auth_configmap(name, namespace, old_ca.cert_path.read_bytes(), '["front-proxy-client"]')
+    await ApiKubeClient(kube_api).create(
+        CONFIGMAP,
+        namespace,
+        _auth_configmap(name, namespace, old_ca.cert_path.read_bytes(), '["front-proxy-client"]'),
     )
     seen: list[RequestHeaderConfig] = []
 
     async def record(config: RequestHeaderConfig) -> None:
         seen.append(config)
 
-    watcher = RequestHeaderWatcher(
-        KubeConfigMapSource(kube_api, namespace, name), where=f"{namespace}/{name}"
-    )
+    watcher = RequestHeaderWatcher(ApiKubeClient(kube_api), (namespace, name))
     watcher.add_listener(record)
     async with running(watcher):
         await asyncio.wait_for(watcher.wait_synced(), timeout=30)
@@ -122,7 +127,9 @@ async def test_a_rotated_front_proxy_ca_is_picked_up_from_the_watch(
 
 async def _service_account_token(kube_api: k8s.ApiClient, namespace: str, name: str) -> str:
     core = k8s.CoreV1Api(kube_api)
-    await core.create_namespaced_service_account(namespace, {"metadata": {"name": name}})
+    await core.create_namespaced_service_account(
+        namespace, k8s.V1ServiceAccount(metadata=k8s.V1ObjectMeta(name=name))
+    )
     request = k8s.AuthenticationV1TokenRequest(
         spec=k8s.V1TokenRequestSpec(audiences=[], expiration_seconds=600)
     )
@@ -135,7 +142,7 @@ async def test_token_review_identifies_a_service_account_and_rejects_garbage(
     kube_api: k8s.ApiClient, namespace: str
 ) -> None:
     token = await _service_account_token(kube_api, namespace, "metrics-reader")
-    reviewer = KubeTokenReviewer(kube_api)
+    reviewer = KubeTokenReviewer(ApiKubeClient(kube_api))
     user = await reviewer.review(token)
     assert user is not None
     assert user.name == f"system:serviceaccount:{namespace}:metrics-reader"
@@ -152,20 +159,26 @@ async def test_subject_access_review_follows_rbac_for_a_metric_in_a_namespace(
     here = request_attributes("GET", f"/apis/{GROUP}/v1beta1/namespaces/{namespace}/tgi_queue_size", {})
     elsewhere = request_attributes("GET", f"/apis/{GROUP}/v1beta1/namespaces/default/tgi_queue_size", {})
     other_metric = request_attributes("GET", f"/apis/{GROUP}/v1beta1/namespaces/{namespace}/vllm_x", {})
-    reviewer = KubeAccessReviewer(kube_api)
+    reviewer = KubeAccessReviewer(ApiKubeClient(kube_api))
     assert not (await reviewer.review(alice, here)).allowed
 
-    rbac = k8s.RbacAuthorizationV1Api(kube_api)
-    await rbac.create_namespaced_role(
+    admin = ApiKubeClient(kube_api)
+    await admin.create(
+        ROLE,
         namespace,
         {
+            "apiVersion": ROLE.api_version,
+            "kind": ROLE.kind,
             "metadata": {"name": "read-queue"},
             "rules": [{"apiGroups": [GROUP], "resources": ["tgi_queue_size"], "verbs": ["list"]}],
         },
     )
-    await rbac.create_namespaced_role_binding(
+    await admin.create(
+        ROLE_BINDING,
         namespace,
         {
+            "apiVersion": ROLE_BINDING.api_version,
+            "kind": ROLE_BINDING.kind,
             "metadata": {"name": "alice-reads-queue"},
             "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "read-queue"},
             "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": alice.name}],
@@ -180,3 +193,29 @@ async def test_subject_access_review_follows_rbac_for_a_metric_in_a_namespace(
     assert not (await reviewer.review(alice, other_metric)).allowed
     discovery = request_attributes("GET", f"/apis/{GROUP}/v1beta1", {})
     assert (await reviewer.review(alice, discovery)).allowed  # system:discovery
+
+
+async def test_a_review_forbidden_by_rbac_reports_the_api_servers_status_and_reason(
+    kube_api: k8s.ApiClient, namespace: str
+) -> None:
+    # A ServiceAccount without the adapter's ClusterRole may not create SubjectAccessReviews: the
+    # failure must say so (status, reason, message), not just name an exception class.
+    token = await _service_account_token(kube_api, namespace, "no-review-rights")
+    configuration = k8s.Configuration(
+        host=kube_api.configuration.host,
+        api_key={"BearerToken": token},
+        api_key_prefix={"BearerToken": "Bearer"},
+    )
+    configuration.ssl_ca_cert = kube_api.configuration.ssl_ca_cert
+    unprivileged = k8s.ApiClient(configuration)
+    try:
+        reviewer = KubeAccessReviewer(ApiKubeClient(unprivileged))
+        attrs = request_attributes("GET", f"/apis/{GROUP}/v1beta1/namespaces/{namespace}/tgi_queue_size", {})
+        with pytest.raises(ReviewUnavailableError) as failure:
+            await reviewer.review(UserInfo(name="alice", groups=("system:authenticated",)), attrs)
+    finally:
+        await unprivileged.close()
+    message = str(failure.value)
+    assert message.startswith("SubjectAccessReview failed: 403 Forbidden: ")
+    assert "subjectaccessreviews" in message
+    assert f"system:serviceaccount:{namespace}:no-review-rights" in message

@@ -29,8 +29,8 @@ from tests.e2e.controller_harness import (
     service_configmap,
     status_of,
 )
-from tgi_autoscaler.controller.kube import ApiKubeClient, KubeObject
-from tgi_autoscaler.controller.resources import CONFIGMAP, DEPLOYMENT, HPA
+from tgi_autoscaler.kube.client import ApiKubeClient, KubeObject
+from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT, HPA
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.process import wait_for
 

@@ -22,8 +22,9 @@ from tests.e2e.controller_harness import (
     service_configmap,
     status_of,
 )
-from tgi_autoscaler.controller.kube import ApiKubeClient
-from tgi_autoscaler.controller.resources import CONFIGMAP, HPA, LEASE
+from tests.support.polling import eventually
+from tgi_autoscaler.kube.client import ApiKubeClient
+from tgi_autoscaler.kube.resources import CONFIGMAP, HPA, LEASE
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.process import free_port, wait_for
 
@@ -148,7 +149,13 @@ async def test_only_the_leader_reconciles_and_the_standby_takes_over_when_it_die
     await wait_for(ready, timeout=60, what="the leader to apply the service")
     assert await first.metric("tgi_autoscaler_controller_leader") == 1
     assert await second.metric("tgi_autoscaler_controller_leader") == 0
-    assert await first.metric("tgi_autoscaler_controller_reconciles_total") >= 1
+    # The reconcile is counted when it returns, after the status write and its events: wait for it.
+    await eventually(
+        lambda: first.metric("tgi_autoscaler_controller_reconciles_total"),
+        lambda count: count >= 1,
+        timeout=10,
+        what="the leader to count its reconcile",
+    )
     assert await second.metric("tgi_autoscaler_controller_reconciles_total") == 0, "the standby reconciled"
 
     first.proc.kill()  # a crash: no lease release

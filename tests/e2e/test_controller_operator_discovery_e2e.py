@@ -20,8 +20,8 @@ from tests.e2e.controller_harness import (
     service_configmap,
     status_of,
 )
-from tgi_autoscaler.controller.kube import ApiKubeClient
-from tgi_autoscaler.controller.resources import CONFIGMAP, DEPLOYMENT
+from tgi_autoscaler.kube.client import ApiKubeClient
+from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.process import wait_for
 

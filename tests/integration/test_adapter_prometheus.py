@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client import CollectorRegistry
 
+from tests.support.polling import eventually
 from tgi_autoscaler.adapter.app import build_app
 from tgi_autoscaler.adapter.definitions import DefinitionStore, watch_file
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
@@ -67,16 +67,6 @@ async def adapter(
         )
         async with TestClient(TestServer(app)) as http:
             yield http, querier, metrics
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], *, timeout: float = 30.0, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        if await check():
-            return
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(0.2)
 
 
 async def read(http: Client, namespace: str, metric: str, selector: str) -> tuple[int, dict[str, Any]]:

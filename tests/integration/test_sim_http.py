@@ -4,42 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.support.polling import eventually
 from tgi_autoscaler.sim import Constant, Fleet, LoadSpec, ReplicaConfig, ReplicaServer, run_load
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
-
 FAST = ReplicaConfig(max_batch_size=8, token_rate=500.0, prefill_time_s=0.001)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, timeout: float = 20.0
-) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.1)
-
-
-def reading(read: Callable[[], T]) -> Callable[[], Awaitable[T]]:
-    """An ``eventually`` probe from a plain in-process reading."""
-
-    async def probe() -> T:
-        return read()
-
-    return probe
 
 
 async def scrape(session: aiohttp.ClientSession, url: str) -> dict[str, float]:
@@ -170,7 +146,7 @@ async def test_requests_beyond_max_concurrent_get_429_and_are_counted(
     try:
         body = {"inputs": "x", "parameters": {"max_new_tokens": 200}}
         holders = [asyncio.create_task(client.post(f"{server.url}/generate", json=body)) for _ in range(2)]
-        await eventually(reading(lambda: server.snapshot().in_flight), lambda n: n == 2)
+        await eventually(lambda: server.snapshot().in_flight, lambda n: n == 2)
         async with client.post(f"{server.url}/generate", json=body) as resp:
             assert resp.status == 429
             assert await resp.json() == {"error": "Model is overloaded", "error_type": "overloaded"}
@@ -203,7 +179,7 @@ async def test_a_removed_replica_finishes_in_flight_work_and_refuses_new_work(
         newest = fleet.replicas[-1]
         body = {"inputs": "finish me", "parameters": {"max_new_tokens": 40}}
         in_flight = asyncio.create_task(client.post(f"{newest.url}/generate", json=body))
-        await eventually(reading(lambda: newest.snapshot().in_flight), lambda n: n == 1)
+        await eventually(lambda: newest.snapshot().in_flight, lambda n: n == 1)
         await fleet.scale_to(1)
         assert newest.name not in {p.name for p in fleet.replicas}
         async with client.get(f"{newest.url}/health") as resp:

@@ -3,39 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 import pytest
 
+from tests.support.polling import eventually
 from tgi_autoscaler.localstack.prometheus import PrometheusServer
 from tgi_autoscaler.sim import Fleet, ReplicaConfig
 
 pytestmark = pytest.mark.integration
 
-T = TypeVar("T")
-
 # One token every two seconds and one sequence per batch: a request holds its replica for minutes,
 # so queue sizes stay put while Prometheus scrapes them.
 FROZEN = ReplicaConfig(max_batch_size=1, token_rate=0.5, prefill_time_s=0.0)
 FAST = ReplicaConfig(max_batch_size=8, token_rate=500.0, prefill_time_s=0.001)
-
-
-async def eventually(
-    probe: Callable[[], Awaitable[T]], accept: Callable[[T], bool], *, timeout: float = 30.0
-) -> T:
-    """Poll ``probe`` until ``accept`` holds; fail with the last value seen after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = await probe()
-        if accept(value):
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s; last value: {value!r}")
-        await asyncio.sleep(0.5)
 
 
 def by_pod(result: list[dict[str, Any]]) -> dict[str, float]:

@@ -243,15 +243,16 @@ def _error_ratio_scenarios(ctx: _Ctx) -> list[Scenario]:
     m = ctx.svc.metrics
     assert m.failures is not None
     assert m.requests is not None
+    failures, requests = m.failures, m.requests  # narrowed, for the closure below
     bad_ratio = (1 + threshold) / 2
     per_step = 100.0
 
     def traffic(scenario: Scenario, labels: Mapping[str, str], ratio_bad: float, ratio_good: float) -> None:
         for pod in ("a", "b"):
             pod_labels = {**labels, "pod": pod}
-            scenario.add(m.requests, pod_labels, ctx.tl.counter(per_step, per_step))
+            scenario.add(requests, pod_labels, ctx.tl.counter(per_step, per_step))
             scenario.add(
-                m.failures,
+                failures,
                 {**pod_labels, "err": "generation"},
                 ctx.tl.counter(per_step * ratio_bad, per_step * ratio_good),
             )

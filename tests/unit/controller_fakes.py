@@ -16,8 +16,10 @@ from collections.abc import AsyncGenerator, Mapping
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from tgi_autoscaler.controller.kube import ApiError, KubeObject, ObjectList, WatchEvent
-from tgi_autoscaler.controller.resources import ResourceType, resource_for
+from tgi_autoscaler.controller.resources import resource_for
+from tgi_autoscaler.kube.client import KubeObject, ObjectList, WatchEvent
+from tgi_autoscaler.kube.errors import ApiError
+from tgi_autoscaler.kube.resources import ResourceType
 
 Key = tuple[str, str, str]  # kind, namespace, name
 
@@ -74,13 +76,21 @@ class FakeKube:
         return copy.deepcopy(self.discovery.get(path))
 
     async def list(
-        self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
+        self,
+        rt: ResourceType,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList:
         self._maybe_fail("list")
         items = [
             copy.deepcopy(o)
             for (kind, ns, _), o in sorted(self.objects.items())
-            if kind == rt.kind and (namespace is None or ns == namespace) and _selects(label_selector, o)
+            if kind == rt.kind
+            and (namespace is None or ns == namespace)
+            and _selects(label_selector, o)
+            and _fields_select(field_selector, o)
         ]
         return ObjectList(items=items, resource_version=str(next(self._rv)))
 
@@ -91,6 +101,7 @@ class FakeKube:
         resource_version: str,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_s: int = 300,
     ) -> AsyncGenerator[WatchEvent, None]:
         """Changes made after the call; objects leaving the selector are reported as DELETED."""
@@ -100,8 +111,10 @@ class FakeKube:
         try:
             while True:
                 change, obj, old = await queue.get()
-                if obj["kind"] != rt.kind or (
-                    namespace is not None and obj["metadata"].get("namespace") != namespace
+                if (
+                    obj["kind"] != rt.kind
+                    or (namespace is not None and obj["metadata"].get("namespace") != namespace)
+                    or not _fields_select(field_selector, obj)
                 ):
                     continue
                 now, before = _selects(label_selector, obj), old is not None and _selects(label_selector, old)
@@ -226,6 +239,15 @@ def _selects(selector: str | None, obj: Mapping[str, Any]) -> bool:
         if key not in labels or (value and labels[key] != value):
             return False
     return True
+
+
+def _fields_select(selector: str | None, obj: Mapping[str, Any]) -> bool:
+    """Only ``metadata.name=<name>``, the one field selector the servers use."""
+    if not selector:
+        return True
+    field, _, value = selector.partition("=")
+    assert field == "metadata.name", f"the fake supports metadata.name only, not {selector!r}"
+    return bool(obj.get("metadata", {}).get("name") == value)
 
 
 def _without_rv(obj: Mapping[str, Any]) -> dict[str, Any]:

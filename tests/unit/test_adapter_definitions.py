@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from tgi_autoscaler.adapter.configmap_watch import ConfigMapEvent, WatchExpiredError
+from tests.unit.kube_fakes import CONFIGMAP_REF, ScriptedClient, configmap_event, configmap_list
 from tgi_autoscaler.adapter.definitions import DefinitionStore, watch_configmap, watch_file
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
+from tgi_autoscaler.kube.errors import ApiError
 
 pytestmark = pytest.mark.unit
 
@@ -26,7 +26,7 @@ def _store() -> tuple[DefinitionStore, AdapterMetrics]:
 
 
 def _reloads(metrics: AdapterMetrics, result: str) -> float:
-    return metrics.config_reloads.labels(result=result)._value.get()
+    return float(metrics.config_reloads.labels(result=result)._value.get())
 
 
 def test_an_invalid_edit_keeps_the_last_good_definitions() -> None:
@@ -71,47 +71,23 @@ async def _no_wait(seconds: float) -> None:
     await asyncio.sleep(0)
 
 
-class FakeConfigMaps:
-    """Scripted list/watch answers: each watch() call pops the next script entry."""
-
-    def __init__(self, lists: list[tuple[Mapping[str, str] | None, str]], watches: list[object]) -> None:
-        self.lists = lists
-        self.watches = watches
-        self.watched_from: list[str] = []
-        self.listed = 0
-
-    async def list(self) -> tuple[Mapping[str, str] | None, str]:
-        self.listed += 1
-        return self.lists.pop(0)
-
-    async def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
-        self.watched_from.append(resource_version)
-        script = self.watches.pop(0) if self.watches else "block"
-        if script == "block":
-            await asyncio.Event().wait()
-        if isinstance(script, Exception):
-            raise script
-        for event in script:  # type: ignore[attr-defined]
-            yield event
-
-
 async def test_configmap_list_then_watch_resumes_and_relists_after_gone() -> None:
-    source = FakeConfigMaps(
-        lists=[({"metrics.yaml": GOOD}, "10"), ({"metrics.yaml": BETTER}, "40")],
+    source = ScriptedClient(
+        lists=[configmap_list({"metrics.yaml": GOOD}, "10"), configmap_list({"metrics.yaml": BETTER}, "40")],
         watches=[
-            [ConfigMapEvent("MODIFIED", {"metrics.yaml": BROKEN}, "11")],  # invalid edit: kept
-            [ConfigMapEvent("BOOKMARK", None, "20")],  # a watch that ends after a bookmark
-            WatchExpiredError("too old resource version"),
+            [configmap_event("MODIFIED", {"metrics.yaml": BROKEN}, "11")],  # invalid edit: kept
+            [configmap_event("BOOKMARK", None, "20")],  # a watch that ends after a bookmark
+            ApiError(410, "Expired", "too old resource version"),
         ],
     )
     store, metrics = _store()
-    task = asyncio.create_task(watch_configmap(store, source, where="cm ns/x", sleep=_no_wait))
+    task = asyncio.create_task(watch_configmap(store, source, CONFIGMAP_REF, sleep=_no_wait))
     try:
         assert await store.wait_for_change(1, timeout=5)
         assert store.names() == ["second"]
         assert store.snapshot.generation == 2  # GOOD, then (BROKEN rejected) BETTER after the relist
-        assert source.watched_from[:3] == ["10", "11", "20"]
-        assert source.listed == 2
+        assert source.watch_versions[:3] == ["10", "11", "20"]
+        assert source.list_calls == 2
         assert _reloads(metrics, "failure") == 1
     finally:
         task.cancel()
@@ -120,12 +96,12 @@ async def test_configmap_list_then_watch_resumes_and_relists_after_gone() -> Non
 
 
 async def test_a_deleted_configmap_keeps_serving_the_last_definitions() -> None:
-    source = FakeConfigMaps(
-        lists=[({"metrics.yaml": GOOD}, "1")],
-        watches=[[ConfigMapEvent("DELETED", {"metrics.yaml": GOOD}, "2")]],
+    source = ScriptedClient(
+        lists=[configmap_list({"metrics.yaml": GOOD}, "1")],
+        watches=[[configmap_event("DELETED", {"metrics.yaml": GOOD}, "2")]],
     )
     store, metrics = _store()
-    task = asyncio.create_task(watch_configmap(store, source, where="cm", sleep=_no_wait))
+    task = asyncio.create_task(watch_configmap(store, source, CONFIGMAP_REF, sleep=_no_wait))
     try:
         assert await store.wait_for_attempts(2, timeout=5)
         assert _reloads(metrics, "failure") == 1
@@ -137,8 +113,8 @@ async def test_a_deleted_configmap_keeps_serving_the_last_definitions() -> None:
 
 
 async def test_api_errors_back_off_and_retry() -> None:
-    source = FakeConfigMaps(
-        lists=[({"metrics.yaml": GOOD}, "1"), ({"metrics.yaml": BETTER}, "5")],
+    source = ScriptedClient(
+        lists=[configmap_list({"metrics.yaml": GOOD}, "1"), configmap_list({"metrics.yaml": BETTER}, "5")],
         watches=[ConnectionError("apiserver restarting")],
     )
     delays: list[float] = []
@@ -147,7 +123,7 @@ async def test_api_errors_back_off_and_retry() -> None:
         delays.append(seconds)
 
     store, _ = _store()
-    task = asyncio.create_task(watch_configmap(store, source, where="cm", sleep=sleep))
+    task = asyncio.create_task(watch_configmap(store, source, CONFIGMAP_REF, sleep=sleep))
     try:
         assert await store.wait_for_change(1, timeout=5)
         assert store.names() == ["second"]

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Mapping
 
 import pytest
 
+from tests.unit.kube_fakes import CONFIGMAP_REF, ScriptedClient, configmap_event, configmap_list
 from tests.unit.x509_factory import make_ca
-from tgi_autoscaler.adapter.configmap_watch import ConfigMapEvent, WatchExpiredError
 from tgi_autoscaler.adapter.requestheader import (
     RequestHeaderConfig,
     RequestHeaderConfigError,
     RequestHeaderWatcher,
     parse_request_header_config,
 )
+from tgi_autoscaler.kube.errors import ApiError
+from tgi_autoscaler.kube.retry import Backoff
+from tgi_autoscaler.kube.watch import WatchPolicy
 
 pytestmark = pytest.mark.unit
 
@@ -74,35 +76,11 @@ def test_unusable_values_are_reported_by_key(key: str, value: str, message: str)
         parse_request_header_config(data)
 
 
-class FakeConfigMapSource:
-    """Scripted list and watch answers, standing in for kube-apiserver's ConfigMap endpoint."""
-
-    def __init__(self) -> None:
-        self.lists: list[tuple[Mapping[str, str] | None, str] | Exception] = []
-        self.watches: list[list[ConfigMapEvent | Exception]] = []
-        self.watch_versions: list[str] = []
-        self.list_calls = 0
-        self.idle = asyncio.Event()
-
-    async def list(self) -> tuple[Mapping[str, str] | None, str]:
-        self.list_calls += 1
-        answer = self.lists.pop(0)
-        if isinstance(answer, Exception):
-            raise answer
-        return answer
-
-    async def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
-        self.watch_versions.append(resource_version)
-        if not self.watches:
-            self.idle.set()
-            await asyncio.Event().wait()  # a watch with nothing more to say
-        for item in self.watches.pop(0):
-            if isinstance(item, Exception):
-                raise item
-            yield item
+FAST = WatchPolicy(backoff=Backoff(initial_s=0.001, max_s=0.002), retry_failed_handlers=True)
+GONE = ApiError(410, "Expired", "too old resource version")
 
 
-async def _run_until_idle(watcher: RequestHeaderWatcher, source: FakeConfigMapSource) -> None:
+async def _run_until_idle(watcher: RequestHeaderWatcher, source: ScriptedClient) -> None:
     task = asyncio.create_task(watcher.run())
     try:
         await asyncio.wait_for(source.idle.wait(), timeout=5)
@@ -113,15 +91,15 @@ async def _run_until_idle(watcher: RequestHeaderWatcher, source: FakeConfigMapSo
 
 
 async def test_a_rotated_ca_in_a_watch_event_reaches_listeners() -> None:
-    source = FakeConfigMapSource()
-    source.lists = [(_data(CA1), "10")]
-    source.watches = [[ConfigMapEvent("MODIFIED", _data(CA2), "11")]]
+    source = ScriptedClient(
+        lists=[configmap_list(_data(CA1), "10")], watches=[[configmap_event("MODIFIED", _data(CA2), "11")]]
+    )
     seen: list[RequestHeaderConfig] = []
 
     async def listener(config: RequestHeaderConfig) -> None:
         seen.append(config)
 
-    watcher = RequestHeaderWatcher(source)
+    watcher = RequestHeaderWatcher(source, CONFIGMAP_REF, policy=FAST)
     watcher.add_listener(listener)
     await _run_until_idle(watcher, source)
 
@@ -132,10 +110,10 @@ async def test_a_rotated_ca_in_a_watch_event_reaches_listeners() -> None:
 
 
 async def test_an_expired_watch_lists_again() -> None:
-    source = FakeConfigMapSource()
-    source.lists = [(_data(CA1), "10"), (_data(CA2), "50")]
-    source.watches = [[WatchExpiredError("Expired: too old resource version")]]
-    watcher = RequestHeaderWatcher(source)
+    source = ScriptedClient(
+        lists=[configmap_list(_data(CA1), "10"), configmap_list(_data(CA2), "50")], watches=[[GONE]]
+    )
+    watcher = RequestHeaderWatcher(source, CONFIGMAP_REF, policy=FAST)
     await _run_until_idle(watcher, source)
 
     assert source.list_calls == 2
@@ -145,10 +123,15 @@ async def test_an_expired_watch_lists_again() -> None:
 
 
 async def test_errors_back_off_and_retry_keeping_the_last_good_settings() -> None:
-    source = FakeConfigMapSource()
-    source.lists = [(_data(CA1), "10"), ConnectionError("refused"), (_data(CA1), "12")]
-    source.watches = [[ConnectionResetError("reset")]]
-    watcher = RequestHeaderWatcher(source, backoff_initial_s=0.001, backoff_max_s=0.002)
+    source = ScriptedClient(
+        lists=[
+            configmap_list(_data(CA1), "10"),
+            ConnectionError("refused"),
+            configmap_list(_data(CA1), "12"),
+        ],
+        watches=[[ConnectionResetError("reset")]],
+    )
+    watcher = RequestHeaderWatcher(source, CONFIGMAP_REF, policy=FAST)
     await _run_until_idle(watcher, source)
 
     assert source.list_calls == 3
@@ -157,13 +140,14 @@ async def test_errors_back_off_and_retry_keeping_the_last_good_settings() -> Non
 
 
 async def test_an_invalid_update_or_a_deletion_keeps_the_last_good_settings() -> None:
-    source = FakeConfigMapSource()
     broken = _data(CA2, allowed="not json")
-    source.lists = [(_data(CA1), "10")]
-    source.watches = [
-        [ConfigMapEvent("MODIFIED", broken, "11"), ConfigMapEvent("DELETED", None, "12")],
-    ]
-    watcher = RequestHeaderWatcher(source)
+    source = ScriptedClient(
+        lists=[configmap_list(_data(CA1), "10")],
+        watches=[
+            [configmap_event("MODIFIED", broken, "11"), configmap_event("DELETED", None, "12")],
+        ],
+    )
+    watcher = RequestHeaderWatcher(source, CONFIGMAP_REF, policy=FAST)
     await _run_until_idle(watcher, source)
 
     assert watcher.synced
@@ -172,10 +156,10 @@ async def test_an_invalid_update_or_a_deletion_keeps_the_last_good_settings() ->
 
 
 async def test_a_missing_configmap_leaves_the_watcher_unsynced_until_it_appears() -> None:
-    source = FakeConfigMapSource()
-    source.lists = [(None, "10")]
-    source.watches = [[ConfigMapEvent("ADDED", _data(CA1), "11")]]
-    watcher = RequestHeaderWatcher(source)
+    source = ScriptedClient(
+        lists=[configmap_list(None, "10")], watches=[[configmap_event("ADDED", _data(CA1), "11")]]
+    )
+    watcher = RequestHeaderWatcher(source, CONFIGMAP_REF, policy=FAST)
     # (synced, current) as each listener call sees them: before the settings become current.
     states: list[tuple[bool, RequestHeaderConfig | None]] = []
 
@@ -190,8 +174,9 @@ async def test_a_missing_configmap_leaves_the_watcher_unsynced_until_it_appears(
 
 
 async def test_a_listener_failure_is_retried_until_the_settings_are_applied() -> None:
-    source = FakeConfigMapSource()
-    source.lists = [(_data(CA1), "10"), (_data(CA1), "11")]
+    source = ScriptedClient(
+        lists=[configmap_list(_data(CA1), "10"), configmap_list(_data(CA1), "11")], watches=[]
+    )
     failures = [RuntimeError("TLS context rebuild failed")]
     applied: list[bytes | None] = []
 
@@ -200,7 +185,7 @@ async def test_a_listener_failure_is_retried_until_the_settings_are_applied() ->
             raise failures.pop()
         applied.append(config.client_ca_pem)
 
-    watcher = RequestHeaderWatcher(source, backoff_initial_s=0.001, backoff_max_s=0.002)
+    watcher = RequestHeaderWatcher(source, CONFIGMAP_REF, policy=FAST)
     watcher.add_listener(flaky)
     await _run_until_idle(watcher, source)
 

@@ -13,6 +13,7 @@ from tgi_autoscaler.adapter.authz import (
     RequestAttributes,
     forbidden_message,
     request_attributes,
+    subject_access_review,
 )
 
 pytestmark = pytest.mark.unit
@@ -230,3 +231,25 @@ async def test_allow_and_deny_answers_keep_their_own_ttls() -> None:
     assert (await authz.authorize(HPA, METRIC))[1]
     assert not (await authz.authorize(BOB, METRIC))[1]
     assert [name for name, _ in reviewer.calls] == [HPA.name, BOB.name, BOB.name]
+
+
+def test_the_subject_access_review_names_the_user_and_the_metric_leaving_empty_fields_out() -> None:
+    attrs = request_attributes("GET", f"/apis/{GROUP}/v1beta1/namespaces/ns/tgi_queue_size", {})
+    review = subject_access_review(BOB, attrs)
+    assert review == {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SubjectAccessReview",
+        "spec": {
+            "user": "bob",
+            "groups": ["system:authenticated"],
+            "resourceAttributes": {
+                "verb": "list",
+                "group": GROUP,
+                "version": "v1beta1",
+                "resource": "tgi_queue_size",
+                "namespace": "ns",
+            },
+        },
+    }
+    discovery = subject_access_review(BOB, request_attributes("GET", f"/apis/{GROUP}/v1beta1", {}))
+    assert discovery["spec"]["nonResourceAttributes"] == {"path": f"/apis/{GROUP}/v1beta1", "verb": "get"}

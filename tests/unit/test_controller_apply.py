@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tgi_autoscaler.controller.apply import fingerprint, owner_of, prepare, project
-from tgi_autoscaler.controller.watch import ObjectKey
+from tgi_autoscaler.kube.watch import ObjectKey
 
 pytestmark = pytest.mark.unit
 

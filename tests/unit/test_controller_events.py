@@ -6,7 +6,8 @@ import pytest
 
 from tests.unit.controller_fakes import FakeKube
 from tgi_autoscaler.controller.events import EventRecorder
-from tgi_autoscaler.controller.kube import ApiError, KubeObject, TransportError
+from tgi_autoscaler.kube.client import KubeObject
+from tgi_autoscaler.kube.errors import ApiError, TransportError
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 
 from tests.unit.controller_fakes import FakeClock, FakeKube
-from tgi_autoscaler.controller.kube import KubeObject, TransportError
 from tgi_autoscaler.controller.leader import (
     Action,
     LeaderElectionConfig,
@@ -20,7 +19,9 @@ from tgi_autoscaler.controller.leader import (
     LeaseRecord,
     decide,
 )
-from tgi_autoscaler.controller.resources import LEASE, ResourceType
+from tgi_autoscaler.kube.client import KubeObject
+from tgi_autoscaler.kube.errors import TransportError
+from tgi_autoscaler.kube.resources import LEASE, ResourceType
 
 pytestmark = pytest.mark.unit
 

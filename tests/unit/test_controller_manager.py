@@ -5,18 +5,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tests.support.polling import eventually
 from tests.unit.controller_fakes import FakeKube
-from tgi_autoscaler.controller.kube import ApiError, KubeObject
 from tgi_autoscaler.controller.leader import LeaderElectionConfig
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
-from tgi_autoscaler.controller.retry import Backoff, RetryPolicy
+from tgi_autoscaler.kube.client import KubeObject
+from tgi_autoscaler.kube.errors import ApiError
+from tgi_autoscaler.kube.retry import Backoff, RetryPolicy
 from tgi_autoscaler.render import render_service, source_from_configmap
 
 pytestmark = pytest.mark.unit
@@ -64,20 +66,6 @@ async def _running(controller: Controller) -> AsyncIterator[asyncio.Event]:
         await asyncio.wait_for(task, 10)
 
 
-async def _eventually(
-    condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 10
-) -> None:
-    try:
-        async with asyncio.timeout(timeout):
-            while True:
-                result = condition()
-                if result if isinstance(result, bool) else await result:
-                    return
-                await asyncio.sleep(0.01)
-    except TimeoutError:
-        raise AssertionError(f"timed out waiting for {what}") from None
-
-
 def _phase(kube: FakeKube) -> str | None:
     cm = kube.find("ConfigMap", "ns", "svc")
     raw = ((cm or {}).get("metadata", {}).get("annotations") or {}).get("tgi-autoscaler.io/status")
@@ -93,7 +81,7 @@ async def test_watch_events_drive_apply_and_drift_repair() -> None:
     kube = _kube()
     controller, registry = _controller(kube)
     async with _running(controller):
-        await _eventually(lambda: _phase(kube) == "Ready", "the service to become Ready")
+        await eventually(lambda: _phase(kube) == "Ready", what="the service to become Ready")
         assert kube.find("PodMonitor", "ns", "svc") is not None
         hpa = kube.find("HorizontalPodAutoscaler", "ns", "svc")
         assert hpa is not None
@@ -104,8 +92,8 @@ async def test_watch_events_drive_apply_and_drift_repair() -> None:
             current = kube.find("HorizontalPodAutoscaler", "ns", "svc")
             return current is not None and current["spec"]["maxReplicas"] == 4
 
-        await _eventually(repaired, "the HPA edit to be reverted")
-        await _eventually(lambda: _count(registry, "repaired") >= 1, "a repaired reconcile to be counted")
+        await eventually(repaired, what="the HPA edit to be reverted")
+        await eventually(lambda: _count(registry, "repaired") >= 1, what="a repaired reconcile to be counted")
         assert registry.get_sample_value("tgi_autoscaler_controller_leader") == 1
         assert registry.get_sample_value("tgi_autoscaler_controller_last_success_timestamp_seconds")
 
@@ -114,7 +102,7 @@ async def test_own_writes_do_not_cause_reconcile_loops() -> None:
     kube = _kube()
     controller, registry = _controller(kube)
     async with _running(controller):
-        await _eventually(lambda: _phase(kube) == "Ready", "the service to become Ready")
+        await eventually(lambda: _phase(kube) == "Ready", what="the service to become Ready")
         await asyncio.sleep(0.3)  # give any echo-triggered reconcile the chance to happen
         settled = sum(_count(registry, r) for r in ("applied", "unchanged", "repaired"))
         await asyncio.sleep(0.3)
@@ -130,7 +118,7 @@ async def test_transient_errors_are_retried_until_they_succeed() -> None:
     ]
     controller, registry = _controller(kube)
     async with _running(controller):
-        await _eventually(lambda: _phase(kube) == "Ready", "the service to become Ready after retries")
+        await eventually(lambda: _phase(kube) == "Ready", what="the service to become Ready after retries")
     assert _count(registry, "retry") >= 1
     assert [verb for verb, _ in kube.calls].count("dry-run") > 5, "the failed dry runs were not retried"
 
@@ -140,7 +128,7 @@ async def test_permanent_errors_are_reported_not_retried() -> None:
     kube.fail["dry-run"] = [ApiError(403, "Forbidden", "deployments.apps is forbidden")]
     controller, registry = _controller(kube)
     async with _running(controller):
-        await _eventually(lambda: _phase(kube) == "Error", "the Error status")
+        await eventually(lambda: _phase(kube) == "Error", what="the Error status")
         await asyncio.sleep(0.2)
         assert _count(registry, "error") == 1
         assert _count(registry, "retry") == 0
@@ -188,14 +176,16 @@ async def test_only_the_lease_holder_reconciles_and_a_clean_stop_hands_over() ->
     first, first_registry = _controller(kube, leader_election=election("a"), identity="a")
     second, second_registry = _controller(kube, leader_election=election("b"), identity="b")
     async with _running(first) as stop_first:
-        await _eventually(lambda: _phase(kube) == "Ready", "the first controller to apply")
+        await eventually(lambda: _phase(kube) == "Ready", what="the first controller to apply")
         async with _running(second):
-            await _eventually(lambda: second.ready, "the standby's caches")
+            await eventually(lambda: second.ready, what="the standby's caches")
             assert first.leading
             assert not second.leading
             assert sum(_count(second_registry, r) for r in ("applied", "unchanged", "repaired")) == 0
             stop_first.set()
-            await _eventually(lambda: second.leading, "the standby to take over after the release", timeout=5)
+            await eventually(
+                lambda: second.leading, what="the standby to take over after the release", timeout=5
+            )
             hpa = kube.find("HorizontalPodAutoscaler", "ns", "svc")
             assert hpa is not None
             hpa["spec"]["maxReplicas"] = 40
@@ -205,5 +195,5 @@ async def test_only_the_lease_holder_reconciles_and_a_clean_stop_hands_over() ->
                 current = kube.find("HorizontalPodAutoscaler", "ns", "svc")
                 return current is not None and current["spec"]["maxReplicas"] == 4
 
-            await _eventually(repaired, "the new leader to repair drift")
+            await eventually(repaired, what="the new leader to repair drift")
     assert first_registry.get_sample_value("tgi_autoscaler_controller_leader") == 0

@@ -11,9 +11,10 @@ import pytest
 from tests.unit.controller_fakes import FakeKube
 from tgi_autoscaler.controller.apply import ObjectRef, owner_of
 from tgi_autoscaler.controller.events import EventRecorder
-from tgi_autoscaler.controller.kube import ApiError, FieldCause, KubeObject
 from tgi_autoscaler.controller.reconciler import Reconciler, ReconcilerSettings
-from tgi_autoscaler.controller.watch import ObjectKey
+from tgi_autoscaler.kube.client import KubeObject
+from tgi_autoscaler.kube.errors import ApiError, FieldCause
+from tgi_autoscaler.kube.watch import ObjectKey
 from tgi_autoscaler.render import render_service, source_from_configmap
 
 pytestmark = pytest.mark.unit

@@ -113,3 +113,41 @@ def test_unreadable_status_annotations_are_treated_as_absent(raw: str | None) ->
 def test_spec_hash_separates_its_parts() -> None:
     assert spec_hash("ab", "c") != spec_hash("a", "bc")
     assert spec_hash("x") == spec_hash("x")
+
+
+def test_a_status_the_controller_wrote_reads_back_to_the_same_document() -> None:
+    written = {
+        "phase": "Ready",
+        "message": "9 objects applied and in sync",
+        "observedHash": "h1",
+        "observedResourceVersion": "7",
+        "appliedHash": "h2",
+        "appliedAt": "2026-12-01T20:00:00Z",
+        "objects": ["Deployment/llm/llama", "HorizontalPodAutoscaler/llm/llama"],
+        "prometheusOperator": True,
+        "currentReplicas": 2,
+        "desiredReplicas": None,
+        "minReplicas": 1,
+        "maxReplicas": 8,
+        "queueMetric": "tgi_queue_size",
+        "queueTarget": "10",
+    }
+    status = parse_status(json.dumps(written))
+    assert status is not None
+    assert status.applied is not None
+    assert status.applied.objects == ("Deployment/llm/llama", "HorizontalPodAutoscaler/llm/llama")
+    assert status.document() == written
+    pending = {"phase": "Invalid", "message": "bad", "observedHash": "h", "observedResourceVersion": "1"}
+    parsed = parse_status(json.dumps(pending))
+    assert parsed is not None
+    assert (parsed.applied, parsed.hpa) == (None, None)
+    assert parsed.document() == pending
+
+
+def test_hand_edited_fields_of_the_wrong_type_read_as_missing() -> None:
+    status = parse_status(json.dumps({"phase": "Ready", "message": 3, "currentReplicas": "two"}))
+    assert status is not None
+    assert status.message == ""
+    assert status.hpa is not None
+    assert status.hpa.current_replicas is None
+    assert parse_status(json.dumps({"phase": "Sleeping"})) is None

@@ -24,6 +24,7 @@ from tgi_autoscaler.hpa.types import (
     PolicyType,
     ScalingPolicy,
     ScalingRules,
+    Seconds,
     SelectPolicy,
 )
 
@@ -97,7 +98,7 @@ def test_replicas_always_stay_within_min_and_max(run: Run) -> None:
         assert run.spec.min_replicas <= decision.desired_replicas <= run.spec.max_replicas
 
 
-def _recorded_until(run: Run, decision: Decision) -> list[tuple[float, int]]:
+def _recorded_until(run: Run, decision: Decision) -> list[tuple[Seconds, int]]:
     """Every recommendation recorded up to and including ``decision``: the initial count, then each
     raw proposal (syncs at the same instant after ``decision`` are not known to it)."""
     index = run.decisions.index(decision)

@@ -58,7 +58,8 @@ def _kinds(objects: list[dict[str, Any]]) -> list[str]:
 
 def _container(objects: list[dict[str, Any]]) -> dict[str, Any]:
     deployment = _one(objects, "Deployment", "llm")
-    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    containers: list[dict[str, Any]] = deployment["spec"]["template"]["spec"]["containers"]
+    (container,) = containers
     return container
 
 

@@ -34,11 +34,13 @@ import structlog
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from kubernetes_asyncio import client
 from multidict import MultiMapping
 
 from tgi_autoscaler.adapter.cache import SingleFlightCache
 from tgi_autoscaler.adapter.requestheader import RequestHeaderConfig
+from tgi_autoscaler.kube.client import KubeClient
+from tgi_autoscaler.kube.errors import describe
+from tgi_autoscaler.kube.resources import TOKEN_REVIEW
 
 __all__ = [
     "AuthenticationResult",
@@ -261,25 +263,30 @@ class TokenReviewer(Protocol):
 class KubeTokenReviewer:
     """:class:`TokenReviewer` backed by ``authentication.k8s.io/v1`` TokenReview."""
 
-    def __init__(self, api_client: Any, *, audiences: Sequence[str] = ()) -> None:
-        self._api = client.AuthenticationV1Api(api_client)
-        self._audiences = list(audiences) or None
+    def __init__(self, client: KubeClient, *, audiences: Sequence[str] = ()) -> None:
+        self._client = client
+        self._audiences = list(audiences)
 
     async def review(self, token: str) -> UserInfo | None:
-        body = client.V1TokenReview(spec=client.V1TokenReviewSpec(token=token, audiences=self._audiences))
+        spec: dict[str, Any] = {"token": token}
+        if self._audiences:
+            spec["audiences"] = self._audiences
+        body = {"apiVersion": TOKEN_REVIEW.api_version, "kind": TOKEN_REVIEW.kind, "spec": spec}
         try:
-            result = await self._api.create_token_review(body)
+            result = await self._client.create(TOKEN_REVIEW, None, body)
         except Exception as exc:
-            raise ReviewUnavailableError(f"TokenReview failed: {type(exc).__name__}") from exc
-        status = result.status
-        if status is None or not status.authenticated or status.user is None:
+            raise ReviewUnavailableError(f"TokenReview failed: {describe(exc)}") from exc
+        status = result.get("status") or {}
+        user = status.get("user")
+        if not status.get("authenticated") or not isinstance(user, dict):
             return None
-        user = status.user
         return UserInfo(
-            name=user.username or "",
-            uid=user.uid or "",
-            groups=tuple(user.groups or ()),
-            extra=UserInfo.freeze_extra(user.extra or {}),
+            name=str(user.get("username") or ""),
+            uid=str(user.get("uid") or ""),
+            groups=tuple(str(g) for g in user.get("groups") or ()),
+            extra=UserInfo.freeze_extra(
+                {str(k): [str(v) for v in values] for k, values in (user.get("extra") or {}).items()}
+            ),
         )
 
 

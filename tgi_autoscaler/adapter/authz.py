@@ -20,10 +20,12 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import structlog
-from kubernetes_asyncio import client
 
 from tgi_autoscaler.adapter.authn import ReviewUnavailableError, UserInfo
 from tgi_autoscaler.adapter.cache import CacheOutcome, SingleFlightCache
+from tgi_autoscaler.kube.client import KubeClient
+from tgi_autoscaler.kube.errors import describe
+from tgi_autoscaler.kube.resources import SUBJECT_ACCESS_REVIEW
 
 __all__ = [
     "AccessReviewer",
@@ -33,6 +35,7 @@ __all__ = [
     "RequestAttributes",
     "forbidden_message",
     "request_attributes",
+    "subject_access_review",
 ]
 
 log = structlog.get_logger(__name__)
@@ -142,38 +145,45 @@ class AccessReviewer(Protocol):
 class KubeAccessReviewer:
     """:class:`AccessReviewer` backed by ``authorization.k8s.io/v1`` SubjectAccessReview."""
 
-    def __init__(self, api_client: Any) -> None:
-        self._api = client.AuthorizationV1Api(api_client)
+    def __init__(self, client: KubeClient) -> None:
+        self._client = client
 
     async def review(self, user: UserInfo, attrs: RequestAttributes) -> Decision:
-        spec = client.V1SubjectAccessReviewSpec(
-            user=user.name,
-            uid=user.uid or None,
-            groups=list(user.groups) or None,
-            extra=user.extra_dict() or None,
-        )
-        if attrs.resource_request:
-            spec.resource_attributes = client.V1ResourceAttributes(
-                verb=attrs.verb,
-                group=attrs.api_group,
-                version=attrs.api_version,
-                resource=attrs.resource,
-                subresource=attrs.subresource or None,
-                namespace=attrs.namespace or None,
-                name=attrs.name or None,
-            )
-        else:
-            spec.non_resource_attributes = client.V1NonResourceAttributes(path=attrs.path, verb=attrs.verb)
         try:
-            result = await self._api.create_subject_access_review(client.V1SubjectAccessReview(spec=spec))
+            result = await self._client.create(
+                SUBJECT_ACCESS_REVIEW, None, subject_access_review(user, attrs)
+            )
         except Exception as exc:
-            raise ReviewUnavailableError(f"SubjectAccessReview failed: {type(exc).__name__}") from exc
-        status = result.status
-        if status is None:
+            raise ReviewUnavailableError(f"SubjectAccessReview failed: {describe(exc)}") from exc
+        status = result.get("status")
+        if not isinstance(status, dict):
             raise ReviewUnavailableError("SubjectAccessReview returned no status")
-        if status.evaluation_error:
-            log.warning("subject_access_review_evaluation_error", error=status.evaluation_error)
-        return Decision(allowed=bool(status.allowed) and not status.denied, reason=status.reason or "")
+        if status.get("evaluationError"):
+            log.warning("subject_access_review_evaluation_error", error=status["evaluationError"])
+        allowed = bool(status.get("allowed")) and not status.get("denied")
+        return Decision(allowed=allowed, reason=str(status.get("reason") or ""))
+
+
+def subject_access_review(user: UserInfo, attrs: RequestAttributes) -> dict[str, Any]:
+    """The SubjectAccessReview asking whether ``user`` may do ``attrs``; empty fields are left out."""
+    spec: dict[str, Any] = _present(
+        user=user.name, uid=user.uid, groups=list(user.groups), extra=user.extra_dict()
+    )
+    if attrs.resource_request:
+        spec["resourceAttributes"] = {
+            "verb": attrs.verb,
+            "group": attrs.api_group,
+            "version": attrs.api_version,
+            "resource": attrs.resource,
+            **_present(subresource=attrs.subresource, namespace=attrs.namespace, name=attrs.name),
+        }
+    else:
+        spec["nonResourceAttributes"] = {"path": attrs.path, "verb": attrs.verb}
+    return {"apiVersion": SUBJECT_ACCESS_REVIEW.api_version, "kind": SUBJECT_ACCESS_REVIEW.kind, "spec": spec}
+
+
+def _present(**fields: Any) -> dict[str, Any]:
+    return {k: v for k, v in fields.items() if v}
 
 
 class Authorizer:

@@ -1,163 +1,78 @@
-"""Follow one ConfigMap while the adapter runs: list, then watch, through API server restarts.
+"""Follow one ConfigMap while the adapter runs, through API server restarts, as its data.
 
 The adapter reads two ConfigMaps this way: kube-apiserver's ``extension-apiserver-authentication``
 (the front-proxy CA and identity headers) and, optionally, the metric definitions. Both must take
-effect without a restart, so :func:`follow_configmap` lists the ConfigMap, hands its data on, and
-watches from the listed ``resourceVersion``. When the server ends a watch (its timeout), the next
-one resumes from the last version seen; when that version is gone (HTTP 410), it lists again. Any
-other error, including one raised while applying the data, is retried after an exponential backoff
-with a fresh list, so settings that failed to apply are applied again.
+effect without a restart. :func:`follow_configmap` runs the project's one list-then-watch loop
+(:class:`tgi_autoscaler.kube.watch.Reflector`) on the ConfigMap's name and reduces each change to
+what the adapter acts on: the ConfigMap's ``data``, or ``None`` when it is absent or deleted.
+
+Handlers here apply security settings, so a handler that fails is retried: the watch policy has
+``retry_failed_handlers`` set, which backs off, lists again and delivers the data again until it
+is applied.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, Protocol
+from collections.abc import Awaitable, Callable, Mapping
 
-import structlog
+from tgi_autoscaler.kube.client import KubeObject, ListWatchClient
+from tgi_autoscaler.kube.resources import CONFIGMAP
+from tgi_autoscaler.kube.watch import ChangeType, Reflector, Store, WatchPolicy
 
-__all__ = [
-    "ConfigMapEvent",
-    "ConfigMapSource",
-    "DataHandler",
-    "KubeConfigMapSource",
-    "WatchExpiredError",
-    "follow_configmap",
-]
+__all__ = ["ConfigMapRef", "DataHandler", "follow_configmap"]
 
-log = structlog.get_logger(__name__)
-
-
-@dataclass(frozen=True)
-class ConfigMapEvent:
-    """A watch event reduced to what matters: type, data and resourceVersion."""
-
-    type: str  # ADDED, MODIFIED, DELETED, BOOKMARK
-    data: Mapping[str, str] | None
-    resource_version: str  # "" when the event carries none
-
-
-class WatchExpiredError(Exception):
-    """The watch's resourceVersion is too old (HTTP 410 Gone); the caller must list again."""
-
-
-class ConfigMapSource(Protocol):
-    """Lists and watches one ConfigMap; :class:`KubeConfigMapSource` talks to the API server."""
-
-    async def list(self) -> tuple[Mapping[str, str] | None, str]:
-        """The ConfigMap's data (``None`` if it does not exist) and the list's resourceVersion."""
-        ...
-
-    def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
-        """Events after ``resource_version``; ends when the server closes the watch.
-
-        Raises :class:`WatchExpiredError` when the version is gone.
-        """
-        ...
-
-
-class KubeConfigMapSource:
-    """:class:`ConfigMapSource` over kubernetes_asyncio, selecting the ConfigMap by name."""
-
-    def __init__(self, api_client: Any, namespace: str, name: str, *, watch_timeout_s: int = 300) -> None:
-        from kubernetes_asyncio import client
-
-        self._core = client.CoreV1Api(api_client)
-        self._namespace = namespace
-        self._selector = f"metadata.name={name}"
-        self._timeout = watch_timeout_s
-
-    async def list(self) -> tuple[Mapping[str, str] | None, str]:
-        result = await self._core.list_namespaced_config_map(self._namespace, field_selector=self._selector)
-        items = result.items or []
-        data: Mapping[str, str] | None = (items[0].data or {}) if items else None
-        return data, str(result.metadata.resource_version)
-
-    async def watch(self, resource_version: str) -> AsyncIterator[ConfigMapEvent]:
-        from kubernetes_asyncio import watch
-        from kubernetes_asyncio.client.exceptions import ApiException
-
-        stream = watch.Watch()
-        try:
-            async for event in stream.stream(
-                self._core.list_namespaced_config_map,
-                self._namespace,
-                field_selector=self._selector,
-                resource_version=resource_version,
-                allow_watch_bookmarks=True,
-                timeout_seconds=self._timeout,
-            ):
-                kind = str(event["type"])
-                raw = event["raw_object"]
-                if not isinstance(raw, dict):  # nothing usable: neither data nor a version
-                    yield ConfigMapEvent(type=kind, data=None, resource_version="")
-                    continue
-                yield ConfigMapEvent(
-                    type=kind,
-                    data=None if kind == "BOOKMARK" else (raw.get("data") or {}),
-                    resource_version=str(raw.get("metadata", {}).get("resourceVersion", "")),
-                )
-        except ApiException as exc:
-            if exc.status == 410:
-                raise WatchExpiredError(str(exc.reason)) from exc
-            raise
-        finally:
-            await stream.close()
-
+ConfigMapRef = tuple[str, str]
+"""(namespace, name)."""
 
 DataHandler = Callable[[Mapping[str, str] | None, str], Awaitable[None]]
 """Receives the ConfigMap's data (``None``: absent or deleted) and what produced it (``list`` or
-the event type)."""
+the change type)."""
 
 
 async def follow_configmap(
-    source: ConfigMapSource,
+    client: ListWatchClient,
+    ref: ConfigMapRef,
     handle: DataHandler,
     *,
-    where: str,
-    backoff_initial_s: float = 1.0,
-    backoff_max_s: float = 30.0,
-    jitter: float = 0.0,
-    stop: asyncio.Event | None = None,
+    policy: WatchPolicy,
+    rand: Callable[[], float] = random.random,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
-    """Pass every version of the ConfigMap to ``handle`` until ``stop`` is set (or forever).
+    """Pass every version of the ConfigMap to ``handle``, forever (until cancelled)."""
+    namespace, name = ref
+    deletion_delivered = False  # by the current list: its absence is then already reported
 
-    ``jitter`` spreads each retry delay by +/- that fraction.
-    """
-    stop = stop or asyncio.Event()
-    delay = backoff_initial_s
-    while not stop.is_set():
-        try:
-            data, version = await source.list()
-            await handle(data, "list")
-            delay = backoff_initial_s
-            while not stop.is_set():
-                async for event in source.watch(version):
-                    if event.resource_version:
-                        version = event.resource_version
-                    if event.type in ("ADDED", "MODIFIED"):
-                        await handle(event.data, event.type)
-                    elif event.type == "DELETED":
-                        await handle(None, event.type)
-                    if stop.is_set():
-                        return
-                # The server ended the watch (its timeout): resume where it stopped.
-        except asyncio.CancelledError:
-            raise
-        except WatchExpiredError:
-            log.info("configmap_watch_expired", configmap=where, note="listing again")
-            continue
-        except Exception as exc:
-            log.warning(
-                "configmap_watch_failed",
-                configmap=where,
-                error=f"{type(exc).__name__}: {exc}",
-                retry_in_s=round(delay, 2),
-            )
-            spread = random.uniform(1 - jitter, 1 + jitter) if jitter else 1.0  # noqa: S311 - not crypto
-            await sleep(delay * spread)
-            delay = min(delay * 2, backoff_max_s)
+    def on_relist() -> None:
+        nonlocal deletion_delivered
+        deletion_delivered = False
+
+    async def on_change(change: ChangeType, obj: KubeObject, _old: KubeObject | None) -> None:
+        nonlocal deletion_delivered
+        deletion_delivered = change == "DELETED"
+        await handle(None if change == "DELETED" else _data(obj), change)
+
+    async def on_listed(store: Store) -> None:
+        # A list without the ConfigMap changes nothing in the cache, but handlers must hear of it.
+        if len(store) == 0 and not deletion_delivered:
+            await handle(None, "list")
+
+    reflector = Reflector(
+        client,
+        CONFIGMAP,
+        handler=on_change,
+        namespace=namespace,
+        field_selector=f"metadata.name={name}",
+        policy=policy,
+        rand=rand,
+        sleep=sleep,
+        on_relist=on_relist,
+        on_listed=on_listed,
+    )
+    await reflector.run()
+
+
+def _data(obj: KubeObject) -> Mapping[str, str]:
+    data = obj.get("data") or {}
+    return {str(k): str(v) for k, v in data.items()}

@@ -10,10 +10,11 @@ Two sources feed it:
 
 - ``watch_file``: a local YAML file, polled for changes of mtime/size/inode (local runs, tests,
   or a ConfigMap mounted as a volume);
-- ``watch_configmap``: a ConfigMap through the Kubernetes API (``configmap_watch``): list, then
-  watch from the listed ``resourceVersion``, resuming from the last seen version when a watch ends,
-  and listing again when the server answers 410 Gone. Edits reach the adapter within a second or
-  two, without the kubelet's volume-sync delay.
+- ``watch_configmap``: a ConfigMap through the Kubernetes API (``configmap_watch``, over the
+  project's one list-then-watch loop in ``tgi_autoscaler.kube.watch``): list, then watch from the
+  listed ``resourceVersion``, resuming from the last seen version when a watch ends, and listing
+  again when the server answers 410 Gone. Edits reach the adapter within a second or two, without
+  the kubelet's volume-sync delay.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import structlog
 
-from tgi_autoscaler.adapter.configmap_watch import ConfigMapSource, follow_configmap
+from tgi_autoscaler.adapter.configmap_watch import ConfigMapRef, follow_configmap
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.config.metrics import (
     METRICS_CONFIGMAP_KEY,
@@ -36,8 +37,12 @@ from tgi_autoscaler.config.metrics import (
     MetricsConfigError,
     parse_metrics_yaml,
 )
+from tgi_autoscaler.kube.client import ListWatchClient
+from tgi_autoscaler.kube.retry import Backoff
+from tgi_autoscaler.kube.watch import WatchPolicy
 
 __all__ = [
+    "DEFINITIONS_WATCH",
     "DefinitionSnapshot",
     "DefinitionStore",
     "watch_configmap",
@@ -45,6 +50,11 @@ __all__ = [
 ]
 
 log = structlog.get_logger(__name__)
+
+# The last good definitions keep serving meanwhile, so there is no hurry: start at a second.
+DEFINITIONS_WATCH = WatchPolicy(
+    backoff=Backoff(initial_s=1.0, max_s=30.0, jitter=0.0), retry_failed_handlers=True
+)
 
 
 @dataclass(frozen=True)
@@ -216,14 +226,15 @@ async def watch_file(
 
 async def watch_configmap(
     store: DefinitionStore,
-    source: ConfigMapSource,
+    client: ListWatchClient,
+    ref: ConfigMapRef,
     *,
-    where: str,
     key: str = METRICS_CONFIGMAP_KEY,
-    stop: asyncio.Event | None = None,
+    policy: WatchPolicy = DEFINITIONS_WATCH,
     sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
 ) -> None:
-    """Keep ``store`` in step with the ConfigMap's ``key`` until ``stop`` is set (or forever)."""
+    """Keep ``store`` in step with the ConfigMap's ``key``, forever (until cancelled)."""
+    where = "configmap {}/{}".format(*ref)
     applied_text: str | None = None
 
     async def apply(data: Mapping[str, str] | None, _trigger: str) -> None:
@@ -241,4 +252,4 @@ async def watch_configmap(
             applied_text = text
             store.apply_text(text, source=f"{where} ({key})")
 
-    await follow_configmap(source, apply, where=where, stop=stop, sleep=sleep)
+    await follow_configmap(client, ref, apply, policy=policy, sleep=sleep)

@@ -21,11 +21,15 @@ from dataclasses import dataclass, field
 import structlog
 from cryptography import x509
 
-from tgi_autoscaler.adapter.configmap_watch import ConfigMapSource, follow_configmap
+from tgi_autoscaler.adapter.configmap_watch import follow_configmap
+from tgi_autoscaler.kube.client import ListWatchClient
+from tgi_autoscaler.kube.retry import Backoff
+from tgi_autoscaler.kube.watch import WatchPolicy
 
 __all__ = [
     "AUTH_CONFIGMAP_NAME",
     "AUTH_CONFIGMAP_NAMESPACE",
+    "REQUEST_HEADER_WATCH",
     "RequestHeaderConfig",
     "RequestHeaderConfigError",
     "RequestHeaderWatcher",
@@ -44,6 +48,12 @@ KEY_USERNAME_HEADERS = "requestheader-username-headers"
 KEY_UID_HEADERS = "requestheader-uid-headers"
 KEY_GROUP_HEADERS = "requestheader-group-headers"
 KEY_EXTRA_PREFIXES = "requestheader-extra-headers-prefix"
+
+# Retry soon (the adapter is not ready without these settings), with jitter so that replicas
+# restarted together do not retry in lockstep; a listener that fails is retried until it succeeds.
+REQUEST_HEADER_WATCH = WatchPolicy(
+    backoff=Backoff(initial_s=0.5, max_s=30.0, jitter=0.2), retry_failed_handlers=True
+)
 
 
 class RequestHeaderConfigError(ValueError):
@@ -116,19 +126,18 @@ class RequestHeaderWatcher:
 
     def __init__(
         self,
-        source: ConfigMapSource,
+        client: ListWatchClient,
+        ref: tuple[str, str] = (AUTH_CONFIGMAP_NAMESPACE, AUTH_CONFIGMAP_NAME),
         *,
-        where: str = f"{AUTH_CONFIGMAP_NAMESPACE}/{AUTH_CONFIGMAP_NAME}",
-        backoff_initial_s: float = 0.5,
-        backoff_max_s: float = 30.0,
+        policy: WatchPolicy = REQUEST_HEADER_WATCH,
     ) -> None:
-        self._source = source
-        self._where = where
+        self._client = client
+        self._ref = ref
+        self._where = "/".join(ref)
         self._current: RequestHeaderConfig | None = None
         self._listeners: list[Listener] = []
         self._synced = asyncio.Event()
-        self._backoff_initial = backoff_initial_s
-        self._backoff_max = backoff_max_s
+        self._policy = policy
 
     @property
     def current(self) -> RequestHeaderConfig | None:
@@ -175,11 +184,4 @@ class RequestHeaderWatcher:
 
     async def run(self) -> None:
         """List, then watch, forever; relist when the watch expires, back off on errors."""
-        await follow_configmap(
-            self._source,
-            self._apply,
-            where=self._where,
-            backoff_initial_s=self._backoff_initial,
-            backoff_max_s=self._backoff_max,
-            jitter=0.2,
-        )
+        await follow_configmap(self._client, self._ref, self._apply, policy=self._policy)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
@@ -20,14 +19,11 @@ from typing import Any
 
 import structlog
 from aiohttp import web
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 from prometheus_client import CollectorRegistry
 
 from tgi_autoscaler.adapter.app import build_app
 from tgi_autoscaler.adapter.authn import Authenticator, KubeTokenReviewer
 from tgi_autoscaler.adapter.authz import Authorizer, KubeAccessReviewer
-from tgi_autoscaler.adapter.configmap_watch import KubeConfigMapSource
 from tgi_autoscaler.adapter.definitions import DefinitionStore, watch_configmap, watch_file
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.adapter.prometheus import PrometheusClient
@@ -35,6 +31,8 @@ from tgi_autoscaler.adapter.requestheader import RequestHeaderConfig, RequestHea
 from tgi_autoscaler.adapter.security import Middleware, security_middleware
 from tgi_autoscaler.adapter.tls import ServingTLS
 from tgi_autoscaler.config.metrics import AdapterSettings, MetricsConfig
+from tgi_autoscaler.kube.client import ApiKubeClient, KubeClient
+from tgi_autoscaler.kube.connect import load_api_client
 
 __all__ = ["AdapterOptions", "run_adapter", "serve"]
 
@@ -62,18 +60,6 @@ class AdapterOptions:
     insecure_skip_auth: bool = False
     metrics_configmap: tuple[str, str] | None = None
     metrics_file: Path | None = None
-
-
-async def kube_api_client(kubeconfig: Path | None) -> k8s_client.ApiClient:
-    """An API client from ``kubeconfig``, else the pod's ServiceAccount, else ``$KUBECONFIG``."""
-    configuration = k8s_client.Configuration()
-    if kubeconfig is not None:
-        await k8s_config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        k8s_config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
-    else:
-        await k8s_config.load_kube_config(client_configuration=configuration)
-    return k8s_client.ApiClient(configuration=configuration)
 
 
 def _serving_tls(options: AdapterOptions) -> ServingTLS:
@@ -172,7 +158,7 @@ def _install_signal_handlers(stop: asyncio.Event) -> None:
 
 
 def security_layer(
-    options: AdapterOptions, api: k8s_client.ApiClient | None, tls: ServingTLS, readiness: Readiness
+    options: AdapterOptions, api: KubeClient | None, tls: ServingTLS, readiness: Readiness
 ) -> tuple[list[Middleware], dict[str, Coroutine[Any, Any, None]]]:
     """The authn/authz middleware and the watch that keeps the front-proxy CA current."""
     if options.insecure_skip_auth or api is None:
@@ -182,8 +168,7 @@ def security_layer(
             note="--insecure-skip-auth: every client that can connect reads every metric; development only",
         )
         return [], {}
-    namespace, name = options.authentication_configmap
-    watcher = RequestHeaderWatcher(KubeConfigMapSource(api, namespace, name), where=f"{namespace}/{name}")
+    watcher = RequestHeaderWatcher(api, options.authentication_configmap)
 
     async def trust_front_proxy_ca(config: RequestHeaderConfig) -> None:
         await tls.set_client_ca(config.client_ca_pem)
@@ -203,17 +188,14 @@ def security_layer(
 
 
 def metric_definitions(
-    options: AdapterOptions, api: k8s_client.ApiClient | None, metrics: AdapterMetrics
+    options: AdapterOptions, api: KubeClient | None, metrics: AdapterMetrics
 ) -> tuple[DefinitionStore, dict[str, Coroutine[Any, Any, None]]]:
     """The definition store and the task that keeps it in step with its source."""
     if options.metrics_configmap is not None:
         if api is None:
             raise ValueError("--metrics-configmap needs access to the Kubernetes API")
-        namespace, name = options.metrics_configmap
         store = DefinitionStore(metrics=metrics)
-        source = KubeConfigMapSource(api, namespace, name)
-        watch = watch_configmap(store, source, where=f"configmap {namespace}/{name}")
-        return store, {"definitions-watch": watch}
+        return store, {"definitions-watch": watch_configmap(store, api, options.metrics_configmap)}
     if options.metrics_file is not None:
         store = DefinitionStore(metrics=metrics)
         return store, {"definitions-watch": watch_file(store, options.metrics_file)}
@@ -228,10 +210,11 @@ async def run_adapter(options: AdapterOptions) -> int:
     readiness = Readiness()
     metrics = AdapterMetrics(CollectorRegistry())
     async with contextlib.AsyncExitStack() as stack:
-        api: k8s_client.ApiClient | None = None
+        api: KubeClient | None = None
         if not options.insecure_skip_auth or options.metrics_configmap is not None:
-            api = await kube_api_client(options.kubeconfig)
-            stack.push_async_callback(api.close)
+            api_client = await load_api_client(options.kubeconfig)
+            stack.push_async_callback(api_client.close)
+            api = ApiKubeClient(api_client)
         prometheus = PrometheusClient(options.settings.prometheus, metrics=metrics)
         await stack.enter_async_context(prometheus)
         middlewares, background = security_layer(options, api, tls, readiness)

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from tgi_autoscaler.config.constants import LABEL_OWNER_NAME, LABEL_OWNER_NAMESPACE
-from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject
-from tgi_autoscaler.controller.resources import HPA, resource_for
-from tgi_autoscaler.controller.watch import ObjectKey
+from tgi_autoscaler.controller.resources import resource_for
+from tgi_autoscaler.kube.client import KubeClient, KubeObject
+from tgi_autoscaler.kube.errors import ApiError
+from tgi_autoscaler.kube.resources import HPA
+from tgi_autoscaler.kube.watch import ObjectKey
 
 __all__ = [
     "REJECTED_STATUSES",

@@ -11,22 +11,20 @@ import asyncio
 import os
 import signal
 import socket
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import structlog
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
 from prometheus_client import CollectorRegistry
 
-from tgi_autoscaler.controller.kube import ApiKubeClient
 from tgi_autoscaler.controller.leader import LeaderElectionConfig
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
 from tgi_autoscaler.controller.probes import ProbeServer
+from tgi_autoscaler.kube.client import ApiKubeClient
+from tgi_autoscaler.kube.connect import load_api_client
 
-__all__ = ["load_api_client", "register", "run"]
+__all__ = ["register", "run"]
 
 log = structlog.get_logger(__name__)
 
@@ -86,19 +84,6 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--discovery-period", type=float, default=30.0, help="seconds between CRD checks")
     parser.add_argument("--shutdown-grace", type=float, default=20.0, help="seconds to finish reconciles")
     parser.set_defaults(func=run)
-
-
-async def load_api_client(kubeconfig: str | None) -> Any:
-    """A kubernetes_asyncio ApiClient: explicit kubeconfig, else in-cluster, else $KUBECONFIG/~/.kube."""
-    configuration = k8s_client.Configuration()
-    if kubeconfig:
-        await k8s_config.load_kube_config(config_file=kubeconfig, client_configuration=configuration)
-    elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-        load_incluster: Callable[..., None] = k8s_config.load_incluster_config
-        load_incluster(client_configuration=configuration)
-    else:
-        await k8s_config.load_kube_config(client_configuration=configuration)
-    return k8s_client.ApiClient(configuration=configuration)
 
 
 def settings_from_args(args: argparse.Namespace) -> ControllerSettings:

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import structlog
 
-from tgi_autoscaler.controller.kube import KubeClient
-from tgi_autoscaler.controller.resources import MONITORING_GROUP_VERSION, PODMONITOR, PROMETHEUSRULE
+from tgi_autoscaler.kube.client import KubeClient
+from tgi_autoscaler.kube.resources import MONITORING_GROUP_VERSION, PODMONITOR, PROMETHEUSRULE
 
 __all__ = ["PrometheusOperatorDiscovery"]
 

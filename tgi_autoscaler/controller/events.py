@@ -18,8 +18,9 @@ from typing import Any, Literal
 
 import structlog
 
-from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
-from tgi_autoscaler.controller.resources import EVENT
+from tgi_autoscaler.kube.client import KubeClient, KubeObject
+from tgi_autoscaler.kube.errors import ApiError, TransportError
+from tgi_autoscaler.kube.resources import EVENT
 
 __all__ = ["EventRecorder", "EventType", "RecordedEvent"]
 

@@ -34,8 +34,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
-from tgi_autoscaler.controller.resources import LEASE
+from tgi_autoscaler.kube.client import KubeClient, KubeObject
+from tgi_autoscaler.kube.errors import ApiError, TransportError
+from tgi_autoscaler.kube.resources import LEASE
 
 __all__ = [
     "Action",

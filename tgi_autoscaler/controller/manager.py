@@ -32,7 +32,6 @@ from tgi_autoscaler.config.constants import (
 from tgi_autoscaler.controller.apply import ObjectRef, owner_of, ref_of
 from tgi_autoscaler.controller.discovery import PrometheusOperatorDiscovery
 from tgi_autoscaler.controller.events import EventRecorder
-from tgi_autoscaler.controller.kube import KubeClient, KubeObject
 from tgi_autoscaler.controller.leader import LeaderElectionConfig, LeaderElector
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
 from tgi_autoscaler.controller.reconciler import (
@@ -41,10 +40,12 @@ from tgi_autoscaler.controller.reconciler import (
     Renderer,
     SourceBuilder,
 )
-from tgi_autoscaler.controller.resources import CONFIGMAP, MANAGED_KINDS, OPERATOR_KINDS, ResourceType
-from tgi_autoscaler.controller.retry import Backoff, RetryPolicy
-from tgi_autoscaler.controller.watch import ChangeType, ObjectKey, Reflector, Store, object_key
+from tgi_autoscaler.controller.resources import MANAGED_KINDS, OPERATOR_KINDS
 from tgi_autoscaler.controller.workqueue import WorkQueue
+from tgi_autoscaler.kube.client import KubeClient, KubeObject
+from tgi_autoscaler.kube.resources import CONFIGMAP, ResourceType
+from tgi_autoscaler.kube.retry import Backoff, RetryPolicy
+from tgi_autoscaler.kube.watch import ChangeType, ObjectKey, Reflector, Store, WatchPolicy, object_key
 
 __all__ = ["Controller", "ControllerSettings"]
 
@@ -194,7 +195,7 @@ class Controller:
             store=store,
             namespace=namespace,
             label_selector=selector,
-            watch_timeout_s=self.settings.watch_timeout_s,
+            policy=WatchPolicy(timeout_s=self.settings.watch_timeout_s),
             rand=self._rand,
             on_relist=self._metrics.watch_relists.labels(resource=str(rt)).inc,
         )

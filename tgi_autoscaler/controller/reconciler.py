@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, cast
+from typing import Any, Literal, Protocol
 
 import structlog
 
@@ -40,10 +40,19 @@ from tgi_autoscaler.controller.apply import (
     ref_of,
 )
 from tgi_autoscaler.controller.events import EventRecorder
-from tgi_autoscaler.controller.kube import ApiError, KubeClient, KubeObject, TransportError
-from tgi_autoscaler.controller.resources import CONFIGMAP, HPA, resource_for
-from tgi_autoscaler.controller.status import StatusDocument, parse_status, spec_hash, status_changed
-from tgi_autoscaler.controller.watch import ObjectKey
+from tgi_autoscaler.controller.resources import resource_for
+from tgi_autoscaler.controller.status import (
+    AppliedSpec,
+    HpaSummary,
+    ServiceStatus,
+    parse_status,
+    spec_hash,
+    status_changed,
+)
+from tgi_autoscaler.kube.client import KubeClient, KubeObject
+from tgi_autoscaler.kube.errors import ApiError, TransportError
+from tgi_autoscaler.kube.resources import CONFIGMAP, HPA
+from tgi_autoscaler.kube.watch import ObjectKey
 from tgi_autoscaler.render.source import RenderOptions, ServiceSource
 
 __all__ = [
@@ -150,10 +159,10 @@ def _now() -> str:
     return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _hpa_summary(hpa: KubeObject | None) -> dict[str, Any]:
+def _hpa_summary(hpa: KubeObject | None) -> HpaSummary | None:
     """The status fields read from the HPA: its replica counts and its queue metric target."""
     if hpa is None:
-        return {}
+        return None
     spec = hpa.get("spec") or {}
     status = hpa.get("status") or {}
     metric: str | None = None
@@ -166,29 +175,14 @@ def _hpa_summary(hpa: KubeObject | None) -> dict[str, Any]:
             raw = target_spec.get("averageValue") or target_spec.get("value")
             target = str(raw) if raw is not None else None
             break
-    return {
-        "currentReplicas": status.get("currentReplicas"),
-        "desiredReplicas": status.get("desiredReplicas"),
-        "minReplicas": spec.get("minReplicas", 1),
-        "maxReplicas": spec.get("maxReplicas"),
-        "queueMetric": metric,
-        "queueTarget": target,
-    }
-
-
-# Status fields describing what runs; an Invalid status keeps them from the last good one.
-_RUNNING_FIELDS = (
-    "appliedHash",
-    "appliedAt",
-    "objects",
-    "prometheusOperator",
-    "currentReplicas",
-    "desiredReplicas",
-    "minReplicas",
-    "maxReplicas",
-    "queueMetric",
-    "queueTarget",
-)
+    return HpaSummary(
+        current_replicas=status.get("currentReplicas"),
+        desired_replicas=status.get("desiredReplicas"),
+        min_replicas=spec.get("minReplicas", 1),
+        max_replicas=spec.get("maxReplicas"),
+        queue_metric=metric,
+        queue_target=target,
+    )
 
 
 class Reconciler:
@@ -278,7 +272,8 @@ class Reconciler:
 
         desired = prepare(rendered, key)
         applied_hash = spec_hash(str(text), repr(options))
-        new_spec = old_status is None or old_status.get("appliedHash") != applied_hash
+        last_applied = old_status.applied if old_status is not None else None
+        new_spec = last_applied is None or last_applied.hash != applied_hash
         verified = None if new_spec else self._verified_from_cache(key, desired)
         if verified is not None:
             # Every object is exactly as we last applied it: skip the writes, refresh the status.
@@ -301,20 +296,19 @@ class Reconciler:
         # that the status annotation is not rewritten by every resync.
         message = f"{len(applied)} objects applied and in sync"
         result: Result = "applied" if new_spec else ("repaired" if changed else "unchanged")
-        applied_at = _now() if new_spec or old_status is None else old_status.get("appliedAt", _now())
-        status = cast(
-            StatusDocument,
-            {
-                "phase": "Ready",
-                "message": message,
-                "observedHash": observed,
-                "observedResourceVersion": str(meta.get("resourceVersion", "")),
-                "appliedHash": applied_hash,
-                "appliedAt": applied_at,
-                "objects": names,
-                "prometheusOperator": options.prometheus_operator,
-                **_hpa_summary(hpa),
-            },
+        applied_at = _now() if new_spec or last_applied is None else last_applied.at
+        status = ServiceStatus(
+            phase="Ready",
+            message=message,
+            observed_hash=observed,
+            observed_resource_version=str(meta.get("resourceVersion", "")),
+            applied=AppliedSpec(
+                hash=applied_hash,
+                at=applied_at,
+                objects=tuple(names),
+                prometheus_operator=options.prometheus_operator,
+            ),
+            hpa=_hpa_summary(hpa),
         )
         await self._write_status(configmap, old_status, status)
         await self._report(configmap, result, applied, changed, options, new_spec)
@@ -377,24 +371,21 @@ class Reconciler:
     async def _invalid(
         self,
         configmap: KubeObject,
-        old_status: StatusDocument | None,
+        old_status: ServiceStatus | None,
         observed: str,
         reason: str,
         detail: str,
     ) -> Outcome:
-        keeps = "the last applied spec keeps running" if old_status and old_status.get("appliedHash") else ""
+        keeps = "the last applied spec keeps running" if old_status and old_status.applied else ""
         message = f"{detail}; {keeps}" if keeps else detail
         # What is running is still what the last good spec produced: keep reporting it.
-        running = {k: v for k, v in (old_status or {}).items() if k in _RUNNING_FIELDS}
-        status = cast(
-            StatusDocument,
-            {
-                **running,
-                "phase": "Invalid",
-                "message": message,
-                "observedHash": observed,
-                "observedResourceVersion": str((configmap.get("metadata") or {}).get("resourceVersion", "")),
-            },
+        status = ServiceStatus(
+            phase="Invalid",
+            message=message,
+            observed_hash=observed,
+            observed_resource_version=str((configmap.get("metadata") or {}).get("resourceVersion", "")),
+            applied=old_status.applied if old_status else None,
+            hpa=old_status.hpa if old_status else None,
         )
         await self._recorder.record(configmap, "Warning", reason, message)
         await self._write_status(configmap, old_status, status)
@@ -415,16 +406,13 @@ class Reconciler:
         old_status = parse_status((meta.get("annotations") or {}).get(ANNOTATION_STATUS))
         text = (configmap.get("data") or {}).get(SERVICE_CONFIGMAP_KEY)
         message = f"reconcile failed, retried at the next change or resync: {error}"
-        running = {k: v for k, v in (old_status or {}).items() if k in _RUNNING_FIELDS}
-        status = cast(
-            StatusDocument,
-            {
-                **running,
-                "phase": "Error",
-                "message": message,
-                "observedHash": spec_hash(text) if isinstance(text, str) else "",
-                "observedResourceVersion": str(meta.get("resourceVersion", "")),
-            },
+        status = ServiceStatus(
+            phase="Error",
+            message=message,
+            observed_hash=spec_hash(text) if isinstance(text, str) else "",
+            observed_resource_version=str(meta.get("resourceVersion", "")),
+            applied=old_status.applied if old_status else None,
+            hpa=old_status.hpa if old_status else None,
         )
         await self._recorder.record(configmap, "Warning", "ReconcileFailed", message)
         try:
@@ -433,12 +421,13 @@ class Reconciler:
             log.warning("status.write_failed", service=str(key), error=str(exc))
 
     async def _write_status(
-        self, configmap: KubeObject, old: StatusDocument | None, new: StatusDocument
+        self, configmap: KubeObject, old: ServiceStatus | None, new: ServiceStatus
     ) -> None:
-        if not status_changed(old, new):
+        document = new.document()
+        if not status_changed(old.document() if old is not None else None, document):
             return
         meta = configmap.get("metadata") or {}
-        patch = {"metadata": {"annotations": {ANNOTATION_STATUS: json.dumps(new, sort_keys=True)}}}
+        patch = {"metadata": {"annotations": {ANNOTATION_STATUS: json.dumps(document, sort_keys=True)}}}
         try:
             updated = await self._client.merge_patch(
                 CONFIGMAP,

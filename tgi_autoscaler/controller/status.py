@@ -13,11 +13,14 @@ import hashlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, NotRequired, TypedDict, cast
+from typing import Any, Literal, NotRequired, TypedDict, get_args
 
 __all__ = [
+    "AppliedSpec",
+    "HpaSummary",
     "Phase",
     "ServiceRow",
+    "ServiceStatus",
     "StatusDocument",
     "format_table",
     "parse_status",
@@ -48,6 +51,61 @@ class StatusDocument(TypedDict):
     queueTarget: NotRequired[str | None]
 
 
+@dataclass(frozen=True)
+class HpaSummary:
+    """What the service's HPA reports: its replica counts and its queue metric target."""
+
+    current_replicas: int | None = None
+    desired_replicas: int | None = None
+    min_replicas: int | None = None
+    max_replicas: int | None = None
+    queue_metric: str | None = None
+    queue_target: str | None = None
+
+
+@dataclass(frozen=True)
+class AppliedSpec:
+    """What the last good spec produced; an ``Invalid`` or ``Error`` status keeps reporting it."""
+
+    hash: str  # hash of spec + options
+    at: str  # RFC 3339 time of the last apply that changed the spec
+    objects: tuple[str, ...]  # Kind/namespace/name of everything applied
+    prometheus_operator: bool
+
+
+@dataclass(frozen=True)
+class ServiceStatus:
+    """The status of one service; :meth:`document` is its annotation's JSON shape."""
+
+    phase: Phase
+    message: str
+    observed_hash: str  # hash of the data.service.yaml this status describes
+    observed_resource_version: str  # the ConfigMap resourceVersion that data was read at
+    applied: AppliedSpec | None = None  # None until a spec has been applied
+    hpa: HpaSummary | None = None  # None until the HPA has been applied
+
+    def document(self) -> StatusDocument:
+        doc: StatusDocument = {
+            "phase": self.phase,
+            "message": self.message,
+            "observedHash": self.observed_hash,
+            "observedResourceVersion": self.observed_resource_version,
+        }
+        if self.applied is not None:
+            doc["appliedHash"] = self.applied.hash
+            doc["appliedAt"] = self.applied.at
+            doc["objects"] = list(self.applied.objects)
+            doc["prometheusOperator"] = self.applied.prometheus_operator
+        if self.hpa is not None:
+            doc["currentReplicas"] = self.hpa.current_replicas
+            doc["desiredReplicas"] = self.hpa.desired_replicas
+            doc["minReplicas"] = self.hpa.min_replicas
+            doc["maxReplicas"] = self.hpa.max_replicas
+            doc["queueMetric"] = self.hpa.queue_metric
+            doc["queueTarget"] = self.hpa.queue_target
+        return doc
+
+
 # Fields that change without the service changing; a status differing only in these is not rewritten.
 _VOLATILE = ("observedResourceVersion", "appliedAt")
 
@@ -70,17 +128,74 @@ def _stable(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k not in _VOLATILE}
 
 
-def parse_status(raw: str | None) -> StatusDocument | None:
-    """Decode the annotation; ``None`` when absent or not a JSON object (e.g. hand-edited)."""
+def parse_status(raw: str | None) -> ServiceStatus | None:
+    """Decode the annotation; ``None`` when absent or not a status object (e.g. hand-edited).
+
+    Fields of the wrong type are read as missing rather than trusted.
+    """
     if not raw:
         return None
     try:
         decoded = json.loads(raw)
     except ValueError:
         return None
-    if not isinstance(decoded, dict) or "phase" not in decoded:
+    if not isinstance(decoded, dict) or decoded.get("phase") not in _PHASES:
         return None
-    return cast(StatusDocument, decoded)
+    return ServiceStatus(
+        phase=decoded["phase"],
+        message=_text(decoded, "message") or "",
+        observed_hash=_text(decoded, "observedHash") or "",
+        observed_resource_version=_text(decoded, "observedResourceVersion") or "",
+        applied=_applied(decoded),
+        hpa=_hpa(decoded),
+    )
+
+
+_PHASES: tuple[str, ...] = get_args(Phase)
+_HPA_FIELDS = (
+    "currentReplicas",
+    "desiredReplicas",
+    "minReplicas",
+    "maxReplicas",
+    "queueMetric",
+    "queueTarget",
+)
+
+
+def _applied(doc: Mapping[str, Any]) -> AppliedSpec | None:
+    applied_hash = _text(doc, "appliedHash")
+    if not applied_hash:
+        return None
+    objects = doc.get("objects")
+    return AppliedSpec(
+        hash=applied_hash,
+        at=_text(doc, "appliedAt") or "",
+        objects=tuple(str(o) for o in objects) if isinstance(objects, list) else (),
+        prometheus_operator=doc.get("prometheusOperator") is True,
+    )
+
+
+def _hpa(doc: Mapping[str, Any]) -> HpaSummary | None:
+    if not any(k in doc for k in _HPA_FIELDS):
+        return None
+    return HpaSummary(
+        current_replicas=_count(doc, "currentReplicas"),
+        desired_replicas=_count(doc, "desiredReplicas"),
+        min_replicas=_count(doc, "minReplicas"),
+        max_replicas=_count(doc, "maxReplicas"),
+        queue_metric=_text(doc, "queueMetric"),
+        queue_target=_text(doc, "queueTarget"),
+    )
+
+
+def _text(doc: Mapping[str, Any], key: str) -> str | None:
+    value = doc.get(key)
+    return value if isinstance(value, str) else None
+
+
+def _count(doc: Mapping[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 @dataclass(frozen=True)
@@ -117,18 +232,19 @@ def row_from_configmap(configmap: Mapping[str, Any], *, annotation: str, data_ke
             message="not processed by a controller yet",
             stale=False,
         )
+    hpa = status.hpa
     return ServiceRow(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
-        phase=status["phase"],
-        current=status.get("currentReplicas"),
-        desired=status.get("desiredReplicas"),
-        minimum=status.get("minReplicas"),
-        maximum=status.get("maxReplicas"),
-        queue_metric=status.get("queueMetric"),
-        queue_target=status.get("queueTarget"),
-        message=status.get("message", ""),
-        stale=status.get("observedHash") != current_hash,
+        phase=status.phase,
+        current=hpa.current_replicas if hpa else None,
+        desired=hpa.desired_replicas if hpa else None,
+        minimum=hpa.min_replicas if hpa else None,
+        maximum=hpa.max_replicas if hpa else None,
+        queue_metric=hpa.queue_metric if hpa else None,
+        queue_target=hpa.queue_target if hpa else None,
+        message=status.message,
+        stale=status.observed_hash != current_hash,
     )
 
 

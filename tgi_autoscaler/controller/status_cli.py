@@ -13,11 +13,12 @@ from dataclasses import asdict
 from typing import Any
 
 from tgi_autoscaler.config.constants import ANNOTATION_STATUS, SERVICE_CONFIGMAP_KEY
-from tgi_autoscaler.controller.cli import load_api_client
-from tgi_autoscaler.controller.kube import ApiError, ApiKubeClient, KubeClient, TransportError
 from tgi_autoscaler.controller.manager import SERVICE_SELECTOR
-from tgi_autoscaler.controller.resources import CONFIGMAP
 from tgi_autoscaler.controller.status import ServiceRow, format_table, row_from_configmap
+from tgi_autoscaler.kube.client import ApiKubeClient, KubeClient
+from tgi_autoscaler.kube.connect import load_api_client
+from tgi_autoscaler.kube.errors import ApiError, TransportError
+from tgi_autoscaler.kube.resources import CONFIGMAP
 
 __all__ = ["collect_rows", "register", "run"]
 

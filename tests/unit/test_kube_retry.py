@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from tgi_autoscaler.controller.kube import ApiError, TransportError, api_error_from_status
-from tgi_autoscaler.controller.retry import Backoff, RetryPolicy
+from tgi_autoscaler.kube.errors import ApiError, TransportError, api_error_from_status, describe
+from tgi_autoscaler.kube.retry import Backoff, RetryPolicy
 
 pytestmark = pytest.mark.unit
 
@@ -102,3 +102,14 @@ def test_status_body_causes_and_retry_after_are_decoded() -> None:
     assert throttled.retry_after_s == 3.0
     header = api_error_from_status(429, {}, "5")
     assert header.retry_after_s == 5.0
+
+
+def test_descriptions_keep_the_api_servers_status_and_reason() -> None:
+    forbidden = api_error_from_status(
+        403,
+        {"reason": "Forbidden", "message": 'User "x" cannot create resource "subjectaccessreviews"'},
+        None,
+    )
+    assert describe(forbidden) == '403 Forbidden: User "x" cannot create resource "subjectaccessreviews"'
+    assert describe(TransportError("connection refused")) == "TransportError: connection refused"
+    assert describe(TimeoutError()) == "TimeoutError"

@@ -1,35 +1,35 @@
-"""A small typed Kubernetes client: the handful of verbs the controller needs, on plain dicts.
+"""A small typed Kubernetes client: the handful of verbs both servers need, on plain dicts.
 
 kubernetes_asyncio's generated APIs deserialize into model classes and cannot send server-side
 apply patches for custom resources; its ``Watch`` helper hides bookmarks and retries 410 Gone on
-its own. The controller needs exact control over both, so this module sends raw requests through
-``ApiClient.call_api`` (which keeps kubeconfig auth, TLS and token refresh) and works on JSON dicts.
+its own. The watch loop in :mod:`.watch` needs exact control over both, so this module sends raw
+requests through ``ApiClient.call_api`` (which keeps kubeconfig auth, TLS and token refresh) and
+works on JSON dicts. Every non-2xx answer becomes an :class:`~.errors.ApiError` with the server's
+status, reason and message; a request without an answer becomes a :class:`~.errors.TransportError`.
 
 Everything above this module depends on the ``KubeClient`` protocol only, so unit tests drive the
-controller with an in-memory fake and e2e tests with the real API server.
+controller and the adapter with in-memory fakes and e2e tests with the real API server.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypedDict
 
 import aiohttp
 
-from tgi_autoscaler.controller.resources import ResourceType, resource_for
+from tgi_autoscaler.kube.errors import ApiError, TransportError, api_error_from_status
+from tgi_autoscaler.kube.resources import WELL_KNOWN_KINDS, ResourceType, kind_of
 
 __all__ = [
-    "ApiError",
     "ApiKubeClient",
-    "FieldCause",
     "KubeClient",
     "KubeObject",
+    "ListWatchClient",
     "ObjectList",
-    "TransportError",
     "WatchEvent",
-    "api_error_from_status",
 ]
 
 KubeObject = dict[str, Any]
@@ -47,68 +47,16 @@ class ObjectList:
     resource_version: str
 
 
-@dataclass(frozen=True)
-class FieldCause:
-    """One entry of a Status' ``details.causes``: which field the API server rejected and why."""
-
-    field: str
-    reason: str
-    message: str
-
-
-@dataclass(frozen=True)
-class ApiError(Exception):
-    """A non-2xx answer from the API server, with the parts a retry policy and a user need."""
-
-    status: int
-    reason: str
-    message: str
-    retry_after_s: float | None = None
-    causes: tuple[FieldCause, ...] = field(default_factory=tuple)
-
-    def __str__(self) -> str:
-        return f"{self.status} {self.reason}: {self.message}"
-
-
-class TransportError(Exception):
-    """The request never got an HTTP answer (connection refused/reset, timeout, TLS failure)."""
-
-
-def api_error_from_status(status: int, body: Mapping[str, Any], retry_after: str | None) -> ApiError:
-    """Build an ``ApiError`` from an HTTP status, a decoded ``Status`` body and a Retry-After header."""
-    details = body.get("details") if isinstance(body.get("details"), Mapping) else {}
-    assert isinstance(details, Mapping)
-    causes = tuple(
-        FieldCause(
-            field=str(c.get("field", "")), reason=str(c.get("reason", "")), message=str(c.get("message", ""))
-        )
-        for c in details.get("causes", ()) or ()
-        if isinstance(c, Mapping)
-    )
-    retry_after_s: float | None = None
-    if retry_after is not None:
-        try:
-            retry_after_s = max(0.0, float(retry_after))
-        except ValueError:
-            retry_after_s = None  # an HTTP-date; the API server never sends one
-    if retry_after_s is None and isinstance(details.get("retryAfterSeconds"), int | float):
-        retry_after_s = float(details["retryAfterSeconds"])
-    return ApiError(
-        status=status,
-        reason=str(body.get("reason") or "Unknown"),
-        message=str(body.get("message") or f"HTTP {status}"),
-        retry_after_s=retry_after_s,
-        causes=causes,
-    )
-
-
-class KubeClient(Protocol):
-    """The API verbs the controller uses. Objects are plain JSON dicts."""
-
-    async def get(self, rt: ResourceType, namespace: str | None, name: str) -> KubeObject | None: ...
+class ListWatchClient(Protocol):
+    """The two verbs the watch loop needs, so its unit tests can script just these."""
 
     async def list(
-        self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
+        self,
+        rt: ResourceType,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList: ...
 
     def watch(
@@ -118,8 +66,15 @@ class KubeClient(Protocol):
         resource_version: str,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_s: int = 300,
     ) -> AsyncGenerator[WatchEvent, None]: ...
+
+
+class KubeClient(ListWatchClient, Protocol):
+    """The API verbs the servers use. Objects are plain JSON dicts."""
+
+    async def get(self, rt: ResourceType, namespace: str | None, name: str) -> KubeObject | None: ...
 
     async def apply(
         self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True, dry_run: bool = False
@@ -152,11 +107,22 @@ _REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
 
 
 class ApiKubeClient:
-    """``KubeClient`` over a kubernetes_asyncio ``ApiClient`` (created and closed by the caller)."""
+    """``KubeClient`` over a kubernetes_asyncio ``ApiClient`` (created and closed by the caller).
 
-    def __init__(self, api_client: Any, *, request_timeout: aiohttp.ClientTimeout = _REQUEST_TIMEOUT) -> None:
+    ``kinds`` are the resource types :meth:`apply` can find the REST path of from an object's
+    ``apiVersion`` and ``kind``.
+    """
+
+    def __init__(
+        self,
+        api_client: Any,
+        *,
+        request_timeout: aiohttp.ClientTimeout = _REQUEST_TIMEOUT,
+        kinds: Sequence[ResourceType] = WELL_KNOWN_KINDS,
+    ) -> None:
         self._api = api_client
         self._timeout = request_timeout
+        self._kinds = tuple(kinds)
 
     async def _request(
         self,
@@ -217,11 +183,14 @@ class ApiKubeClient:
             raise
 
     async def list(
-        self, rt: ResourceType, *, namespace: str | None = None, label_selector: str | None = None
+        self,
+        rt: ResourceType,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
     ) -> ObjectList:
-        query: list[tuple[str, str]] = []
-        if label_selector:
-            query.append(("labelSelector", label_selector))
+        query = _selectors(label_selector, field_selector)
         body = await self._json(await self._request("GET", rt.collection_path(namespace), query=query))
         items = body.get("items") or []
         # List responses omit apiVersion/kind on items; restore them so items look like watch objects.
@@ -239,6 +208,7 @@ class ApiKubeClient:
         resource_version: str,
         namespace: str | None = None,
         label_selector: str | None = None,
+        field_selector: str | None = None,
         timeout_s: int = 300,
     ) -> AsyncGenerator[WatchEvent, None]:
         """Stream watch events from ``resource_version`` until the server closes the watch.
@@ -251,9 +221,8 @@ class ApiKubeClient:
             ("allowWatchBookmarks", "true"),
             ("resourceVersion", resource_version),
             ("timeoutSeconds", str(timeout_s)),
+            *_selectors(label_selector, field_selector),
         ]
-        if label_selector:
-            query.append(("labelSelector", label_selector))
         response = await self._request(
             "GET",
             rt.collection_path(namespace),
@@ -286,7 +255,7 @@ class ApiKubeClient:
     async def apply(
         self, obj: Mapping[str, Any], *, field_manager: str, force: bool = True, dry_run: bool = False
     ) -> KubeObject:
-        rt = resource_for(obj)
+        rt = kind_of(obj, self._kinds)
         meta = obj.get("metadata") or {}
         query = [("fieldManager", field_manager), ("force", "true" if force else "false")]
         if dry_run:
@@ -349,3 +318,12 @@ class ApiKubeClient:
                 return False
             raise
         return True
+
+
+def _selectors(label_selector: str | None, field_selector: str | None) -> list[tuple[str, str]]:
+    query: list[tuple[str, str]] = []
+    if label_selector:
+        query.append(("labelSelector", label_selector))
+    if field_selector:
+        query.append(("fieldSelector", field_selector))
+    return query

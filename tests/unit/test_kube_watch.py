@@ -4,57 +4,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncGenerator
 from typing import Any
 
 import pytest
 
-from tgi_autoscaler.controller.kube import ApiError, KubeObject, ObjectList, TransportError, WatchEvent
-from tgi_autoscaler.controller.resources import CONFIGMAP, ResourceType
-from tgi_autoscaler.controller.retry import Backoff
-from tgi_autoscaler.controller.watch import ObjectKey, Reflector, Store
+from tests.unit.kube_fakes import ScriptedClient, configmap
+from tgi_autoscaler.kube.client import KubeObject, ObjectList, WatchEvent
+from tgi_autoscaler.kube.errors import ApiError, TransportError
+from tgi_autoscaler.kube.resources import CONFIGMAP
+from tgi_autoscaler.kube.retry import Backoff
+from tgi_autoscaler.kube.watch import ObjectKey, Reflector, Store, WatchPolicy
 
 pytestmark = pytest.mark.unit
 
 
 def cm(name: str, rv: str, namespace: str = "ns", data: str = "") -> KubeObject:
-    return {
-        "apiVersion": "v1",
-        "kind": "ConfigMap",
-        "metadata": {"name": name, "namespace": namespace, "resourceVersion": rv},
-        "data": {"k": data},
-    }
-
-
-Script = list[WatchEvent] | BaseException
-
-
-class ScriptedClient:
-    """Serves scripted list results and watch streams; records where each watch resumed."""
-
-    def __init__(self, lists: list[ObjectList], watches: list[Script]) -> None:
-        self.lists = lists
-        self.watches = watches
-        self.watch_versions: list[str] = []
-        self.list_calls = 0
-        self.idle = asyncio.Event()
-
-    async def list(self, rt: ResourceType, **_: Any) -> ObjectList:
-        self.list_calls += 1
-        return self.lists.pop(0)
-
-    async def watch(
-        self, rt: ResourceType, *, resource_version: str, **_: Any
-    ) -> AsyncGenerator[WatchEvent, None]:
-        self.watch_versions.append(resource_version)
-        if not self.watches:
-            self.idle.set()
-            await asyncio.Event().wait()  # a quiet, open watch
-        script = self.watches.pop(0)
-        if isinstance(script, BaseException):
-            raise script
-        for event in script:
-            yield event
+    return configmap(name, rv, namespace=namespace, data={"k": data})
 
 
 async def _run(reflector: Reflector, client: ScriptedClient) -> None:
@@ -69,10 +34,10 @@ async def _run(reflector: Reflector, client: ScriptedClient) -> None:
 
 def _reflector(client: ScriptedClient, seen: list[tuple[str, str]], **kwargs: Any) -> Reflector:
     return Reflector(
-        client,  # type: ignore[arg-type]  # list and watch are all a reflector uses
+        client,
         CONFIGMAP,
         handler=lambda change, obj, old: seen.append((change, obj["metadata"]["name"])),
-        backoff=Backoff(initial_s=0.001, max_s=0.002),
+        policy=WatchPolicy(backoff=Backoff(initial_s=0.001, max_s=0.002)),
         **kwargs,
     )
 
@@ -148,7 +113,7 @@ async def test_a_failing_handler_does_not_stop_the_cache() -> None:
     def explode(*_: Any) -> None:
         raise RuntimeError("handler bug")
 
-    reflector = Reflector(client, CONFIGMAP, handler=explode)  # type: ignore[arg-type]
+    reflector = Reflector(client, CONFIGMAP, handler=explode)
     await _run(reflector, client)
     assert len(reflector.store) == 2
 
@@ -185,3 +150,42 @@ async def test_an_unexpected_watch_failure_restarts_from_a_fresh_list() -> None:
     assert client.list_calls == 2
     assert client.watch_versions == ["10", "20"]
     assert seen == [("ADDED", "a")], "an unchanged object is not reported again after the re-list"
+
+
+async def test_a_failed_async_handler_is_retried_with_the_change_delivered_again() -> None:
+    # The change is taken back out of the cache, so the relist after the pause reports it again.
+    client = ScriptedClient(
+        lists=[ObjectList([cm("a", "1")], "10"), ObjectList([cm("a", "11", data="new")], "20")],
+        watches=[[WatchEvent(type="MODIFIED", object=cm("a", "11", data="new"))]],
+    )
+    failures = [RuntimeError("cannot apply yet")]
+    applied: list[tuple[str, str]] = []
+
+    async def apply(change: str, obj: KubeObject, _old: KubeObject | None) -> None:
+        if obj["data"]["k"] == "new" and failures:
+            raise failures.pop()
+        applied.append((change, obj["data"]["k"]))
+
+    reflector = Reflector(
+        client,
+        CONFIGMAP,
+        handler=apply,
+        field_selector="metadata.name=a",
+        policy=WatchPolicy(backoff=Backoff(initial_s=0.001, max_s=0.002), retry_failed_handlers=True),
+    )
+    await _run(reflector, client)
+    assert applied == [("ADDED", ""), ("MODIFIED", "new")]
+    assert client.list_calls == 2
+    assert client.watch_versions == ["10", "20"]
+    assert client.field_selectors == ["metadata.name=a", "metadata.name=a"]
+
+
+async def test_after_each_list_the_listed_hook_sees_the_store() -> None:
+    client = ScriptedClient(lists=[ObjectList([], "3")], watches=[])
+    sizes: list[int] = []
+    reflector = Reflector(
+        client, CONFIGMAP, handler=lambda *_: None, on_listed=lambda s: sizes.append(len(s))
+    )
+    await _run(reflector, client)
+    assert sizes == [0]
+    assert reflector.synced.is_set()

@@ -1,10 +1,12 @@
 """Which failures are worth retrying, and how long to wait: the retry policy as data.
 
-A reconcile that fails because the API server is busy (429), restarting (5xx, connection refused)
-or raced by another writer (409) will very likely succeed later, so it is retried with exponential
-backoff and jitter (so 200 services failing together do not retry in lockstep). A 4xx validation
-error will fail the same way every time: retrying only hammers the API server, so it is reported
-(a Warning event) and left until the input changes or the periodic resync comes round.
+:class:`Backoff` is the one exponential backoff with jitter, used by the watch loop and the
+controller's work queue alike. :class:`RetryPolicy` classifies failures: a request that fails
+because the API server is busy (429), restarting (5xx, connection refused) or raced by another
+writer (409) will very likely succeed later, so it is retried with exponential backoff and jitter
+(so 200 services failing together do not retry in lockstep). A 4xx validation error will fail the
+same way every time: retrying only hammers the API server, so the controller reports it (a Warning
+event) and leaves it until the input changes or the periodic resync comes round.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from tgi_autoscaler.controller.kube import ApiError, TransportError
+from tgi_autoscaler.kube.errors import ApiError, TransportError
 
 __all__ = ["Backoff", "RetryDecision", "RetryPolicy"]
 
