@@ -11,7 +11,6 @@ from tgi_autoscaler.config.service import (
     EngineKind,
     Quantization,
     TGIServiceSpec,
-    parse_quantity,
     parse_service_yaml,
 )
 
@@ -356,20 +355,6 @@ def test_spec_is_immutable() -> None:
     spec = _parse("model: {id: m}")
     with pytest.raises(ValueError, match="frozen"):
         spec.model.id = "other"  # type: ignore[misc]
-
-
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [("4", "4"), ("500m", "0.5"), ("16Gi", str(16 * 2**30)), ("1.5G", "1500000000"), ("100k", "100000")],
-)
-def test_quantities_parse_like_kubernetes(text: str, value: str) -> None:
-    assert parse_quantity(text) == parse_quantity(value)
-
-
-@pytest.mark.parametrize("text", ["", "Gi", "4 Gi", "1.2.3", "16gi", "-"])
-def test_malformed_quantities_are_rejected(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a Kubernetes quantity"):
-        parse_quantity(text)
 
 
 def test_config_error_requires_an_issue() -> None:

@@ -32,8 +32,8 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.k8s.names import label_key_errors
 from tgi_autoscaler.promql.errors import TemplateError
-from tgi_autoscaler.promql.k8slabels import label_key_errors
 from tgi_autoscaler.promql.matchers import is_valid_label_name
 from tgi_autoscaler.promql.query import QueryBuilder
 from tgi_autoscaler.promql.template import PLACEHOLDER, compile_template

@@ -17,6 +17,9 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
+from tgi_autoscaler.k8s.names import is_dns1123_label
+from tgi_autoscaler.promql.matchers import is_label_name
+
 __all__ = [
     "AlertsSpec",
     "ConditionAlert",
@@ -81,17 +84,15 @@ PromDuration = Annotated[str, AfterValidator(_check_duration)]
 
 _Window = Annotated[str, AfterValidator(_check_nonzero_duration)]
 
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
 
 def _check_namespace(text: str) -> str:
-    if not _DNS_LABEL_RE.match(text):
+    if not is_dns1123_label(text):
         raise ValueError(f"{text!r} is not a valid Kubernetes namespace name (RFC 1123 label)")
     return text
 
 
 def _check_label_name(text: str) -> str:
-    if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", text):
+    if not is_label_name(text):
         raise ValueError(f"{text!r} is not a valid Prometheus label name")
     return text
 

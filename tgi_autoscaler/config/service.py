@@ -10,9 +10,7 @@ reference (``docs/configuration.md``) is generated from those descriptions.
 from __future__ import annotations
 
 import difflib
-import re
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
@@ -30,6 +28,8 @@ from pydantic_core import PydanticCustomError
 
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse_duration_seconds
+from tgi_autoscaler.k8s.names import MAX_DNS_SUBDOMAIN_LENGTH, is_dns1123_subdomain, is_env_var_name
+from tgi_autoscaler.k8s.quantity import parse_quantity
 
 __all__ = [
     "ENGINE_DEFAULTS",
@@ -71,7 +71,6 @@ __all__ = [
     "TGIServiceSpec",
     "Toleration",
     "TypeLabel",
-    "parse_quantity",
     "parse_service_yaml",
 ]
 
@@ -88,40 +87,6 @@ class TypeLabel:
     name: str
 
 
-_QUANTITY_RE: Final = re.compile(r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<suffix>[KMGTPE]i|[mkMGTPE]|)$")
-_SUFFIX_FACTORS: Final[dict[str, Decimal]] = {
-    "": Decimal(1),
-    "m": Decimal("0.001"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-
-
-def parse_quantity(text: str) -> Decimal:
-    """The value of a Kubernetes resource quantity (``16Gi``, ``500m``, ``4``); ValueError if malformed."""
-    match = _QUANTITY_RE.match(text.strip())
-    if match is None:
-        raise ValueError(
-            f"{text!r} is not a Kubernetes quantity (examples: 4, 500m, 16Gi, 100G; suffixes m k M G T P E "
-            "and Ki Mi Gi Ti Pi Ei)"
-        )
-    try:
-        number = Decimal(match.group("num"))
-    except InvalidOperation as exc:  # pragma: no cover - the regex only admits decimals
-        raise ValueError(f"{text!r} is not a Kubernetes quantity") from exc
-    return number * _SUFFIX_FACTORS[match.group("suffix")]
-
-
 def _check_quantity(value: str) -> str:
     if parse_quantity(value) <= 0:
         raise ValueError(f"{value!r} must be greater than zero")
@@ -134,12 +99,8 @@ def _check_duration(value: str) -> str:
     return value
 
 
-_DNS_LABEL_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
 def _check_dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN_RE.match(value):
+    if not is_dns1123_subdomain(value):
         raise ValueError(
             f"{value!r} is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.', "
             "starting and ending with a letter or digit, at most 253 characters)"
@@ -147,20 +108,16 @@ def _check_dns_subdomain(value: str) -> str:
     return value
 
 
-_ENV_NAME_RE: Final = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-
-
 def _check_env_name(value: str) -> str:
-    if not _ENV_NAME_RE.match(value):
+    if not is_env_var_name(value):
         raise ValueError(f"{value!r} is not a valid environment variable name")
     return value
 
 
-_HOST_RE: Final = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
-
-
 def _check_host(value: str) -> str:
-    if len(value) > 253 or not _HOST_RE.match(value):
+    # An Ingress host: a DNS name of at least two labels, optionally behind one wildcard label.
+    name = value.removeprefix("*.")
+    if len(value) > MAX_DNS_SUBDOMAIN_LENGTH or "." not in name or not is_dns1123_subdomain(name):
         raise ValueError(f"{value!r} is not a fully qualified lower-case DNS name (example: llm.example.com)")
     return value
 

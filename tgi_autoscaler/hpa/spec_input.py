@@ -14,7 +14,7 @@ from typing import Any
 
 import yaml
 
-from tgi_autoscaler.config.service import AutoscalingSpec, ScaleDownSpec, ScaleUpSpec, parse_quantity
+from tgi_autoscaler.config.service import AutoscalingSpec, ScaleDownSpec, ScaleUpSpec
 from tgi_autoscaler.hpa.types import (
     Behavior,
     HpaSpec,
@@ -24,6 +24,7 @@ from tgi_autoscaler.hpa.types import (
     ScalingRules,
     SelectPolicy,
 )
+from tgi_autoscaler.k8s.quantity import parse_quantity
 
 __all__ = [
     "BehaviorInputError",
