@@ -32,6 +32,7 @@ from pydantic import (
 from pydantic.alias_generators import to_camel
 
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.engines import ENGINES
 from tgi_autoscaler.k8s.names import label_key_errors
 from tgi_autoscaler.promql.errors import TemplateError
 from tgi_autoscaler.promql.matchers import is_valid_label_name
@@ -176,31 +177,13 @@ class MetricDefinition(_Model):
         return self._builder
 
 
-def _default(name: str, metric: str, description: str) -> MetricDefinition:
-    return MetricDefinition(name=name, query=f"sum({metric}{{{PLACEHOLDER}}})", description=description)
-
-
-DEFAULT_METRIC_DEFINITIONS: Final[tuple[MetricDefinition, ...]] = (
-    _default(
-        "tgi_queue_size",
-        "tgi_queue_size",
-        "Requests waiting in Text Generation Inference queues, summed over the selected pods.",
-    ),
-    _default(
-        "tgi_batch_current_size",
-        "tgi_batch_current_size",
-        "Requests in the current TGI batches, summed over the selected pods.",
-    ),
-    _default(
-        "vllm_num_requests_waiting",
-        "vllm:num_requests_waiting",
-        "Requests waiting in vLLM schedulers, summed over the selected pods.",
-    ),
-    _default(
-        "sglang_num_queue_reqs",
-        "sglang:num_queue_reqs",
-        "Requests waiting in SGLang queues, summed over the selected pods.",
-    ),
+# One built-in definition per series an engine scales on, straight from the engine table.
+DEFAULT_METRIC_DEFINITIONS: Final[tuple[MetricDefinition, ...]] = tuple(
+    MetricDefinition(
+        name=served.name, query=f"sum({served.series}{{{PLACEHOLDER}}})", description=served.description
+    )
+    for engine in ENGINES.values()
+    for served in engine.served_metrics
 )
 
 
@@ -210,9 +193,9 @@ class MetricsConfig(_Model):
     include_defaults: Annotated[
         bool,
         Field(
-            description="Also serve the built-in definitions (tgi_queue_size, tgi_batch_current_size, "
-            "vllm_num_requests_waiting, sglang_num_queue_reqs); a definition listed here with the "
-            "same name replaces the built-in one."
+            description="Also serve the built-in definitions "
+            f"({', '.join(definition.name for definition in DEFAULT_METRIC_DEFINITIONS)}); a definition "
+            "listed here with the same name replaces the built-in one."
         ),
     ] = True
     metrics: Annotated[list[MetricDefinition], Field(description="Metric definitions.")] = []

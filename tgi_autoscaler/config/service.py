@@ -28,12 +28,11 @@ from pydantic_core import PydanticCustomError
 
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse_duration_seconds
+from tgi_autoscaler.engines import ENGINES, Engine, EngineKind, Quantization
 from tgi_autoscaler.k8s.names import MAX_DNS_SUBDOMAIN_LENGTH, is_dns1123_subdomain, is_env_var_name
 from tgi_autoscaler.k8s.quantity import parse_quantity
 
 __all__ = [
-    "ENGINE_DEFAULTS",
-    "RESERVED_ENV",
     "AccessMode",
     "AffinityOrNone",
     "AuthProxySpec",
@@ -43,7 +42,6 @@ __all__ = [
     "CpuMetricSpec",
     "CreateClaimSpec",
     "Dtype",
-    "EngineDefaults",
     "EngineKind",
     "EngineSpec",
     "EnvVar",
@@ -172,111 +170,11 @@ class SecretKeyRef(SpecModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class EngineKind(StrEnum):
-    """Which inference server runs the model."""
-
-    TGI = "tgi"
-    VLLM = "vllm"
-    SGLANG = "sglang"
-
-
-class Quantization(StrEnum):
-    """Quantization methods, spelled as TGI's launcher ``--quantize`` accepts them (plus ``none``)."""
-
-    NONE = "none"
-    AWQ = "awq"
-    EETQ = "eetq"
-    EXL2 = "exl2"
-    GPTQ = "gptq"
-    MARLIN = "marlin"
-    BITSANDBYTES = "bitsandbytes"
-    BITSANDBYTES_NF4 = "bitsandbytes-nf4"
-    BITSANDBYTES_FP4 = "bitsandbytes-fp4"
-    FP8 = "fp8"
-
-
 class Dtype(StrEnum):
     """Weights dtype forced on the model (``--dtype``); cannot be combined with quantization."""
 
     FLOAT16 = "float16"
     BFLOAT16 = "bfloat16"
-
-
-@dataclass(frozen=True)
-class EngineDefaults:
-    """What differs between inference servers: image, port, endpoints and the metrics to scale on."""
-
-    image: str
-    port: int
-    health_path: str
-    metrics_path: str
-    queue_metric: str
-    batch_metric: str | None
-    quantizations: frozenset[Quantization]
-
-
-_COMMON_QUANT: Final = frozenset(
-    {Quantization.NONE, Quantization.AWQ, Quantization.GPTQ, Quantization.FP8, Quantization.BITSANDBYTES}
-)
-
-# Images are pinned to a tag so a node pulling later gets the same server the spec was tested with.
-ENGINE_DEFAULTS: Final[dict[EngineKind, EngineDefaults]] = {
-    EngineKind.TGI: EngineDefaults(
-        image="ghcr.io/huggingface/text-generation-inference:3.3.5",
-        port=8080,
-        health_path="/health",
-        metrics_path="/metrics",
-        queue_metric="tgi_queue_size",
-        batch_metric="tgi_batch_current_size",
-        quantizations=frozenset(Quantization),
-    ),
-    EngineKind.VLLM: EngineDefaults(
-        image="vllm/vllm-openai:v0.11.0",
-        port=8000,
-        health_path="/health",
-        metrics_path="/metrics",
-        queue_metric="vllm_num_requests_waiting",
-        batch_metric=None,
-        quantizations=_COMMON_QUANT,
-    ),
-    EngineKind.SGLANG: EngineDefaults(
-        image="lmsysorg/sglang:v0.5.9",
-        port=30000,
-        health_path="/health",
-        metrics_path="/metrics",
-        queue_metric="sglang_num_queue_reqs",
-        batch_metric=None,
-        quantizations=_COMMON_QUANT,
-    ),
-}
-
-# Environment variables the renderer sets itself; user-supplied env may not shadow them because a
-# silently overridden MODEL_ID or NUM_SHARD would make the pod disagree with the spec.
-RESERVED_ENV: Final[dict[EngineKind, frozenset[str]]] = {
-    EngineKind.TGI: frozenset(
-        {
-            "MODEL_ID",
-            "REVISION",
-            "PORT",
-            "HOSTNAME",
-            "HF_TOKEN",
-            "HUGGINGFACE_HUB_CACHE",
-            "NUM_SHARD",
-            "QUANTIZE",
-            "DTYPE",
-            "TRUST_REMOTE_CODE",
-            "MAX_CONCURRENT_REQUESTS",
-            "MAX_INPUT_TOKENS",
-            "MAX_INPUT_LENGTH",
-            "MAX_TOTAL_TOKENS",
-            "MAX_BATCH_PREFILL_TOKENS",
-            "MAX_BATCH_TOTAL_TOKENS",
-            "JSON_OUTPUT",
-        }
-    ),
-    EngineKind.VLLM: frozenset({"HF_TOKEN", "HF_HUB_CACHE"}),
-    EngineKind.SGLANG: frozenset({"HF_TOKEN", "HF_HUB_CACHE"}),
-}
 
 
 class ModelSpec(SpecModel):
@@ -331,8 +229,8 @@ class EngineSpec(SpecModel):
     image: str | None = Field(
         default=None,
         description="Container image. Default: a pinned release of the engine (TGI "
-        f"`{ENGINE_DEFAULTS[EngineKind.TGI].image}`, vLLM `{ENGINE_DEFAULTS[EngineKind.VLLM].image}`, "
-        f"SGLang `{ENGINE_DEFAULTS[EngineKind.SGLANG].image}`).",
+        f"`{ENGINES[EngineKind.TGI].image}`, vLLM `{ENGINES[EngineKind.VLLM].image}`, "
+        f"SGLang `{ENGINES[EngineKind.SGLANG].image}`).",
     )
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
         default="IfNotPresent",
@@ -407,8 +305,9 @@ class EngineSpec(SpecModel):
     )
 
     @property
-    def defaults(self) -> EngineDefaults:
-        return ENGINE_DEFAULTS[self.kind]
+    def defaults(self) -> Engine:
+        """The engine's entry in the engine table: default image and port, metric names, command line."""
+        return ENGINES[self.kind]
 
     @property
     def effective_image(self) -> str:
@@ -445,7 +344,7 @@ class EngineSpec(SpecModel):
                 _issue("quantize", f"{self.quantize.value} is not supported by {self.kind.value} ({allowed})")
             )
         issues.extend(self._engine_specific_fields())
-        reserved = RESERVED_ENV[self.kind]
+        reserved = self.defaults.reserved_env
         for index, env in enumerate(self.env):
             if env.name in reserved:
                 issues.append(
@@ -488,19 +387,9 @@ class EngineSpec(SpecModel):
         return issues
 
     def _engine_specific_fields(self) -> list[tuple[str, str]]:
-        unsupported: dict[EngineKind, tuple[str, ...]] = {
-            EngineKind.TGI: (),
-            EngineKind.VLLM: (
-                "max_concurrent_requests",
-                "max_input_tokens",
-                "max_input_length",
-                "max_batch_total_tokens",
-            ),
-            EngineKind.SGLANG: ("max_concurrent_requests", "max_input_tokens", "max_input_length"),
-        }
         return [
             _issue(to_camel(name), f"not supported by engine {self.kind.value}; it applies to tgi only")
-            for name in unsupported[self.kind]
+            for name in self.defaults.unsupported_fields
             if getattr(self, name) is not None
         ]
 
