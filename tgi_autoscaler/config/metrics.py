@@ -14,24 +14,19 @@ definitions instead. Secrets (token, password) are ``SecretStr`` so they never p
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
-from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.config.base import ConfigModel, issue, load_yaml, raise_issues, validate
+from tgi_autoscaler.config.errors import ConfigError
 from tgi_autoscaler.engines import ENGINES
 from tgi_autoscaler.k8s.names import label_key_errors
 from tgi_autoscaler.promql.errors import TemplateError
@@ -65,17 +60,7 @@ _RESERVED_HEADERS: Final = frozenset(
 )
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        validate_default=True,
-    )
-
-
-class MetricDefinition(_Model):
+class MetricDefinition(ConfigModel):
     """One external metric: its name in the API and the PromQL that computes it."""
 
     name: Annotated[
@@ -187,7 +172,7 @@ DEFAULT_METRIC_DEFINITIONS: Final[tuple[MetricDefinition, ...]] = tuple(
 )
 
 
-class MetricsConfig(_Model):
+class MetricsConfig(ConfigModel):
     """The metrics document: which external metrics are served."""
 
     include_defaults: Annotated[
@@ -203,13 +188,17 @@ class MetricsConfig(_Model):
     @model_validator(mode="after")
     def _unique_names(self) -> MetricsConfig:
         seen: dict[str, int] = {}
+        issues: list[tuple[str, str]] = []
         for index, definition in enumerate(self.metrics):
             if definition.name in seen:
-                raise ValueError(
-                    f"metrics[{index}].name: {definition.name!r} is already defined by "
-                    f"metrics[{seen[definition.name]}]"
+                issues.append(
+                    issue(
+                        f"metrics[{index}].name",
+                        f"{definition.name!r} is already defined by metrics[{seen[definition.name]}]",
+                    )
                 )
-            seen[definition.name] = index
+            seen.setdefault(definition.name, index)
+        raise_issues(issues)
         return self
 
     def definitions(self) -> dict[str, MetricDefinition]:
@@ -221,7 +210,7 @@ class MetricsConfig(_Model):
         return served
 
 
-class BasicAuth(_Model):
+class BasicAuth(ConfigModel):
     """HTTP basic authentication towards Prometheus; exactly one of password, passwordFile."""
 
     username: str
@@ -235,7 +224,7 @@ class BasicAuth(_Model):
         return self
 
 
-class PrometheusConnection(_Model):
+class PrometheusConnection(ConfigModel):
     """How to reach the Prometheus-compatible query API (Prometheus, Thanos Query, Mimir, ...)."""
 
     url: Annotated[
@@ -314,7 +303,7 @@ class PrometheusConnection(_Model):
         return self
 
 
-class CacheSettings(_Model):
+class CacheSettings(ConfigModel):
     """Short result cache shared by identical reads (the HPA and kubectl often ask together)."""
 
     ttl_seconds: Annotated[
@@ -328,80 +317,32 @@ class CacheSettings(_Model):
     ] = 0.5
 
 
-class AdapterSettings(_Model):
+class AdapterSettings(ConfigModel):
     """Settings read once when the adapter starts."""
 
     prometheus: PrometheusConnection
     cache: CacheSettings = CacheSettings()
 
 
-def _path(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "<root>"
-
-
-def _issues(exc: ValidationError) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
-    for error in exc.errors():
-        loc = [part for part in error["loc"] if not isinstance(part, str) or "[" not in part]
-        message = str(error["msg"]).removeprefix("Value error, ")
-        # A document-level validator names its own path inside the message ("metrics[2].name: ...").
-        prefix = re.match(r"([A-Za-z0-9_.\[\]]+): ", message)
-        if not loc and prefix is not None:
-            issues.append(ConfigIssue(prefix.group(1), message[prefix.end() :]))
-        else:
-            issues.append(ConfigIssue(_path(loc), message))
-    return issues
-
-
 class MetricsConfigError(ConfigError):
     """Invalid adapter configuration; ``issues`` lists every problem with its key path."""
 
-    def __init__(self, source: str, issues: Sequence[ConfigIssue], *, what: str) -> None:
-        super().__init__(source, issues)
-        lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        count = len(self.issues)
-        noun = "problem" if count == 1 else "problems"
-        self.args = (f"{source}: invalid {what} ({count} {noun}):\n{lines}",)
 
-
-def _load_yaml(text: str, *, source: str, what: str) -> Mapping[str, Any]:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise MetricsConfigError(source, [ConfigIssue("<root>", f"{where}{problem}")], what=what) from None
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise MetricsConfigError(
-            source,
-            [ConfigIssue("<root>", f"expected a mapping, got {type(document).__name__}")],
-            what=what,
-        )
-    return document
+_METRICS: Final = "metrics configuration"
+_SETTINGS: Final = "adapter settings"
 
 
 def parse_metrics_yaml(text: str, *, source: str) -> MetricsConfig:
     """Parse and compile a metrics document; raises ``MetricsConfigError`` listing every problem."""
-    document = _load_yaml(text, source=source, what="metrics configuration")
-    try:
-        return MetricsConfig.model_validate(document, by_alias=True, by_name=False)
-    except ValidationError as exc:
-        raise MetricsConfigError(source, _issues(exc), what="metrics configuration") from None
+    document = load_yaml(text, source=source, what=_METRICS, empty={}, error=MetricsConfigError)
+    return validate(
+        MetricsConfig, document, source=source, what=_METRICS, by_name=False, error=MetricsConfigError
+    )
 
 
 def parse_adapter_settings_yaml(text: str, *, source: str) -> AdapterSettings:
     """Parse the adapter settings document; raises ``MetricsConfigError`` listing every problem."""
-    document = _load_yaml(text, source=source, what="adapter settings")
-    try:
-        return AdapterSettings.model_validate(document, by_alias=True, by_name=False)
-    except ValidationError as exc:
-        raise MetricsConfigError(source, _issues(exc), what="adapter settings") from None
+    document = load_yaml(text, source=source, what=_SETTINGS, empty={}, error=MetricsConfigError)
+    return validate(
+        AdapterSettings, document, source=source, what=_SETTINGS, by_name=False, error=MetricsConfigError
+    )

@@ -9,24 +9,21 @@ reference (``docs/configuration.md``) is generated from those descriptions.
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 
-from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.config.base import ConfigModel as SpecModel
+from tgi_autoscaler.config.base import issue as _issue
+from tgi_autoscaler.config.base import load_yaml, validate
+from tgi_autoscaler.config.base import raise_issues as _raise_issues
 from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse_duration_seconds
 from tgi_autoscaler.engines import ENGINES, Engine, EngineKind, Quantization
 from tgi_autoscaler.k8s.names import MAX_DNS_SUBDOMAIN_LENGTH, is_dns1123_subdomain, is_env_var_name
@@ -128,34 +125,6 @@ HostName = Annotated[str, AfterValidator(_check_host), TypeLabel("DNS name")]
 PositiveInt = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 AffinityOrNone = dict[str, Any] | None
-
-
-class SpecModel(BaseModel):
-    """Base of every section: camelCase keys, unknown keys rejected, immutable once parsed."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_enum_values=False,
-        validate_default=True,
-    )
-
-
-def _issue(path: str, message: str) -> tuple[str, str]:
-    return (path, message)
-
-
-def _raise_issues(issues: list[tuple[str, str]]) -> None:
-    """Report several cross-field problems from one model validator, each with its own key path.
-
-    Pydantic turns one raised error into one entry; the issues ride in the error context so
-    ``parse_service_yaml`` can expand them into separate, path-qualified ``ConfigIssue`` entries.
-    """
-    if issues:
-        summary = "; ".join(f"{path}: {message}" if path else message for path, message in issues)
-        raise PydanticCustomError("tgi_cross_field", "{summary}", {"summary": summary, "issues": issues})
 
 
 class SecretKeyRef(SpecModel):
@@ -1079,108 +1048,7 @@ class TGIServiceSpec(SpecModel):
 # Parsing
 # --------------------------------------------------------------------------------------------------
 
-
-def _alias_path(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item.startswith(("function-after[", "function-before[", "function-wrap[")):
-            continue  # pydantic's name for the validator, not a key
-        else:
-            parts.append(f".{item}" if parts else item)
-    return "".join(parts) or "<root>"
-
-
-def _join(prefix: str, suffix: str) -> str:
-    if not suffix:
-        return prefix
-    if prefix == "<root>":
-        return suffix
-    return f"{prefix}{suffix}" if suffix.startswith("[") else f"{prefix}.{suffix}"
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class owning the key at ``loc`` (for 'did you mean' hints on unknown keys)."""
-    model: type[BaseModel] | None = TGIServiceSpec
-    for item in loc[:-1]:
-        if model is None:
-            return None
-        if isinstance(item, int):
-            continue
-        field = next(
-            (f for name, f in model.model_fields.items() if item in (name, f.alias)),
-            None,
-        )
-        if field is None:
-            return None
-        model = _first_model(field.annotation)
-    return model
-
-
-def _first_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _first_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _plain_number(value: Any) -> Any:
-    """``0.0`` -> ``0`` in messages: limits are written as integers in the model."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _message(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        loc = tuple(error["loc"])
-        model = _model_at(loc)
-        if model is None:
-            return "unknown key"
-        allowed = sorted((f.alias or n) for n, f in model.model_fields.items())
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
-    ctx = {key: _plain_number(value) for key, value in error.get("ctx", {}).items()}
-    simple = {
-        "missing": "required",
-        "greater_than": f"must be > {ctx.get('gt')}",
-        "greater_than_equal": f"must be >= {ctx.get('ge')}",
-        "less_than": f"must be < {ctx.get('lt')}",
-        "less_than_equal": f"must be <= {ctx.get('le')}",
-        "too_short": f"must have at least {ctx.get('min_length')} item(s)",
-        "string_too_short": f"must have at least {ctx.get('min_length')} character(s)",
-        "string_pattern_mismatch": f"{error.get('input')!r} must match {ctx.get('pattern')}",
-        "int_parsing": f"{error.get('input')!r} is not an integer",
-        "int_type": f"{error.get('input')!r} is not an integer",
-        "bool_parsing": f"{error.get('input')!r} is not true or false",
-        "dict_type": "must be a mapping",
-        "list_type": "must be a list",
-        "model_type": "must be a mapping",
-    }
-    if kind in simple:
-        return simple[kind]
-    if kind == "enum":
-        return f"{error['input']!r} is not one of {error['ctx']['expected']}"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
-
-
-def _issues_from(exc: ValidationError) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
-    for error in exc.errors(include_url=False):
-        path = _alias_path(tuple(error["loc"]))
-        if error["type"] == "tgi_cross_field":
-            for sub_path, message in error["ctx"]["issues"]:
-                issues.append(ConfigIssue(_join(path, sub_path), message))
-        else:
-            issues.append(ConfigIssue(path, _message(error)))
-    return issues
+_WHAT: Final = "service spec"
 
 
 def parse_service_yaml(text: str, *, source: str) -> TGIServiceSpec:
@@ -1188,17 +1056,5 @@ def parse_service_yaml(text: str, *, source: str) -> TGIServiceSpec:
 
     Raises ``ConfigError`` naming every failing key path and rule found.
     """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [ConfigIssue("<root>", f"not valid YAML: {where}{problem}")]) from exc
-    if not isinstance(data, dict):
-        found = "an empty document" if data is None else type(data).__name__
-        raise ConfigError(source, [ConfigIssue("<root>", f"must be a mapping of keys, found {found}")])
-    try:
-        return TGIServiceSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, _issues_from(exc)) from exc
+    data = load_yaml(text, source=source, what=_WHAT)
+    return validate(TGIServiceSpec, data, source=source, what=_WHAT)

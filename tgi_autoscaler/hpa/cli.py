@@ -12,10 +12,9 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-import yaml
-
+from tgi_autoscaler.config.base import parse_yaml
 from tgi_autoscaler.config.constants import SERVICE_CONFIGMAP_KEY
 from tgi_autoscaler.config.errors import ConfigError
 from tgi_autoscaler.config.service import AutoscalingSpec, parse_service_yaml
@@ -97,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def _service_autoscaling(path: str) -> AutoscalingSpec:
     text = Path(path).read_text(encoding="utf-8")
-    data: Any = yaml.safe_load(text)
+    data = parse_yaml(text, source=path, what="service spec")
     if isinstance(data, dict) and data.get("kind") == "ConfigMap":
         text = str((data.get("data") or {}).get(SERVICE_CONFIGMAP_KEY, ""))
     return parse_service_yaml(text, source=path).autoscaling

@@ -12,8 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
+from tgi_autoscaler.config.base import load_yaml_documents
 from tgi_autoscaler.config.constants import SERVICE_CONFIGMAP_KEY
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.service import parse_service_yaml
@@ -32,10 +31,7 @@ def _is_service_configmap(doc: Any) -> bool:
 
 
 def _sources(text: str, origin: str, name: str | None, namespace: str | None) -> list[ServiceSource]:
-    try:
-        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        raise ConfigError(origin, [ConfigIssue("<root>", f"not valid YAML: {exc}")]) from exc
+    docs = load_yaml_documents(text, source=origin, what="service spec")
     if any(isinstance(doc, dict) and "kind" in doc for doc in docs):
         configmaps = [doc for doc in docs if _is_service_configmap(doc)]
         if not configmaps:
