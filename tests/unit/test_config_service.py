@@ -361,3 +361,39 @@ def test_config_error_requires_an_issue() -> None:
     with pytest.raises(ValueError, match="at least one issue"):
         ConfigError("x", [])
     assert str(ConfigIssue("a.b", "broken")) == "a.b: broken"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "model: {id: m}\nengine: {numShard: 2}\nalerts: {latencyP95: {threshold: 0}}",
+            [
+                "alerts.latencyP95.threshold: must be > 0",
+                "engine.numShard: must equal resources.gpu (2 != 1): each shard needs its own GPU",
+            ],
+        ),
+        (
+            "engine: {numShard: 2}",
+            [
+                "model: required",
+                "engine.numShard: must equal resources.gpu (2 != 1): each shard needs its own GPU",
+            ],
+        ),
+        (
+            "model: {id: m}\nengine: {numShard: 2}\nautoscaling: {minReplicas: 3, maxReplicas: 1}",
+            [
+                "autoscaling.minReplicas: must be <= maxReplicas (3 > 1)",
+                "engine.numShard: must equal resources.gpu (2 != 1): each shard needs its own GPU",
+            ],
+        ),
+    ],
+)
+def test_field_errors_and_cross_section_errors_are_reported_together(text: str, expected: list[str]) -> None:
+    assert _issues(text) == expected
+
+
+def test_a_cross_section_rule_over_an_invalid_section_is_not_guessed() -> None:
+    # resources is invalid, so whether numShard matches its GPUs is unknown: no second issue.
+    (issue,) = _issues("model: {id: m}\nengine: {numShard: 2}\nresources: {gpu: 2, cpuRequest: x}")
+    assert issue.startswith("resources.cpuRequest: 'x' is not a Kubernetes quantity")

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, TypeAdapter, ValidationError
 from pydantic.alias_generators import to_camel
 from pydantic_core import PydanticCustomError
 
@@ -39,6 +39,7 @@ __all__ = [
     "load_yaml_documents",
     "parse_yaml",
     "raise_issues",
+    "valid_fields",
     "validate",
 ]
 
@@ -252,3 +253,26 @@ def validate(
         return model.model_validate(data, by_alias=True, by_name=by_name)
     except ValidationError as exc:
         raise error(source, issues_from(exc, model), what=what) from None
+
+
+def valid_fields(model: type[BaseModel], data: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of ``model`` that ``data`` gives valid values for, each validated on its own.
+
+    A field ``data`` leaves out counts with its default; a required one it leaves out is missing.
+    With these, rules across fields can still be checked when other fields of ``data`` are invalid.
+    """
+    found: dict[str, Any] = {}
+    for name, field in model.model_fields.items():
+        key, annotation = field.alias or name, field.annotation
+        if key not in data and name not in data:
+            if not field.is_required():
+                found[name] = field.get_default(call_default_factory=True)
+            continue
+        if annotation is None:
+            continue
+        adapter: TypeAdapter[Any] = TypeAdapter(annotation)
+        try:
+            found[name] = adapter.validate_python(data[key if key in data else name])
+        except ValidationError:
+            continue
+    return found

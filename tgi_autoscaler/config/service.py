@@ -9,6 +9,7 @@ reference (``docs/configuration.md``) is generated from those descriptions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -22,8 +23,9 @@ from pydantic.alias_generators import to_camel
 
 from tgi_autoscaler.config.base import ConfigModel as SpecModel
 from tgi_autoscaler.config.base import issue as _issue
-from tgi_autoscaler.config.base import load_yaml, validate
+from tgi_autoscaler.config.base import load_yaml, valid_fields, validate
 from tgi_autoscaler.config.base import raise_issues as _raise_issues
+from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse_duration_seconds
 from tgi_autoscaler.engines import ENGINES, Engine, EngineKind, Quantization
 from tgi_autoscaler.k8s.names import MAX_DNS_SUBDOMAIN_LENGTH, is_dns1123_subdomain, is_env_var_name
@@ -1001,47 +1003,92 @@ class TGIServiceSpec(SpecModel):
 
     @model_validator(mode="after")
     def _cross_section(self) -> TGIServiceSpec:
-        issues: list[tuple[str, str]] = []
-        gpu, shards = self.resources.gpu, self.engine.num_shard
-        if gpu > 0 and shards != gpu:
-            issues.append(
-                _issue(
-                    "engine.numShard",
-                    f"must equal resources.gpu ({shards} != {gpu}): each shard needs its own GPU",
-                )
-            )
-        if gpu == 0 and shards > 1:
-            issues.append(
-                _issue("engine.numShard", f"must be 1 without GPUs (resources.gpu=0, numShard={shards})")
-            )
-        create = self.cache.create
-        single_node = create is not None and create.access_mode in ("ReadWriteOnce", "ReadWriteOncePod")
-        if create is not None and single_node and self.autoscaling.max_replicas > 1:
-            issues.append(
-                _issue(
-                    "cache.create.accessMode",
-                    f"{create.access_mode} cannot be mounted by replicas on different nodes; use "
-                    f"ReadWriteMany or autoscaling.maxReplicas=1 (is {self.autoscaling.max_replicas})",
-                )
-            )
-        if self.autoscaling.batch_size is not None and self.batch_metric is None:
-            issues.append(
-                _issue(
-                    "autoscaling.batchSize.metric",
-                    f"required for engine {self.engine.kind.value} (no default batch-size metric)",
-                )
-            )
-        if (
-            self.auth.enabled
-            and self.auth.api_keys_secret is not None
-            and self.model.hf_token_secret == self.auth.api_keys_secret
-        ):
-            issues.append(_issue("auth.apiKeysSecret", "must not be the Hugging Face token secret key"))
-        for key in self.pod_labels:
-            if key.startswith(_MANAGED_LABEL_PREFIXES):
-                issues.append(_issue(f"podLabels.{key}", "reserved label prefix (set by the controller)"))
-        _raise_issues(issues)
+        _raise_issues([found for _, check in _CROSS_SECTION_CHECKS for found in check(self)])
         return self
+
+
+# Rules across sections, each with the sections it reads: when a spec has other errors, the rules
+# whose sections are valid still run (pydantic skips a model's validators once a field fails).
+Issues = list[tuple[str, str]]
+
+
+def _shards_match_gpus(spec: TGIServiceSpec) -> Issues:
+    gpu, shards = spec.resources.gpu, spec.engine.num_shard
+    if gpu > 0 and shards != gpu:
+        return [
+            _issue(
+                "engine.numShard",
+                f"must equal resources.gpu ({shards} != {gpu}): each shard needs its own GPU",
+            )
+        ]
+    if gpu == 0 and shards > 1:
+        return [_issue("engine.numShard", f"must be 1 without GPUs (resources.gpu=0, numShard={shards})")]
+    return []
+
+
+def _cache_reaches_every_replica(spec: TGIServiceSpec) -> Issues:
+    create = spec.cache.create
+    single_node = create is not None and create.access_mode in ("ReadWriteOnce", "ReadWriteOncePod")
+    if create is not None and single_node and spec.autoscaling.max_replicas > 1:
+        return [
+            _issue(
+                "cache.create.accessMode",
+                f"{create.access_mode} cannot be mounted by replicas on different nodes; use "
+                f"ReadWriteMany or autoscaling.maxReplicas=1 (is {spec.autoscaling.max_replicas})",
+            )
+        ]
+    return []
+
+
+def _batch_metric_known(spec: TGIServiceSpec) -> Issues:
+    if spec.autoscaling.batch_size is not None and spec.batch_metric is None:
+        return [
+            _issue(
+                "autoscaling.batchSize.metric",
+                f"required for engine {spec.engine.kind.value} (no default batch-size metric)",
+            )
+        ]
+    return []
+
+
+def _api_keys_are_not_the_token(spec: TGIServiceSpec) -> Issues:
+    auth = spec.auth
+    if (
+        auth.enabled
+        and auth.api_keys_secret is not None
+        and spec.model.hf_token_secret == auth.api_keys_secret
+    ):
+        return [_issue("auth.apiKeysSecret", "must not be the Hugging Face token secret key")]
+    return []
+
+
+def _pod_labels_not_reserved(spec: TGIServiceSpec) -> Issues:
+    return [
+        _issue(f"podLabels.{key}", "reserved label prefix (set by the controller)")
+        for key in spec.pod_labels
+        if key.startswith(_MANAGED_LABEL_PREFIXES)
+    ]
+
+
+_CROSS_SECTION_CHECKS: Final[tuple[tuple[tuple[str, ...], Callable[[TGIServiceSpec], Issues]], ...]] = (
+    (("resources", "engine"), _shards_match_gpus),
+    (("cache", "autoscaling"), _cache_reaches_every_replica),
+    (("autoscaling", "engine"), _batch_metric_known),
+    (("auth", "model"), _api_keys_are_not_the_token),
+    (("pod_labels",), _pod_labels_not_reserved),
+)
+
+
+def _cross_section_issues_of_valid_sections(data: dict[str, Any]) -> list[ConfigIssue]:
+    """The cross-section rules over the sections of ``data`` that are valid on their own."""
+    sections = valid_fields(TGIServiceSpec, data)
+    partial = TGIServiceSpec.model_construct(**sections)
+    return [
+        ConfigIssue(path, message)
+        for reads, check in _CROSS_SECTION_CHECKS
+        if all(name in sections for name in reads)
+        for path, message in check(partial)
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1057,4 +1104,10 @@ def parse_service_yaml(text: str, *, source: str) -> TGIServiceSpec:
     Raises ``ConfigError`` naming every failing key path and rule found.
     """
     data = load_yaml(text, source=source, what=_WHAT)
-    return validate(TGIServiceSpec, data, source=source, what=_WHAT)
+    try:
+        return validate(TGIServiceSpec, data, source=source, what=_WHAT)
+    except ConfigError as exc:
+        more = [found for found in _cross_section_issues_of_valid_sections(data) if found not in exc.issues]
+        if not more:
+            raise
+        raise ConfigError(source, [*exc.issues, *more], what=_WHAT) from None
