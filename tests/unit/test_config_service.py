@@ -397,3 +397,8 @@ def test_a_cross_section_rule_over_an_invalid_section_is_not_guessed() -> None:
     # resources is invalid, so whether numShard matches its GPUs is unknown: no second issue.
     (issue,) = _issues("model: {id: m}\nengine: {numShard: 2}\nresources: {gpu: 2, cpuRequest: x}")
     assert issue.startswith("resources.cpuRequest: 'x' is not a Kubernetes quantity")
+
+
+def test_gpu_resource_name_must_be_an_extended_resource_name() -> None:
+    (issue,) = _issues("model: {id: m}\nresources: {gpuResourceName: gpu}")
+    assert issue.startswith("resources.gpuResourceName: 'gpu' is not an extended resource name")

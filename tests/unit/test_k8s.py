@@ -16,6 +16,7 @@ from tgi_autoscaler.k8s import (
     is_dns1123_label,
     is_dns1123_subdomain,
     is_env_var_name,
+    is_extended_resource_name,
     parse_quantity,
 )
 from tgi_autoscaler.render.autoscaling import format_quantity as format_target
@@ -147,3 +148,20 @@ def test_a_label_cap_can_be_lowered_but_not_raised() -> None:
 )
 def test_env_var_names(name: str, valid: bool) -> None:
     assert is_env_var_name(name) is valid
+
+
+@pytest.mark.parametrize(
+    ("name", "valid"),
+    [
+        ("nvidia.com/gpu", True),
+        ("nvidia.com/mig-3g.40gb", True),
+        ("amd.com/gpu", True),
+        ("gpu", False),
+        ("/gpu", False),
+        ("nvidia.com/", False),
+        ("Nvidia.com/gpu", False),
+        ("nvidia.com/-gpu", False),
+    ],
+)
+def test_extended_resource_names_need_a_dns_prefix(name: str, valid: bool) -> None:
+    assert is_extended_resource_name(name) is valid

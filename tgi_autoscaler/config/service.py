@@ -28,7 +28,12 @@ from tgi_autoscaler.config.base import raise_issues as _raise_issues
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse_duration_seconds
 from tgi_autoscaler.engines import ENGINES, Engine, EngineKind, Quantization
-from tgi_autoscaler.k8s.names import MAX_DNS_SUBDOMAIN_LENGTH, is_dns1123_subdomain, is_env_var_name
+from tgi_autoscaler.k8s.names import (
+    MAX_DNS_SUBDOMAIN_LENGTH,
+    is_dns1123_subdomain,
+    is_env_var_name,
+    is_extended_resource_name,
+)
 from tgi_autoscaler.k8s.quantity import parse_quantity
 
 __all__ = [
@@ -119,7 +124,16 @@ def _check_host(value: str) -> str:
     return value
 
 
+def _check_resource_name(value: str) -> str:
+    if not is_extended_resource_name(value):
+        raise ValueError(
+            f"{value!r} is not an extended resource name (a DNS prefix, '/' and a name, e.g. nvidia.com/gpu)"
+        )
+    return value
+
+
 Quantity = Annotated[str, AfterValidator(_check_quantity), TypeLabel("quantity")]
+ResourceName = Annotated[str, AfterValidator(_check_resource_name)]
 Duration = Annotated[str, AfterValidator(_check_duration), TypeLabel("duration")]
 ObjectName = Annotated[str, AfterValidator(_check_dns_subdomain), TypeLabel("object name")]
 EnvName = Annotated[str, AfterValidator(_check_env_name), TypeLabel("env var name")]
@@ -398,9 +412,8 @@ class ResourcesSpec(SpecModel):
         description="GPUs per pod (request = limit, as Kubernetes requires for extended resources). Must "
         "equal `engine.numShard`; 0 runs on CPU (tests and tiny models only).",
     )
-    gpu_resource_name: str = Field(
+    gpu_resource_name: ResourceName = Field(
         default="nvidia.com/gpu",
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-a-zA-Z0-9_.]+$",
         description="Extended resource name of the GPU (e.g. `nvidia.com/gpu`, `amd.com/gpu`, or a MIG "
         "profile such as `nvidia.com/mig-3g.40gb`).",
     )

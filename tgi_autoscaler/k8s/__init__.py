@@ -15,6 +15,7 @@ from tgi_autoscaler.k8s.names import (
     is_dns1123_label,
     is_dns1123_subdomain,
     is_env_var_name,
+    is_extended_resource_name,
     label_key_errors,
     label_value_errors,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "is_dns1123_label",
     "is_dns1123_subdomain",
     "is_env_var_name",
+    "is_extended_resource_name",
     "label_key_errors",
     "label_value_errors",
     "milli_value",

@@ -23,6 +23,7 @@ __all__ = [
     "is_dns1123_label",
     "is_dns1123_subdomain",
     "is_env_var_name",
+    "is_extended_resource_name",
     "label_key_errors",
     "label_value_errors",
 ]
@@ -74,6 +75,12 @@ def is_dns1035_label(value: str, *, max_length: int = MAX_DNS_LABEL_LENGTH) -> b
 def is_dns1123_subdomain(value: str) -> bool:
     """An RFC 1123 subdomain (ConfigMap, Secret, PVC names): dot-separated labels, at most 253."""
     return len(value) <= MAX_DNS_SUBDOMAIN_LENGTH and bool(_DNS1123_SUBDOMAIN_RE.fullmatch(value))
+
+
+def is_extended_resource_name(value: str) -> bool:
+    """An extended resource name (``nvidia.com/gpu``): a label key whose DNS prefix is required."""
+    prefix, slash, _ = value.partition("/")
+    return bool(slash and prefix) and not label_key_errors(value)
 
 
 def is_env_var_name(value: str) -> bool:
