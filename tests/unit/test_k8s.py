@@ -8,17 +8,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tgi_autoscaler.k8s import (
-    Notation,
-    QuantityError,
-    format_quantity,
+from tgi_autoscaler.k8s.names import (
     is_dns1035_label,
     is_dns1123_label,
     is_dns1123_subdomain,
     is_env_var_name,
     is_extended_resource_name,
-    parse_quantity,
 )
+from tgi_autoscaler.k8s.quantity import Notation, QuantityError, format_quantity, parse_quantity
 from tgi_autoscaler.render.autoscaling import format_quantity as format_target
 
 pytestmark = pytest.mark.unit
