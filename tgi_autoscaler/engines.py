@@ -203,16 +203,16 @@ def _python_server(
 ) -> Callable[[Launch], Command]:
     """A server started as ``python3 -m module`` with flags, reading the cache path from HF_HUB_CACHE."""
 
-    def launch(spec: Launch) -> Command:
+    def launch(settings: Launch) -> Command:
         args: list[str] = []
-        for name, value in flags(spec):
+        for name, value in flags(settings):
             if value is not None:
                 args.extend([name, str(value)])
         args.extend(trailing)
-        if spec.trust_remote_code:
+        if settings.trust_remote_code:
             args.append("--trust-remote-code")
-        args.extend(spec.extra_args)
-        return Command(("python3", "-m", module), tuple(args), (("HF_HUB_CACHE", spec.cache_path),))
+        args.extend(settings.extra_args)
+        return Command(("python3", "-m", module), tuple(args), (("HF_HUB_CACHE", settings.cache_path),))
 
     return launch
 
