@@ -19,19 +19,19 @@ import asyncio
 import contextlib
 import json
 import os
-import re
 import resource
 import ssl
 import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+
+from tgi_autoscaler.k8s.quantity import parse_quantity
 
 __all__ = [
     "Identity",
@@ -50,28 +50,6 @@ __all__ = [
 ]
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
-_SUFFIX = {
-    "n": Decimal("1e-9"),
-    "u": Decimal("1e-6"),
-    "m": Decimal("1e-3"),
-    "": Decimal(1),
-    "k": Decimal("1e3"),
-    "M": Decimal("1e6"),
-    "G": Decimal("1e9"),
-    "T": Decimal("1e12"),
-    "Ki": Decimal(2**10),
-    "Mi": Decimal(2**20),
-    "Gi": Decimal(2**30),
-}
-_QUANTITY_RE = re.compile(r"([+-]?[0-9.]+(?:[eE][+-]?[0-9]+)?)(n|u|m|k|M|G|T|Ki|Mi|Gi)?")
-
-
-def parse_quantity(text: str) -> Decimal:
-    """A Kubernetes quantity (``42``, ``1500m``, ``3k``) as a Decimal."""
-    match = _QUANTITY_RE.fullmatch(text)
-    if match is None:
-        raise ValueError(f"not a Kubernetes quantity: {text!r}")
-    return Decimal(match.group(1)) * _SUFFIX[match.group(2) or ""]
 
 
 def cpu_seconds(pid: int) -> float:

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from tgi_autoscaler.config.service import ENGINE_DEFAULTS, EngineKind
+from tgi_autoscaler.engines import ENGINES, EngineKind
 from tgi_autoscaler.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
 from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
@@ -79,9 +79,9 @@ autoscaling:
 
 def demo_metrics_yaml() -> str:
     """The adapter's metric definitions for the demo: the default TGI demand query, time-compressed."""
-    counters = ENGINE_DEFAULTS[EngineKind.TGI].counters
+    counters = ENGINES[EngineKind.TGI].counters
     definition = {
-        "name": ENGINE_DEFAULTS[EngineKind.TGI].demand_metric,
+        "name": ENGINES[EngineKind.TGI].demand_metric,
         "query": DEMO_DEMAND.promql(counters),
         "description": "Requests/s to serve (demo time constants: rate over 15 s, queue drained over 20 s).",
     }
@@ -336,7 +336,7 @@ async def _sample(cp: ControlPlane, prom: PrometheusServer, fleet: Fleet, t: flo
     queue = await _scalar(prom, f'sum(tgi_queue_size{{namespace="{NAMESPACE}"}})')
     matchers = f'namespace="{NAMESPACE}",app_kubernetes_io_instance="{SERVICE}"'
     demand = await _scalar(
-        prom, DEMO_DEMAND.promql(ENGINE_DEFAULTS[EngineKind.TGI].counters).replace("$matchers", matchers)
+        prom, DEMO_DEMAND.promql(ENGINES[EngineKind.TGI].counters).replace("$matchers", matchers)
     )
     return Sample(
         t=t,

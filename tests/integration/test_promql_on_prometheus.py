@@ -29,10 +29,10 @@ import pytest
 
 from tgi_autoscaler.config.metrics import DEFAULT_METRIC_DEFINITIONS
 from tgi_autoscaler.config.observability import AlertsSpec
+from tgi_autoscaler.engines import engine_metrics
 from tgi_autoscaler.localstack.prometheus import PrometheusServer
 from tgi_autoscaler.render.alerts import alert_rules
 from tgi_autoscaler.render.dashboard import SeriesSource, panel_defs
-from tgi_autoscaler.render.engine_metrics import engine_metrics
 from tgi_autoscaler.render.self_monitoring import self_alert_rules, self_panel_defs
 from tgi_autoscaler.sim.fleet import Fleet
 from tgi_autoscaler.sim.loadgen import LoadGenerator, LoadSpec
@@ -180,7 +180,7 @@ class contextlib_fleets:
                 namespace=f"promql-{engine}-{suffix}",
                 replicas=2,
                 config=config,
-                engine=engine,  # type: ignore[arg-type]
+                engine=engine,
                 file_sd_dir=prometheus.file_sd_dir,
             )
             for engine in ENGINES

@@ -148,7 +148,7 @@ async def test_other_engines_queue_metrics_reach_prometheus(
         namespace="sim-it",
         replicas=1,
         config=FROZEN,
-        engine=engine,  # type: ignore[arg-type]
+        engine=engine,
         file_sd_dir=prom.file_sd_dir,
     ) as fleet:
         (pod,) = fleet.replicas

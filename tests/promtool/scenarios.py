@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tgi_autoscaler.config.observability import AlertsSpec, parse_duration_seconds
+from tgi_autoscaler.engines import EngineMetrics, engine_metrics
 from tgi_autoscaler.render.alerts import AlertRule, alert_rules, rule_groups
-from tgi_autoscaler.render.engine_metrics import SERVICE_LABEL, EngineMetrics, engine_metrics
+from tgi_autoscaler.render.selectors import SERVICE_LABEL
 from tgi_autoscaler.render.self_monitoring import SelfMonitoringThresholds, self_alert_rules, self_rule_groups
 
 __all__ = ["ServiceUnderTest", "build_self_test_file", "build_test_file", "rule_file", "self_rule_file"]

@@ -78,9 +78,9 @@ metrics:
         ),
         (
             "metrics:\n  - name: m\n    query: sum(x{$matchers})\n    on_empty: zero\n",
-            ["metrics[0].on_empty: Extra inputs are not permitted"],
+            ["metrics[0].on_empty: unknown key; did you mean onEmpty? (allowed: description, labelMap,"],
         ),
-        ("metrics:\n  - query: sum(x{$matchers})\n", ["metrics[0].name: Field required"]),
+        ("metrics:\n  - query: sum(x{$matchers})\n", ["metrics[0].name: required"]),
         (
             "metrics:\n  - name: bad/name\n    query: sum(x{$matchers})\n",
             ["metrics[0].name: 'bad/name' is not a valid metric name"],
@@ -95,9 +95,9 @@ metrics:
             "  - {name: a, query: 'sum(y{$matchers})'}\n",
             ["metrics[1].name: 'a' is already defined by metrics[0]"],
         ),
-        ("metrics: {}", ["metrics: Input should be a valid list"]),
-        ("- a", ["<root>: expected a mapping, got list"]),
-        ("a: [", ["<root>: line 1, column 5: expected the node content"]),
+        ("metrics: {}", ["metrics: must be a list"]),
+        ("- a", ["<root>: must be a mapping of keys, found list"]),
+        ("a: [", ["<root>: not valid YAML: line 1, column 5: expected the node content"]),
     ],
 )
 def test_invalid_metrics_documents_name_the_field_path(text: str, issues: list[str]) -> None:
@@ -149,7 +149,7 @@ prometheus:
     [
         ("prometheus: {url: 'ftp://p'}", "prometheus.url", "not an http(s) URL"),
         ("prometheus: {url: 'http://p?x=1'}", "prometheus.url", "not an http(s) URL"),
-        ("prometheus: {url: 'http://p', timeoutSeconds: 0}", "prometheus.timeoutSeconds", "greater than 0"),
+        ("prometheus: {url: 'http://p', timeoutSeconds: 0}", "prometheus.timeoutSeconds", "must be > 0"),
         (
             "prometheus: {url: 'http://p', headers: {Authorization: x}}",
             "prometheus.headers",
@@ -166,8 +166,8 @@ prometheus:
             "at most one of bearerToken, bearerTokenFile, basicAuth",
         ),
         ("prometheus: {url: 'http://p', basicAuth: {username: u}}", "prometheus.basicAuth", "exactly one"),
-        ("prometheus: {url: 'http://p'}\ncache: {ttlSeconds: 60}", "cache.ttlSeconds", "less than or equal"),
-        ("cache: {}", "prometheus", "Field required"),
+        ("prometheus: {url: 'http://p'}\ncache: {ttlSeconds: 60}", "cache.ttlSeconds", "must be <= 10"),
+        ("cache: {}", "prometheus", "required"),
     ],
 )
 def test_invalid_adapter_settings_name_the_field_path(text: str, path: str, fragment: str) -> None:

@@ -11,7 +11,6 @@ from tgi_autoscaler.config.service import (
     EngineKind,
     Quantization,
     TGIServiceSpec,
-    parse_quantity,
     parse_service_yaml,
 )
 
@@ -361,21 +360,48 @@ def test_spec_is_immutable() -> None:
         spec.model.id = "other"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize(
-    ("text", "value"),
-    [("4", "4"), ("500m", "0.5"), ("16Gi", str(16 * 2**30)), ("1.5G", "1500000000"), ("100k", "100000")],
-)
-def test_quantities_parse_like_kubernetes(text: str, value: str) -> None:
-    assert parse_quantity(text) == parse_quantity(value)
-
-
-@pytest.mark.parametrize("text", ["", "Gi", "4 Gi", "1.2.3", "16gi", "-"])
-def test_malformed_quantities_are_rejected(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a Kubernetes quantity"):
-        parse_quantity(text)
-
-
 def test_config_error_requires_an_issue() -> None:
     with pytest.raises(ValueError, match="at least one issue"):
         ConfigError("x", [])
     assert str(ConfigIssue("a.b", "broken")) == "a.b: broken"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "model: {id: m}\nengine: {numShard: 2}\nalerts: {latencyP95: {threshold: 0}}",
+            [
+                "alerts.latencyP95.threshold: must be > 0",
+                "engine.numShard: must equal resources.gpu (2 != 1): each shard needs its own GPU",
+            ],
+        ),
+        (
+            "engine: {numShard: 2}",
+            [
+                "model: required",
+                "engine.numShard: must equal resources.gpu (2 != 1): each shard needs its own GPU",
+            ],
+        ),
+        (
+            "model: {id: m}\nengine: {numShard: 2}\nautoscaling: {minReplicas: 3, maxReplicas: 1}",
+            [
+                "autoscaling.minReplicas: must be <= maxReplicas (3 > 1)",
+                "engine.numShard: must equal resources.gpu (2 != 1): each shard needs its own GPU",
+            ],
+        ),
+    ],
+)
+def test_field_errors_and_cross_section_errors_are_reported_together(text: str, expected: list[str]) -> None:
+    assert _issues(text) == expected
+
+
+def test_a_cross_section_rule_over_an_invalid_section_is_not_guessed() -> None:
+    # resources is invalid, so whether numShard matches its GPUs is unknown: no second issue.
+    (issue,) = _issues("model: {id: m}\nengine: {numShard: 2}\nresources: {gpu: 2, cpuRequest: x}")
+    assert issue.startswith("resources.cpuRequest: 'x' is not a Kubernetes quantity")
+
+
+def test_gpu_resource_name_must_be_an_extended_resource_name() -> None:
+    (issue,) = _issues("model: {id: m}\nresources: {gpuResourceName: gpu}")
+    assert issue.startswith("resources.gpuResourceName: 'gpu' is not an extended resource name")

@@ -24,7 +24,7 @@ def busy_model() -> ReplicaModel:
 
 
 def exposition(model: ReplicaModel, engine: str = "tgi") -> str:
-    collector = ReplicaCollector(model, engine=engine)  # type: ignore[arg-type]
+    collector = ReplicaCollector(model, engine=engine)
     return render_text(build_registry(collector)).decode()
 
 
@@ -92,7 +92,7 @@ def test_each_replica_has_its_own_registry() -> None:
 
 def test_unknown_engine_is_rejected() -> None:
     with pytest.raises(ValueError, match="engine"):
-        ReplicaCollector(busy_model(), engine="triton")  # type: ignore[arg-type]
+        ReplicaCollector(busy_model(), engine="triton")
 
 
 def test_histogram_buckets_are_cumulative_and_inclusive() -> None:

@@ -23,6 +23,7 @@ import structlog
 
 from tgi_autoscaler.adapter.authn import ReviewUnavailableError, UserInfo
 from tgi_autoscaler.adapter.cache import CacheOutcome, SingleFlightCache
+from tgi_autoscaler.k8s.names import go_quote
 from tgi_autoscaler.kube.client import KubeClient
 from tgi_autoscaler.kube.errors import describe
 from tgi_autoscaler.kube.resources import SUBJECT_ACCESS_REVIEW
@@ -111,23 +112,18 @@ def request_attributes(method: str, path: str, query: Mapping[str, str]) -> Requ
 def forbidden_message(user: UserInfo, attrs: RequestAttributes, reason: str = "") -> str:
     """kube-apiserver's wording for a 403, so clients and people see the familiar message."""
     if not attrs.resource_request:
-        message = f"forbidden: User {_quote(user.name)} cannot {attrs.verb} path {_quote(attrs.path)}"
+        message = f"forbidden: User {go_quote(user.name)} cannot {attrs.verb} path {go_quote(attrs.path)}"
     else:
         resource = f"{attrs.resource}/{attrs.subresource}" if attrs.subresource else attrs.resource
-        where = f"in the namespace {_quote(attrs.namespace)}" if attrs.namespace else "at the cluster scope"
+        where = f"in the namespace {go_quote(attrs.namespace)}" if attrs.namespace else "at the cluster scope"
         detail = (
-            f"User {_quote(user.name)} cannot {attrs.verb} resource {_quote(resource)} "
-            f"in API group {_quote(attrs.api_group)} {where}"
+            f"User {go_quote(user.name)} cannot {attrs.verb} resource {go_quote(resource)} "
+            f"in API group {go_quote(attrs.api_group)} {where}"
         )
         qualified = f"{attrs.resource}.{attrs.api_group}" if attrs.api_group else attrs.resource
-        subject = f"{qualified} {_quote(attrs.name)}" if attrs.name else qualified
+        subject = f"{qualified} {go_quote(attrs.name)}" if attrs.name else qualified
         message = f"{subject} is forbidden: {detail}"
     return f"{message}: {reason}" if reason else message
-
-
-def _quote(value: str) -> str:
-    # Go's %q: double quotes with backslash escapes.
-    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,7 @@ pre-aggregated item is the same number with one sample to fetch). ``metricLabels
 selector pins to one value (``=``, ``==``, single-value ``in``), keyed as in the selector. The
 ``timestamp`` is the time of the Prometheus sample (the query's evaluation time), written as
 ``metav1.Time`` writes it (RFC 3339, whole seconds, UTC). The value is a Kubernetes quantity at milli
-precision (see ``tgi_autoscaler.promql.quantity``).
+precision (see ``tgi_autoscaler.k8s.quantity``).
 
 Everything that can go wrong is an ``AdapterError`` (see ``errors``) that the app turns into a
 ``metav1.Status``; in particular an empty result is an error unless the definition says
@@ -15,7 +15,6 @@ Everything that can go wrong is an ``AdapterError`` (see ``errors``) that the ap
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,6 +39,7 @@ from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.adapter.prometheus import InstantResult, PrometheusQuerier, Sample
 from tgi_autoscaler.adapter.status import encode_json, encoded_json_response
 from tgi_autoscaler.config.metrics import AdapterSettings, MetricDefinition
+from tgi_autoscaler.k8s.names import is_dns1123_label
 from tgi_autoscaler.promql import BuiltQuery, NonFiniteValueError, SelectorError, format_quantity
 
 __all__ = [
@@ -57,7 +57,6 @@ __all__ = [
 ]
 
 METRIC_PATH: Final = f"/apis/{GROUP_VERSION}/namespaces/{{namespace}}/{{metric}}"
-_NAMESPACE_RE: Final = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 _RENDERED_SIZE: Final = 1024
 
 
@@ -113,7 +112,7 @@ class MetricReader:
         definition = self._definitions.get(metric)
         if definition is None:
             raise UnknownMetric(metric)
-        if not _NAMESPACE_RE.fullmatch(namespace):
+        if not is_dns1123_label(namespace):
             raise InvalidRequest(
                 f"namespace {namespace!r} is not a valid namespace name: a lowercase RFC 1123 label "
                 "must consist of lower case alphanumeric characters or '-', start and end with an "

@@ -13,9 +13,7 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, TextIO
-
-import yaml
+from typing import TextIO
 
 from tgi_autoscaler.backtest.docs import update_study_document
 from tgi_autoscaler.backtest.policies import (
@@ -38,11 +36,11 @@ from tgi_autoscaler.backtest.requests import (
 )
 from tgi_autoscaler.backtest.run import RunConfig
 from tgi_autoscaler.backtest.study import run_study
-from tgi_autoscaler.config.constants import SERVICE_CONFIGMAP_KEY
 from tgi_autoscaler.config.errors import ConfigError
-from tgi_autoscaler.config.service import TGIServiceSpec, parse_service_yaml
+from tgi_autoscaler.config.service import TGIServiceSpec
 from tgi_autoscaler.hpa.spec_input import BehaviorInputError, parse_behavior_yaml
 from tgi_autoscaler.hpa.types import Behavior, HpaSpecError
+from tgi_autoscaler.render.cli import service_sources
 from tgi_autoscaler.servicemodel import ColdStart, ServerParams
 from tgi_autoscaler.servicemodel.params import ParamsError
 
@@ -142,11 +140,9 @@ def _trace(args: argparse.Namespace) -> RequestTrace:
 
 
 def _service(path: str) -> TGIServiceSpec:
+    """The (first) service of a ConfigMap manifest or a bare spec, read as ``render -f`` reads it."""
     text = Path(path).read_text(encoding="utf-8")
-    data: Any = yaml.safe_load(text)
-    if isinstance(data, dict) and data.get("kind") == "ConfigMap":
-        text = str((data.get("data") or {}).get(SERVICE_CONFIGMAP_KEY, ""))
-    return parse_service_yaml(text, source=path)
+    return service_sources(text, path, "service", None)[0].spec
 
 
 def _policies(
@@ -206,9 +202,6 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
         ValueError,
     ) as exc:
         print(f"backtest: {exc}", file=err)
-        return 2
-    except yaml.YAMLError as exc:
-        print(f"backtest: {args.service}: not valid YAML: {exc}", file=err)
         return 2
     if args.update_docs:
         if not args.trace:

@@ -24,7 +24,8 @@ import annotated_types
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
-from tgi_autoscaler.config.service import ENGINE_DEFAULTS, TGIServiceSpec, TypeLabel
+from tgi_autoscaler.config.service import TGIServiceSpec, TypeLabel
+from tgi_autoscaler.engines import ENGINES
 
 __all__ = [
     "README_BEGIN",
@@ -211,7 +212,7 @@ def _engine_table() -> list[str]:
         "| Engine | Default image | Port | Queue metric (HPA) | Batch-size metric | Quantization |",
         "|---|---|---|---|---|---|",
     ]
-    for kind, d in ENGINE_DEFAULTS.items():
+    for kind, d in ENGINES.items():
         quants = ", ".join(sorted(q.value for q in d.quantizations))
         batch = f"`{d.batch_metric}`" if d.batch_metric else "none (set `autoscaling.batchSize.metric`)"
         lines.append(f"| `{kind.value}` | `{d.image}` | {d.port} | `{d.queue_metric}` | {batch} | {quants} |")

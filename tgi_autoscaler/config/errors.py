@@ -1,6 +1,6 @@
-"""The one error type for invalid service configuration.
+"""The one error type for invalid configuration: service specs, adapter documents, ``what-if`` input.
 
-A service spec usually has several mistakes at once; reporting them one per apply is slow for the
+A document usually has several mistakes at once; reporting them one per apply is slow for the
 person fixing them, so a ``ConfigError`` carries every issue found, each with the dotted path of the
 offending key (``autoscaling.minReplicas``) and the rule it breaks.
 """
@@ -25,14 +25,18 @@ class ConfigIssue:
 
 
 class ConfigError(ValueError):
-    """Invalid service configuration; ``issues`` lists every problem found, in document order."""
+    """Invalid configuration; ``issues`` lists every problem found, in document order.
 
-    def __init__(self, source: str, issues: Iterable[ConfigIssue]) -> None:
+    ``what`` names the kind of document in the message (``service spec``, ``metrics configuration``).
+    """
+
+    def __init__(self, source: str, issues: Iterable[ConfigIssue], *, what: str = "service spec") -> None:
         self.source = source
+        self.what = what
         self.issues: tuple[ConfigIssue, ...] = tuple(issues)
         if not self.issues:
             raise ValueError("ConfigError needs at least one issue")
         lines = "\n".join(f"  - {issue}" for issue in self.issues)
         count = len(self.issues)
         noun = "problem" if count == 1 else "problems"
-        super().__init__(f"{source}: invalid service spec ({count} {noun}):\n{lines}")
+        super().__init__(f"{source}: invalid {what} ({count} {noun}):\n{lines}")

@@ -14,31 +14,25 @@ definitions instead. Secrets (token, password) are ``SecretStr`` so they never p
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import (
-    BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     SecretStr,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
 )
-from pydantic.alias_generators import to_camel
 
-from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
-from tgi_autoscaler.config.service import ENGINE_DEFAULTS
+from tgi_autoscaler.config.base import ConfigModel, issue, load_yaml, raise_issues, validate
+from tgi_autoscaler.config.errors import ConfigError
+from tgi_autoscaler.engines import ENGINES
+from tgi_autoscaler.k8s.names import label_key_errors
 from tgi_autoscaler.promql.errors import TemplateError
-from tgi_autoscaler.promql.k8slabels import label_key_errors
 from tgi_autoscaler.promql.matchers import is_valid_label_name
 from tgi_autoscaler.promql.query import QueryBuilder
 from tgi_autoscaler.promql.template import PLACEHOLDER, compile_template
-from tgi_autoscaler.signals import DEFAULT_DEMAND
 
 __all__ = [
     "DEFAULT_METRIC_DEFINITIONS",
@@ -66,17 +60,7 @@ _RESERVED_HEADERS: Final = frozenset(
 )
 
 
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        validate_default=True,
-    )
-
-
-class MetricDefinition(_Model):
+class MetricDefinition(ConfigModel):
     """One external metric: its name in the API and the PromQL that computes it."""
 
     name: Annotated[
@@ -178,52 +162,27 @@ class MetricDefinition(_Model):
         return self._builder
 
 
-def _default(name: str, metric: str, description: str) -> MetricDefinition:
-    return MetricDefinition(name=name, query=f"sum({metric}{{{PLACEHOLDER}}})", description=description)
-
-
-DEFAULT_METRIC_DEFINITIONS: Final[tuple[MetricDefinition, ...]] = (
-    _default(
-        "tgi_queue_size",
-        "tgi_queue_size",
-        "Requests waiting in Text Generation Inference queues, summed over the selected pods.",
-    ),
-    _default(
-        "tgi_batch_current_size",
-        "tgi_batch_current_size",
-        "Requests in the current TGI batches, summed over the selected pods.",
-    ),
-    _default(
-        "vllm_num_requests_waiting",
-        "vllm:num_requests_waiting",
-        "Requests waiting in vLLM schedulers, summed over the selected pods.",
-    ),
-    _default(
-        "sglang_num_queue_reqs",
-        "sglang:num_queue_reqs",
-        "Requests waiting in SGLang queues, summed over the selected pods.",
-    ),
-    *(
-        MetricDefinition(
-            name=defaults.demand_metric,
-            query=DEFAULT_DEMAND.promql(defaults.counters),
-            description=f"Requests/s the {kind.value} service must serve: arrival rate over "
-            f"{DEFAULT_DEMAND.rate_window_s} s plus the queue drained over {DEFAULT_DEMAND.drain_s} s.",
-        )
-        for kind, defaults in ENGINE_DEFAULTS.items()
-    ),
+# One built-in definition per series an engine scales on, straight from the engine table.
+DEFAULT_METRIC_DEFINITIONS: Final[tuple[MetricDefinition, ...]] = tuple(
+    MetricDefinition(
+        name=served.name,
+        query=served.query or f"sum({served.series}{{{PLACEHOLDER}}})",
+        description=served.description,
+    )
+    for engine in ENGINES.values()
+    for served in engine.served_metrics
 )
 
 
-class MetricsConfig(_Model):
+class MetricsConfig(ConfigModel):
     """The metrics document: which external metrics are served."""
 
     include_defaults: Annotated[
         bool,
         Field(
-            description="Also serve the built-in definitions (tgi_queue_size, tgi_batch_current_size, "
-            "vllm_num_requests_waiting, sglang_num_queue_reqs); a definition listed here with the "
-            "same name replaces the built-in one."
+            description="Also serve the built-in definitions "
+            f"({', '.join(definition.name for definition in DEFAULT_METRIC_DEFINITIONS)}); a definition "
+            "listed here with the same name replaces the built-in one."
         ),
     ] = True
     metrics: Annotated[list[MetricDefinition], Field(description="Metric definitions.")] = []
@@ -231,13 +190,17 @@ class MetricsConfig(_Model):
     @model_validator(mode="after")
     def _unique_names(self) -> MetricsConfig:
         seen: dict[str, int] = {}
+        issues: list[tuple[str, str]] = []
         for index, definition in enumerate(self.metrics):
             if definition.name in seen:
-                raise ValueError(
-                    f"metrics[{index}].name: {definition.name!r} is already defined by "
-                    f"metrics[{seen[definition.name]}]"
+                issues.append(
+                    issue(
+                        f"metrics[{index}].name",
+                        f"{definition.name!r} is already defined by metrics[{seen[definition.name]}]",
+                    )
                 )
-            seen[definition.name] = index
+            seen.setdefault(definition.name, index)
+        raise_issues(issues)
         return self
 
     def definitions(self) -> dict[str, MetricDefinition]:
@@ -249,7 +212,7 @@ class MetricsConfig(_Model):
         return served
 
 
-class BasicAuth(_Model):
+class BasicAuth(ConfigModel):
     """HTTP basic authentication towards Prometheus; exactly one of password, passwordFile."""
 
     username: str
@@ -263,7 +226,7 @@ class BasicAuth(_Model):
         return self
 
 
-class PrometheusConnection(_Model):
+class PrometheusConnection(ConfigModel):
     """How to reach the Prometheus-compatible query API (Prometheus, Thanos Query, Mimir, ...)."""
 
     url: Annotated[
@@ -342,7 +305,7 @@ class PrometheusConnection(_Model):
         return self
 
 
-class CacheSettings(_Model):
+class CacheSettings(ConfigModel):
     """Short result cache shared by identical reads (the HPA and kubectl often ask together)."""
 
     ttl_seconds: Annotated[
@@ -356,80 +319,32 @@ class CacheSettings(_Model):
     ] = 0.5
 
 
-class AdapterSettings(_Model):
+class AdapterSettings(ConfigModel):
     """Settings read once when the adapter starts."""
 
     prometheus: PrometheusConnection
     cache: CacheSettings = CacheSettings()
 
 
-def _path(loc: Sequence[int | str]) -> str:
-    path = ""
-    for part in loc:
-        if isinstance(part, int):
-            path += f"[{part}]"
-        else:
-            path += f".{part}" if path else str(part)
-    return path or "<root>"
-
-
-def _issues(exc: ValidationError) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
-    for error in exc.errors():
-        loc = [part for part in error["loc"] if not isinstance(part, str) or "[" not in part]
-        message = str(error["msg"]).removeprefix("Value error, ")
-        # A document-level validator names its own path inside the message ("metrics[2].name: ...").
-        prefix = re.match(r"([A-Za-z0-9_.\[\]]+): ", message)
-        if not loc and prefix is not None:
-            issues.append(ConfigIssue(prefix.group(1), message[prefix.end() :]))
-        else:
-            issues.append(ConfigIssue(_path(loc), message))
-    return issues
-
-
 class MetricsConfigError(ConfigError):
     """Invalid adapter configuration; ``issues`` lists every problem with its key path."""
 
-    def __init__(self, source: str, issues: Sequence[ConfigIssue], *, what: str) -> None:
-        super().__init__(source, issues)
-        lines = "\n".join(f"  - {issue}" for issue in self.issues)
-        count = len(self.issues)
-        noun = "problem" if count == 1 else "problems"
-        self.args = (f"{source}: invalid {what} ({count} {noun}):\n{lines}",)
 
-
-def _load_yaml(text: str, *, source: str, what: str) -> Mapping[str, Any]:
-    try:
-        document = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise MetricsConfigError(source, [ConfigIssue("<root>", f"{where}{problem}")], what=what) from None
-    if document is None:
-        document = {}
-    if not isinstance(document, dict):
-        raise MetricsConfigError(
-            source,
-            [ConfigIssue("<root>", f"expected a mapping, got {type(document).__name__}")],
-            what=what,
-        )
-    return document
+_METRICS: Final = "metrics configuration"
+_SETTINGS: Final = "adapter settings"
 
 
 def parse_metrics_yaml(text: str, *, source: str) -> MetricsConfig:
     """Parse and compile a metrics document; raises ``MetricsConfigError`` listing every problem."""
-    document = _load_yaml(text, source=source, what="metrics configuration")
-    try:
-        return MetricsConfig.model_validate(document, by_alias=True, by_name=False)
-    except ValidationError as exc:
-        raise MetricsConfigError(source, _issues(exc), what="metrics configuration") from None
+    document = load_yaml(text, source=source, what=_METRICS, empty={}, error=MetricsConfigError)
+    return validate(
+        MetricsConfig, document, source=source, what=_METRICS, by_name=False, error=MetricsConfigError
+    )
 
 
 def parse_adapter_settings_yaml(text: str, *, source: str) -> AdapterSettings:
     """Parse the adapter settings document; raises ``MetricsConfigError`` listing every problem."""
-    document = _load_yaml(text, source=source, what="adapter settings")
-    try:
-        return AdapterSettings.model_validate(document, by_alias=True, by_name=False)
-    except ValidationError as exc:
-        raise MetricsConfigError(source, _issues(exc), what="adapter settings") from None
+    document = load_yaml(text, source=source, what=_SETTINGS, empty={}, error=MetricsConfigError)
+    return validate(
+        AdapterSettings, document, source=source, what=_SETTINGS, by_name=False, error=MetricsConfigError
+    )

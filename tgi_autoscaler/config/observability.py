@@ -14,8 +14,11 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from pydantic.alias_generators import to_camel
+from pydantic import AfterValidator, Field
+
+from tgi_autoscaler.config.base import ConfigModel
+from tgi_autoscaler.k8s.names import is_dns1123_label
+from tgi_autoscaler.promql.matchers import is_label_name
 
 __all__ = [
     "AlertsSpec",
@@ -81,32 +84,21 @@ PromDuration = Annotated[str, AfterValidator(_check_duration)]
 
 _Window = Annotated[str, AfterValidator(_check_nonzero_duration)]
 
-_DNS_LABEL_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
 
 def _check_namespace(text: str) -> str:
-    if not _DNS_LABEL_RE.match(text):
+    if not is_dns1123_label(text):
         raise ValueError(f"{text!r} is not a valid Kubernetes namespace name (RFC 1123 label)")
     return text
 
 
 def _check_label_name(text: str) -> str:
-    if not re.match(r"^[a-zA-Z_][a-zA-Z0-9_]*$", text):
+    if not is_label_name(text):
         raise ValueError(f"{text!r} is not a valid Prometheus label name")
     return text
 
 
 _Namespace = Annotated[str, AfterValidator(_check_namespace)]
 _LabelName = Annotated[str, AfterValidator(_check_label_name)]
-
-
-class _Model(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-    )
 
 
 def _for(default: str) -> Any:
@@ -121,7 +113,7 @@ def _severity(default: Severity) -> Any:
     return Field(default=default, description="Value of the alert's `severity` label.")
 
 
-class ConditionAlert(_Model):
+class ConditionAlert(ConfigModel):
     """An alert without a tunable threshold: it fires when its condition has held for ``for``.
 
     Every field has a default, so a spec overrides only what it changes (``hpaAtMax: {for: 1h}``).
@@ -202,7 +194,7 @@ class ScalingMetricAbsentAlert(ConditionAlert):
     severity: Severity = _severity("critical")
 
 
-class AlertsSpec(_Model):
+class AlertsSpec(ConfigModel):
     """Per-service alert rules rendered into a PrometheusRule.
 
     Request-level alerts read the serving engine's own metrics; the autoscaling alerts read
@@ -281,7 +273,7 @@ class AlertsSpec(_Model):
     )
 
 
-class DashboardSpec(_Model):
+class DashboardSpec(ConfigModel):
     """Where and how the per-service Grafana dashboard is published."""
 
     enabled: bool = Field(default=True, description="Render the dashboard ConfigMap for this service.")

@@ -9,35 +9,37 @@ reference (``docs/configuration.md``) is generated from those descriptions.
 
 from __future__ import annotations
 
-import difflib
 import math
-import re
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
-import yaml
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
-    ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import PydanticCustomError
 
+from tgi_autoscaler.config.base import ConfigModel as SpecModel
+from tgi_autoscaler.config.base import issue as _issue
+from tgi_autoscaler.config.base import load_yaml, valid_fields, validate
+from tgi_autoscaler.config.base import raise_issues as _raise_issues
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse_duration_seconds
+from tgi_autoscaler.engines import ENGINES, Engine, EngineKind, Quantization
+from tgi_autoscaler.k8s.names import (
+    MAX_DNS_SUBDOMAIN_LENGTH,
+    is_dns1123_subdomain,
+    is_env_var_name,
+    is_extended_resource_name,
+)
+from tgi_autoscaler.k8s.quantity import parse_quantity
 from tgi_autoscaler.servicemodel.capacity import slo_target_rps
 from tgi_autoscaler.servicemodel.params import ParamsError, ServerParams
-from tgi_autoscaler.signals import EngineCounters
 
 __all__ = [
-    "ENGINE_DEFAULTS",
-    "RESERVED_ENV",
     "AccessMode",
     "AffinityOrNone",
     "AuthProxySpec",
@@ -47,7 +49,6 @@ __all__ = [
     "CpuMetricSpec",
     "CreateClaimSpec",
     "Dtype",
-    "EngineDefaults",
     "EngineKind",
     "EngineSpec",
     "EnvVar",
@@ -75,7 +76,6 @@ __all__ = [
     "TGIServiceSpec",
     "Toleration",
     "TypeLabel",
-    "parse_quantity",
     "parse_service_yaml",
 ]
 
@@ -92,40 +92,6 @@ class TypeLabel:
     name: str
 
 
-_QUANTITY_RE: Final = re.compile(r"^(?P<num>[+-]?(?:\d+(?:\.\d*)?|\.\d+))(?P<suffix>[KMGTPE]i|[mkMGTPE]|)$")
-_SUFFIX_FACTORS: Final[dict[str, Decimal]] = {
-    "": Decimal(1),
-    "m": Decimal("0.001"),
-    "k": Decimal(10) ** 3,
-    "M": Decimal(10) ** 6,
-    "G": Decimal(10) ** 9,
-    "T": Decimal(10) ** 12,
-    "P": Decimal(10) ** 15,
-    "E": Decimal(10) ** 18,
-    "Ki": Decimal(2) ** 10,
-    "Mi": Decimal(2) ** 20,
-    "Gi": Decimal(2) ** 30,
-    "Ti": Decimal(2) ** 40,
-    "Pi": Decimal(2) ** 50,
-    "Ei": Decimal(2) ** 60,
-}
-
-
-def parse_quantity(text: str) -> Decimal:
-    """The value of a Kubernetes resource quantity (``16Gi``, ``500m``, ``4``); ValueError if malformed."""
-    match = _QUANTITY_RE.match(text.strip())
-    if match is None:
-        raise ValueError(
-            f"{text!r} is not a Kubernetes quantity (examples: 4, 500m, 16Gi, 100G; suffixes m k M G T P E "
-            "and Ki Mi Gi Ti Pi Ei)"
-        )
-    try:
-        number = Decimal(match.group("num"))
-    except InvalidOperation as exc:  # pragma: no cover - the regex only admits decimals
-        raise ValueError(f"{text!r} is not a Kubernetes quantity") from exc
-    return number * _SUFFIX_FACTORS[match.group("suffix")]
-
-
 def _check_quantity(value: str) -> str:
     if parse_quantity(value) <= 0:
         raise ValueError(f"{value!r} must be greater than zero")
@@ -138,12 +104,8 @@ def _check_duration(value: str) -> str:
     return value
 
 
-_DNS_LABEL_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN_RE: Final = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
 def _check_dns_subdomain(value: str) -> str:
-    if len(value) > 253 or not _DNS_SUBDOMAIN_RE.match(value):
+    if not is_dns1123_subdomain(value):
         raise ValueError(
             f"{value!r} is not a valid Kubernetes object name (lower-case letters, digits, '-' and '.', "
             "starting and ending with a letter or digit, at most 253 characters)"
@@ -151,25 +113,30 @@ def _check_dns_subdomain(value: str) -> str:
     return value
 
 
-_ENV_NAME_RE: Final = re.compile(r"^[-._a-zA-Z][-._a-zA-Z0-9]*$")
-
-
 def _check_env_name(value: str) -> str:
-    if not _ENV_NAME_RE.match(value):
+    if not is_env_var_name(value):
         raise ValueError(f"{value!r} is not a valid environment variable name")
     return value
 
 
-_HOST_RE: Final = re.compile(r"^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)+$")
-
-
 def _check_host(value: str) -> str:
-    if len(value) > 253 or not _HOST_RE.match(value):
+    # An Ingress host: a DNS name of at least two labels, optionally behind one wildcard label.
+    name = value.removeprefix("*.")
+    if len(value) > MAX_DNS_SUBDOMAIN_LENGTH or "." not in name or not is_dns1123_subdomain(name):
         raise ValueError(f"{value!r} is not a fully qualified lower-case DNS name (example: llm.example.com)")
     return value
 
 
+def _check_resource_name(value: str) -> str:
+    if not is_extended_resource_name(value):
+        raise ValueError(
+            f"{value!r} is not an extended resource name (a DNS prefix, '/' and a name, e.g. nvidia.com/gpu)"
+        )
+    return value
+
+
 Quantity = Annotated[str, AfterValidator(_check_quantity), TypeLabel("quantity")]
+ResourceName = Annotated[str, AfterValidator(_check_resource_name)]
 Duration = Annotated[str, AfterValidator(_check_duration), TypeLabel("duration")]
 ObjectName = Annotated[str, AfterValidator(_check_dns_subdomain), TypeLabel("object name")]
 EnvName = Annotated[str, AfterValidator(_check_env_name), TypeLabel("env var name")]
@@ -177,34 +144,6 @@ HostName = Annotated[str, AfterValidator(_check_host), TypeLabel("DNS name")]
 PositiveInt = Annotated[int, Field(gt=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 AffinityOrNone = dict[str, Any] | None
-
-
-class SpecModel(BaseModel):
-    """Base of every section: camelCase keys, unknown keys rejected, immutable once parsed."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        use_enum_values=False,
-        validate_default=True,
-    )
-
-
-def _issue(path: str, message: str) -> tuple[str, str]:
-    return (path, message)
-
-
-def _raise_issues(issues: list[tuple[str, str]]) -> None:
-    """Report several cross-field problems from one model validator, each with its own key path.
-
-    Pydantic turns one raised error into one entry; the issues ride in the error context so
-    ``parse_service_yaml`` can expand them into separate, path-qualified ``ConfigIssue`` entries.
-    """
-    if issues:
-        summary = "; ".join(f"{path}: {message}" if path else message for path, message in issues)
-        raise PydanticCustomError("tgi_cross_field", "{summary}", {"summary": summary, "issues": issues})
 
 
 class SecretKeyRef(SpecModel):
@@ -219,127 +158,11 @@ class SecretKeyRef(SpecModel):
 # --------------------------------------------------------------------------------------------------
 
 
-class EngineKind(StrEnum):
-    """Which inference server runs the model."""
-
-    TGI = "tgi"
-    VLLM = "vllm"
-    SGLANG = "sglang"
-
-
-class Quantization(StrEnum):
-    """Quantization methods, spelled as TGI's launcher ``--quantize`` accepts them (plus ``none``)."""
-
-    NONE = "none"
-    AWQ = "awq"
-    EETQ = "eetq"
-    EXL2 = "exl2"
-    GPTQ = "gptq"
-    MARLIN = "marlin"
-    BITSANDBYTES = "bitsandbytes"
-    BITSANDBYTES_NF4 = "bitsandbytes-nf4"
-    BITSANDBYTES_FP4 = "bitsandbytes-fp4"
-    FP8 = "fp8"
-
-
 class Dtype(StrEnum):
     """Weights dtype forced on the model (``--dtype``); cannot be combined with quantization."""
 
     FLOAT16 = "float16"
     BFLOAT16 = "bfloat16"
-
-
-@dataclass(frozen=True)
-class EngineDefaults:
-    """What differs between inference servers: image, port, endpoints and the metrics to scale on."""
-
-    image: str
-    port: int
-    health_path: str
-    metrics_path: str
-    queue_metric: str
-    batch_metric: str | None
-    quantizations: frozenset[Quantization]
-    demand_metric: str
-    counters: EngineCounters
-
-
-_COMMON_QUANT: Final = frozenset(
-    {Quantization.NONE, Quantization.AWQ, Quantization.GPTQ, Quantization.FP8, Quantization.BITSANDBYTES}
-)
-
-# Images are pinned to a tag so a node pulling later gets the same server the spec was tested with.
-ENGINE_DEFAULTS: Final[dict[EngineKind, EngineDefaults]] = {
-    EngineKind.TGI: EngineDefaults(
-        image="ghcr.io/huggingface/text-generation-inference:3.3.5",
-        port=8080,
-        health_path="/health",
-        metrics_path="/metrics",
-        queue_metric="tgi_queue_size",
-        batch_metric="tgi_batch_current_size",
-        quantizations=frozenset(Quantization),
-        demand_metric="tgi_request_demand",
-        counters=EngineCounters(queue="tgi_queue_size", arrivals="tgi_request_count"),
-    ),
-    EngineKind.VLLM: EngineDefaults(
-        image="vllm/vllm-openai:v0.11.0",
-        port=8000,
-        health_path="/health",
-        metrics_path="/metrics",
-        queue_metric="vllm_num_requests_waiting",
-        batch_metric=None,
-        quantizations=_COMMON_QUANT,
-        demand_metric="vllm_request_demand",
-        counters=EngineCounters(
-            queue="vllm:num_requests_waiting",
-            finished="vllm:request_success_total",
-            running="vllm:num_requests_running",
-        ),
-    ),
-    EngineKind.SGLANG: EngineDefaults(
-        image="lmsysorg/sglang:v0.5.9",
-        port=30000,
-        health_path="/health",
-        metrics_path="/metrics",
-        queue_metric="sglang_num_queue_reqs",
-        batch_metric=None,
-        quantizations=_COMMON_QUANT,
-        demand_metric="sglang_request_demand",
-        counters=EngineCounters(
-            queue="sglang:num_queue_reqs",
-            finished="sglang:num_requests_total",
-            running="sglang:num_running_reqs",
-        ),
-    ),
-}
-
-# Environment variables the renderer sets itself; user-supplied env may not shadow them because a
-# silently overridden MODEL_ID or NUM_SHARD would make the pod disagree with the spec.
-RESERVED_ENV: Final[dict[EngineKind, frozenset[str]]] = {
-    EngineKind.TGI: frozenset(
-        {
-            "MODEL_ID",
-            "REVISION",
-            "PORT",
-            "HOSTNAME",
-            "HF_TOKEN",
-            "HUGGINGFACE_HUB_CACHE",
-            "NUM_SHARD",
-            "QUANTIZE",
-            "DTYPE",
-            "TRUST_REMOTE_CODE",
-            "MAX_CONCURRENT_REQUESTS",
-            "MAX_INPUT_TOKENS",
-            "MAX_INPUT_LENGTH",
-            "MAX_TOTAL_TOKENS",
-            "MAX_BATCH_PREFILL_TOKENS",
-            "MAX_BATCH_TOTAL_TOKENS",
-            "JSON_OUTPUT",
-        }
-    ),
-    EngineKind.VLLM: frozenset({"HF_TOKEN", "HF_HUB_CACHE"}),
-    EngineKind.SGLANG: frozenset({"HF_TOKEN", "HF_HUB_CACHE"}),
-}
 
 
 class ModelSpec(SpecModel):
@@ -394,8 +217,8 @@ class EngineSpec(SpecModel):
     image: str | None = Field(
         default=None,
         description="Container image. Default: a pinned release of the engine (TGI "
-        f"`{ENGINE_DEFAULTS[EngineKind.TGI].image}`, vLLM `{ENGINE_DEFAULTS[EngineKind.VLLM].image}`, "
-        f"SGLang `{ENGINE_DEFAULTS[EngineKind.SGLANG].image}`).",
+        f"`{ENGINES[EngineKind.TGI].image}`, vLLM `{ENGINES[EngineKind.VLLM].image}`, "
+        f"SGLang `{ENGINES[EngineKind.SGLANG].image}`).",
     )
     image_pull_policy: Literal["IfNotPresent", "Always", "Never"] = Field(
         default="IfNotPresent",
@@ -470,8 +293,9 @@ class EngineSpec(SpecModel):
     )
 
     @property
-    def defaults(self) -> EngineDefaults:
-        return ENGINE_DEFAULTS[self.kind]
+    def defaults(self) -> Engine:
+        """The engine's entry in the engine table: default image and port, metric names, command line."""
+        return ENGINES[self.kind]
 
     @property
     def effective_image(self) -> str:
@@ -508,7 +332,7 @@ class EngineSpec(SpecModel):
                 _issue("quantize", f"{self.quantize.value} is not supported by {self.kind.value} ({allowed})")
             )
         issues.extend(self._engine_specific_fields())
-        reserved = RESERVED_ENV[self.kind]
+        reserved = self.defaults.reserved_env
         for index, env in enumerate(self.env):
             if env.name in reserved:
                 issues.append(
@@ -551,19 +375,9 @@ class EngineSpec(SpecModel):
         return issues
 
     def _engine_specific_fields(self) -> list[tuple[str, str]]:
-        unsupported: dict[EngineKind, tuple[str, ...]] = {
-            EngineKind.TGI: (),
-            EngineKind.VLLM: (
-                "max_concurrent_requests",
-                "max_input_tokens",
-                "max_input_length",
-                "max_batch_total_tokens",
-            ),
-            EngineKind.SGLANG: ("max_concurrent_requests", "max_input_tokens", "max_input_length"),
-        }
         return [
             _issue(to_camel(name), f"not supported by engine {self.kind.value}; it applies to tgi only")
-            for name in unsupported[self.kind]
+            for name in self.defaults.unsupported_fields
             if getattr(self, name) is not None
         ]
 
@@ -601,9 +415,8 @@ class ResourcesSpec(SpecModel):
         description="GPUs per pod (request = limit, as Kubernetes requires for extended resources). Must "
         "equal `engine.numShard`; 0 runs on CPU (tests and tiny models only).",
     )
-    gpu_resource_name: str = Field(
+    gpu_resource_name: ResourceName = Field(
         default="nvidia.com/gpu",
-        pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?/[-a-zA-Z0-9_.]+$",
         description="Extended resource name of the GPU (e.g. `nvidia.com/gpu`, `amd.com/gpu`, or a MIG "
         "profile such as `nvidia.com/mig-3g.40gb`).",
     )
@@ -1343,155 +1156,99 @@ class TGIServiceSpec(SpecModel):
 
     @model_validator(mode="after")
     def _cross_section(self) -> TGIServiceSpec:
-        issues: list[tuple[str, str]] = []
-        gpu, shards = self.resources.gpu, self.engine.num_shard
-        if gpu > 0 and shards != gpu:
-            issues.append(
-                _issue(
-                    "engine.numShard",
-                    f"must equal resources.gpu ({shards} != {gpu}): each shard needs its own GPU",
-                )
-            )
-        if gpu == 0 and shards > 1:
-            issues.append(
-                _issue("engine.numShard", f"must be 1 without GPUs (resources.gpu=0, numShard={shards})")
-            )
-        create = self.cache.create
-        single_node = create is not None and create.access_mode in ("ReadWriteOnce", "ReadWriteOncePod")
-        if create is not None and single_node and self.autoscaling.max_replicas > 1:
-            issues.append(
-                _issue(
-                    "cache.create.accessMode",
-                    f"{create.access_mode} cannot be mounted by replicas on different nodes; use "
-                    f"ReadWriteMany or autoscaling.maxReplicas=1 (is {self.autoscaling.max_replicas})",
-                )
-            )
-        if self.autoscaling.batch_size is not None and self.batch_metric is None:
-            issues.append(
-                _issue(
-                    "autoscaling.batchSize.metric",
-                    f"required for engine {self.engine.kind.value} (no default batch-size metric)",
-                )
-            )
-        if (
-            self.auth.enabled
-            and self.auth.api_keys_secret is not None
-            and self.model.hf_token_secret == self.auth.api_keys_secret
-        ):
-            issues.append(_issue("auth.apiKeysSecret", "must not be the Hugging Face token secret key"))
-        for key in self.pod_labels:
-            if key.startswith(_MANAGED_LABEL_PREFIXES):
-                issues.append(_issue(f"podLabels.{key}", "reserved label prefix (set by the controller)"))
-        _raise_issues(issues)
+        _raise_issues([found for _, check in _CROSS_SECTION_CHECKS for found in check(self)])
         return self
+
+
+# Rules across sections, each with the sections it reads: when a spec has other errors, the rules
+# whose sections are valid still run (pydantic skips a model's validators once a field fails).
+Issues = list[tuple[str, str]]
+
+
+def _shards_match_gpus(spec: TGIServiceSpec) -> Issues:
+    gpu, shards = spec.resources.gpu, spec.engine.num_shard
+    if gpu > 0 and shards != gpu:
+        return [
+            _issue(
+                "engine.numShard",
+                f"must equal resources.gpu ({shards} != {gpu}): each shard needs its own GPU",
+            )
+        ]
+    if gpu == 0 and shards > 1:
+        return [_issue("engine.numShard", f"must be 1 without GPUs (resources.gpu=0, numShard={shards})")]
+    return []
+
+
+def _cache_reaches_every_replica(spec: TGIServiceSpec) -> Issues:
+    create = spec.cache.create
+    single_node = create is not None and create.access_mode in ("ReadWriteOnce", "ReadWriteOncePod")
+    if create is not None and single_node and spec.autoscaling.max_replicas > 1:
+        return [
+            _issue(
+                "cache.create.accessMode",
+                f"{create.access_mode} cannot be mounted by replicas on different nodes; use "
+                f"ReadWriteMany or autoscaling.maxReplicas=1 (is {spec.autoscaling.max_replicas})",
+            )
+        ]
+    return []
+
+
+def _batch_metric_known(spec: TGIServiceSpec) -> Issues:
+    if spec.autoscaling.batch_size is not None and spec.batch_metric is None:
+        return [
+            _issue(
+                "autoscaling.batchSize.metric",
+                f"required for engine {spec.engine.kind.value} (no default batch-size metric)",
+            )
+        ]
+    return []
+
+
+def _api_keys_are_not_the_token(spec: TGIServiceSpec) -> Issues:
+    auth = spec.auth
+    if (
+        auth.enabled
+        and auth.api_keys_secret is not None
+        and spec.model.hf_token_secret == auth.api_keys_secret
+    ):
+        return [_issue("auth.apiKeysSecret", "must not be the Hugging Face token secret key")]
+    return []
+
+
+def _pod_labels_not_reserved(spec: TGIServiceSpec) -> Issues:
+    return [
+        _issue(f"podLabels.{key}", "reserved label prefix (set by the controller)")
+        for key in spec.pod_labels
+        if key.startswith(_MANAGED_LABEL_PREFIXES)
+    ]
+
+
+_CROSS_SECTION_CHECKS: Final[tuple[tuple[tuple[str, ...], Callable[[TGIServiceSpec], Issues]], ...]] = (
+    (("resources", "engine"), _shards_match_gpus),
+    (("cache", "autoscaling"), _cache_reaches_every_replica),
+    (("autoscaling", "engine"), _batch_metric_known),
+    (("auth", "model"), _api_keys_are_not_the_token),
+    (("pod_labels",), _pod_labels_not_reserved),
+)
+
+
+def _cross_section_issues_of_valid_sections(data: dict[str, Any]) -> list[ConfigIssue]:
+    """The cross-section rules over the sections of ``data`` that are valid on their own."""
+    sections = valid_fields(TGIServiceSpec, data)
+    partial = TGIServiceSpec.model_construct(**sections)
+    return [
+        ConfigIssue(path, message)
+        for reads, check in _CROSS_SECTION_CHECKS
+        if all(name in sections for name in reads)
+        for path, message in check(partial)
+    ]
 
 
 # --------------------------------------------------------------------------------------------------
 # Parsing
 # --------------------------------------------------------------------------------------------------
 
-
-def _alias_path(loc: tuple[int | str, ...]) -> str:
-    parts: list[str] = []
-    for item in loc:
-        if isinstance(item, int):
-            parts.append(f"[{item}]")
-        elif item.startswith(("function-after[", "function-before[", "function-wrap[")):
-            continue  # pydantic's name for the validator, not a key
-        else:
-            parts.append(f".{item}" if parts else item)
-    return "".join(parts) or "<root>"
-
-
-def _join(prefix: str, suffix: str) -> str:
-    if not suffix:
-        return prefix
-    if prefix == "<root>":
-        return suffix
-    return f"{prefix}{suffix}" if suffix.startswith("[") else f"{prefix}.{suffix}"
-
-
-def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
-    """The model class owning the key at ``loc`` (for 'did you mean' hints on unknown keys)."""
-    model: type[BaseModel] | None = TGIServiceSpec
-    for item in loc[:-1]:
-        if model is None:
-            return None
-        if isinstance(item, int):
-            continue
-        field = next(
-            (f for name, f in model.model_fields.items() if item in (name, f.alias)),
-            None,
-        )
-        if field is None:
-            return None
-        model = _first_model(field.annotation)
-    return model
-
-
-def _first_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in getattr(annotation, "__args__", ()):
-        found = _first_model(arg)
-        if found is not None:
-            return found
-    return None
-
-
-def _plain_number(value: Any) -> Any:
-    """``0.0`` -> ``0`` in messages: limits are written as integers in the model."""
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    return value
-
-
-def _message(error: Any) -> str:
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        loc = tuple(error["loc"])
-        model = _model_at(loc)
-        if model is None:
-            return "unknown key"
-        allowed = sorted((f.alias or n) for n, f in model.model_fields.items())
-        close = difflib.get_close_matches(str(loc[-1]), allowed, n=1)
-        hint = f"; did you mean {close[0]}?" if close else ""
-        return f"unknown key{hint} (allowed: {', '.join(allowed)})"
-    ctx = {key: _plain_number(value) for key, value in error.get("ctx", {}).items()}
-    simple = {
-        "missing": "required",
-        "greater_than": f"must be > {ctx.get('gt')}",
-        "greater_than_equal": f"must be >= {ctx.get('ge')}",
-        "less_than": f"must be < {ctx.get('lt')}",
-        "less_than_equal": f"must be <= {ctx.get('le')}",
-        "too_short": f"must have at least {ctx.get('min_length')} item(s)",
-        "string_too_short": f"must have at least {ctx.get('min_length')} character(s)",
-        "string_pattern_mismatch": f"{error.get('input')!r} must match {ctx.get('pattern')}",
-        "int_parsing": f"{error.get('input')!r} is not an integer",
-        "int_type": f"{error.get('input')!r} is not an integer",
-        "bool_parsing": f"{error.get('input')!r} is not true or false",
-        "dict_type": "must be a mapping",
-        "list_type": "must be a list",
-        "model_type": "must be a mapping",
-    }
-    if kind in simple:
-        return simple[kind]
-    if kind == "enum":
-        return f"{error['input']!r} is not one of {error['ctx']['expected']}"
-    message = str(error["msg"])
-    return message.removeprefix("Value error, ")
-
-
-def _issues_from(exc: ValidationError) -> list[ConfigIssue]:
-    issues: list[ConfigIssue] = []
-    for error in exc.errors(include_url=False):
-        path = _alias_path(tuple(error["loc"]))
-        if error["type"] == "tgi_cross_field":
-            for sub_path, message in error["ctx"]["issues"]:
-                issues.append(ConfigIssue(_join(path, sub_path), message))
-        else:
-            issues.append(ConfigIssue(path, _message(error)))
-    return issues
+_WHAT: Final = "service spec"
 
 
 def parse_service_yaml(text: str, *, source: str) -> TGIServiceSpec:
@@ -1499,17 +1256,11 @@ def parse_service_yaml(text: str, *, source: str) -> TGIServiceSpec:
 
     Raises ``ConfigError`` naming every failing key path and rule found.
     """
+    data = load_yaml(text, source=source, what=_WHAT)
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise ConfigError(source, [ConfigIssue("<root>", f"not valid YAML: {where}{problem}")]) from exc
-    if not isinstance(data, dict):
-        found = "an empty document" if data is None else type(data).__name__
-        raise ConfigError(source, [ConfigIssue("<root>", f"must be a mapping of keys, found {found}")])
-    try:
-        return TGIServiceSpec.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(source, _issues_from(exc)) from exc
+        return validate(TGIServiceSpec, data, source=source, what=_WHAT)
+    except ConfigError as exc:
+        more = [found for found in _cross_section_issues_of_valid_sections(data) if found not in exc.issues]
+        if not more:
+            raise
+        raise ConfigError(source, [*exc.issues, *more], what=_WHAT) from None

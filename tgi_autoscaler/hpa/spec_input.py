@@ -12,9 +12,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import yaml
-
-from tgi_autoscaler.config.service import AutoscalingSpec, ScaleDownSpec, ScaleUpSpec, parse_quantity
+from tgi_autoscaler.config.base import parse_yaml
+from tgi_autoscaler.config.errors import ConfigError
+from tgi_autoscaler.config.service import AutoscalingSpec, ScaleDownSpec, ScaleUpSpec
 from tgi_autoscaler.hpa.types import (
     Behavior,
     HpaSpec,
@@ -24,6 +24,7 @@ from tgi_autoscaler.hpa.types import (
     ScalingRules,
     SelectPolicy,
 )
+from tgi_autoscaler.k8s.quantity import parse_quantity
 
 __all__ = [
     "BehaviorInputError",
@@ -149,9 +150,9 @@ def parse_behavior(data: Any, *, source: str) -> Behavior:
 def parse_behavior_yaml(text: str, *, source: str) -> Behavior:
     """``parse_behavior`` of a YAML document."""
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise BehaviorInputError(source, [f"<root>: not valid YAML: {exc}"]) from exc
+        data = parse_yaml(text, source=source, what="HPA behavior")
+    except ConfigError as exc:
+        raise BehaviorInputError(source, [str(issue) for issue in exc.issues]) from None
     return parse_behavior(data, source=source)
 
 

@@ -7,6 +7,7 @@ metric values are formatted as Kubernetes quantities. No I/O happens here.
 
 from __future__ import annotations
 
+from tgi_autoscaler.k8s.names import label_key_errors, label_value_errors
 from tgi_autoscaler.promql.convert import prometheus_label_for, requirements_to_matchers
 from tgi_autoscaler.promql.errors import (
     NonFiniteValueError,
@@ -16,7 +17,6 @@ from tgi_autoscaler.promql.errors import (
     SelectorUnsupportedError,
     TemplateError,
 )
-from tgi_autoscaler.promql.k8slabels import label_key_errors, label_value_errors, sanitize_label_name
 from tgi_autoscaler.promql.matchers import (
     Matcher,
     MatchOp,
@@ -25,11 +25,12 @@ from tgi_autoscaler.promql.matchers import (
     parse_matchers,
     quote_string,
     regex_escape,
+    sanitize_label_name,
 )
-from tgi_autoscaler.promql.quantity import format_quantity, milli_value
 from tgi_autoscaler.promql.query import BuiltQuery, QueryBuilder, exact_match_labels
 from tgi_autoscaler.promql.selector import Operator, Requirement, parse_selector
 from tgi_autoscaler.promql.template import PLACEHOLDER, QueryTemplate, compile_template
+from tgi_autoscaler.promql.values import format_quantity, milli_value
 
 __all__ = [
     "PLACEHOLDER",

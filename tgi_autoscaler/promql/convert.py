@@ -31,8 +31,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from tgi_autoscaler.promql.errors import SelectorUnsupportedError
-from tgi_autoscaler.promql.k8slabels import sanitize_label_name
-from tgi_autoscaler.promql.matchers import Matcher, MatchOp, is_valid_label_name, regex_escape
+from tgi_autoscaler.promql.matchers import (
+    Matcher,
+    MatchOp,
+    is_valid_label_name,
+    regex_escape,
+    sanitize_label_name,
+)
 from tgi_autoscaler.promql.selector import Operator, Requirement
 
 __all__ = ["prometheus_label_for", "requirements_to_matchers"]

@@ -20,13 +20,16 @@ __all__ = [
     "MatchOp",
     "Matcher",
     "format_matchers",
+    "is_label_name",
     "is_valid_label_name",
     "parse_matchers",
     "quote_string",
     "regex_escape",
+    "sanitize_label_name",
 ]
 
 _LABEL_NAME_RE: Final = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+_LABEL_NAME_INVALID_CHARS: Final = re.compile(r"[^a-zA-Z0-9_]")
 _REGEX_META: Final = frozenset("\\.+*?()|[]{}^$")
 _STRING_ESCAPES: Final = {
     "\\": "\\\\",
@@ -72,9 +75,23 @@ class Matcher:
         return f"{self.label}{self.op.value}{quote_string(self.value)}"
 
 
+def is_label_name(name: str) -> bool:
+    """A classic Prometheus label name (``[a-zA-Z_][a-zA-Z0-9_]*``), reserved ones included."""
+    return bool(_LABEL_NAME_RE.fullmatch(name))
+
+
 def is_valid_label_name(name: str) -> bool:
     """A classic Prometheus label name that is not reserved (``__``-prefixed names are internal)."""
-    return bool(_LABEL_NAME_RE.fullmatch(name)) and not name.startswith("__")
+    return is_label_name(name) and not name.startswith("__")
+
+
+def sanitize_label_name(key: str) -> str:
+    """The Prometheus label a Kubernetes label key becomes under ``labelmap`` relabeling.
+
+    Prometheus' Kubernetes service discovery replaces every character outside ``[a-zA-Z0-9_]`` with
+    ``_`` (``app.kubernetes.io/instance`` -> ``app_kubernetes_io_instance``).
+    """
+    return _LABEL_NAME_INVALID_CHARS.sub("_", key)
 
 
 def quote_string(value: str) -> str:

@@ -13,8 +13,8 @@ import enum
 from dataclasses import dataclass
 from typing import Final
 
+from tgi_autoscaler.k8s.names import go_quote, label_key_errors, label_value_errors
 from tgi_autoscaler.promql.errors import SelectorParseError
-from tgi_autoscaler.promql.k8slabels import go_quote, label_key_errors, label_value_errors
 
 __all__ = ["Operator", "Requirement", "parse_selector"]
 

@@ -18,7 +18,8 @@ from typing import Any, Generic, TypeVar
 
 from tgi_autoscaler.config.observability import AlertsSpec, ConditionAlert, ThresholdAlert
 from tgi_autoscaler.config.service import TGIServiceSpec
-from tgi_autoscaler.render.engine_metrics import SERVICE_LABEL, EngineMetrics, engine_metrics, label_matchers
+from tgi_autoscaler.engines import EngineMetrics, engine_metrics
+from tgi_autoscaler.render.selectors import SERVICE_LABEL, label_matchers
 
 __all__ = [
     "AlertRule",

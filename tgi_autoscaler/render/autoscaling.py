@@ -8,10 +8,11 @@ load needs; with the queue signal, queued requests per replica.
 
 from __future__ import annotations
 
-from decimal import Decimal
+from decimal import ROUND_HALF_EVEN
 
 from tgi_autoscaler.config.constants import COMPONENT_SERVER, LABEL_INSTANCE
 from tgi_autoscaler.config.service import ScaleDownSpec, ScaleUpSpec
+from tgi_autoscaler.k8s import quantity
 from tgi_autoscaler.render.meta import Manifest, object_meta
 from tgi_autoscaler.render.source import ServiceSource
 
@@ -21,14 +22,12 @@ __all__ = ["format_quantity", "format_tolerance", "render_hpa"]
 def format_quantity(value: float) -> str:
     """A Kubernetes quantity for a target value: ``10`` -> ``"10"``, ``2.5`` -> ``"2500m"``.
 
-    Values are rounded to milli-units, the finest precision the HPA compares at.
+    Values are rounded to milli-units, the finest precision the HPA compares at, half to even and
+    written without SI suffix (``1000``, not ``1k``): the form every rendered HPA has carried.
     """
-    milli = (Decimal(str(value)) * 1000).quantize(Decimal(1))
-    if milli <= 0:
+    if quantity.milli_value(value, rounding=ROUND_HALF_EVEN) <= 0:
         raise ValueError(f"target {value} rounds to zero; the smallest target is 0.001")
-    if milli % 1000 == 0:
-        return str(int(milli // 1000))
-    return f"{int(milli)}m"
+    return quantity.format_quantity(value, rounding=ROUND_HALF_EVEN, notation=quantity.Notation.PLAIN)
 
 
 def _external(metric: str, service: str, target: float) -> Manifest:

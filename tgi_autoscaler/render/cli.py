@@ -12,14 +12,13 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-import yaml
-
+from tgi_autoscaler.config.base import load_yaml_documents
 from tgi_autoscaler.config.constants import SERVICE_CONFIGMAP_KEY
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.service import parse_service_yaml
 from tgi_autoscaler.render import RenderOptions, ServiceSource, render_service, source_from_configmap, to_yaml
 
-__all__ = ["register", "render_file", "run"]
+__all__ = ["register", "render_file", "run", "service_sources"]
 
 
 def _is_service_configmap(doc: Any) -> bool:
@@ -31,11 +30,9 @@ def _is_service_configmap(doc: Any) -> bool:
     )
 
 
-def _sources(text: str, origin: str, name: str | None, namespace: str | None) -> list[ServiceSource]:
-    try:
-        docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-    except yaml.YAMLError as exc:
-        raise ConfigError(origin, [ConfigIssue("<root>", f"not valid YAML: {exc}")]) from exc
+def service_sources(text: str, origin: str, name: str | None, namespace: str | None) -> list[ServiceSource]:
+    """The services of a ConfigMap manifest (one or more documents) or of a bare spec (named ``name``)."""
+    docs = load_yaml_documents(text, source=origin, what="service spec")
     if any(isinstance(doc, dict) and "kind" in doc for doc in docs):
         configmaps = [doc for doc in docs if _is_service_configmap(doc)]
         if not configmaps:
@@ -67,7 +64,7 @@ def render_file(
 ) -> str:
     """The YAML ``render`` prints for a file's text; raises ``ConfigError`` on invalid input."""
     objects: list[dict[str, Any]] = []
-    for source in _sources(text, origin, name, namespace):
+    for source in service_sources(text, origin, name, namespace):
         objects.extend(render_service(source, options))
     return to_yaml(objects)
 

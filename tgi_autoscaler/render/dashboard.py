@@ -29,7 +29,8 @@ from grafana_foundation_sdk.models import dashboard as gmodel
 from tgi_autoscaler.config.constants import GRAFANA_DASHBOARD_LABEL, GRAFANA_DASHBOARD_LABEL_VALUE
 from tgi_autoscaler.config.observability import DashboardSpec
 from tgi_autoscaler.config.service import TGIServiceSpec
-from tgi_autoscaler.render.engine_metrics import SERVICE_LABEL, EngineMetrics, engine_metrics
+from tgi_autoscaler.engines import EngineMetrics, engine_metrics
+from tgi_autoscaler.render.selectors import SERVICE_LABEL
 
 __all__ = [
     "FOLDER_ANNOTATION",

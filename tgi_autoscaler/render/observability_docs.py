@@ -9,9 +9,9 @@ definitions, and a unit test fails when the committed file differs (rerun it wit
 from __future__ import annotations
 
 from tgi_autoscaler.config.observability import AlertsSpec
+from tgi_autoscaler.engines import ENGINES
 from tgi_autoscaler.render.alerts import AlertRule, alert_rules, skipped_alerts
 from tgi_autoscaler.render.dashboard import PanelDef, panel_defs
-from tgi_autoscaler.render.engine_metrics import ENGINE_METRICS
 from tgi_autoscaler.render.self_monitoring import (
     DEFAULT_NAMESPACE,
     SelfMonitoringThresholds,
@@ -108,8 +108,8 @@ def _engines() -> list[str]:
     lines = [
         "## Engines",
         "",
-        "| Signal | " + " | ".join(ENGINE_METRICS) + " |",
-        "| --- | " + " | ".join("---" for _ in ENGINE_METRICS) + " |",
+        "| Signal | " + " | ".join(ENGINES) + " |",
+        "| --- | " + " | ".join("---" for _ in ENGINES) + " |",
     ]
     fields = (
         ("queue (gauge)", "queue_size"),
@@ -124,16 +124,16 @@ def _engines() -> list[str]:
     )
     for title, attr in fields:
         cells = []
-        for metrics in ENGINE_METRICS.values():
-            value = getattr(metrics, attr)
+        for engine in ENGINES.values():
+            value = getattr(engine.metrics, attr)
             cells.append("—" if value is None else f"`{value}`")
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     lines.append("")
-    for engine in ENGINE_METRICS:
-        skipped = skipped_alerts(engine)
+    for kind in ENGINES:
+        skipped = skipped_alerts(kind.value)
         if skipped:
             lines.append(
-                f"- `{engine}`: no rule for {', '.join(f'`{key}`' for key in skipped)} "
+                f"- `{kind.value}`: no rule for {', '.join(f'`{key}`' for key in skipped)} "
                 "(the engine does not export the series it needs)."
             )
     lines.append("")

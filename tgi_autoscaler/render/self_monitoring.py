@@ -39,7 +39,7 @@ from tgi_autoscaler.render.dashboard import (
     SeriesSource,
     timeseries_panel,
 )
-from tgi_autoscaler.render.engine_metrics import label_matchers
+from tgi_autoscaler.render.selectors import label_matchers
 
 __all__ = [
     "DEFAULT_NAMESPACE",

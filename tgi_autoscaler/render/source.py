@@ -6,7 +6,6 @@ these types without importing the package entry point that imports them.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,16 +13,14 @@ from typing import Any
 from tgi_autoscaler.config.constants import SERVICE_CONFIGMAP_KEY
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
 from tgi_autoscaler.config.service import TGIServiceSpec, parse_service_yaml
+from tgi_autoscaler.k8s.names import MAX_DNS_LABEL_LENGTH, is_dns1035_label, is_dns1123_label
 
 __all__ = ["RenderOptions", "ServiceSource", "source_from_configmap", "validate_source"]
-
-_DNS_LABEL_RE = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
-_NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 # The longest suffix appended to the service name for a derived object (``-auth-proxy``); Service
 # names are DNS-1035 labels of at most 63 characters.
 _LONGEST_SUFFIX = len("-auth-proxy")
-MAX_SERVICE_NAME_LENGTH = 63 - _LONGEST_SUFFIX
+MAX_SERVICE_NAME_LENGTH = MAX_DNS_LABEL_LENGTH - _LONGEST_SUFFIX
 
 
 @dataclass(frozen=True)
@@ -56,7 +53,7 @@ class RenderOptions:
 def validate_source(source: ServiceSource) -> None:
     """Raise ``ConfigError`` if the name or namespace cannot name the rendered objects."""
     issues: list[ConfigIssue] = []
-    if len(source.name) > MAX_SERVICE_NAME_LENGTH or not _DNS_LABEL_RE.match(source.name):
+    if not is_dns1035_label(source.name, max_length=MAX_SERVICE_NAME_LENGTH):
         issues.append(
             ConfigIssue(
                 "metadata.name",
@@ -65,7 +62,7 @@ def validate_source(source: ServiceSource) -> None:
                 f"'<name>-auth-proxy' remain valid Service names",
             )
         )
-    if len(source.namespace) > 63 or not _NAMESPACE_RE.match(source.namespace):
+    if not is_dns1123_label(source.namespace):
         issues.append(
             ConfigIssue("metadata.namespace", f"{source.namespace!r} is not a valid namespace name")
         )

@@ -15,14 +15,8 @@ from tgi_autoscaler.config.constants import (
     ANNOTATION_PROMETHEUS_SCRAPE,
     COMPONENT_SERVER,
 )
-from tgi_autoscaler.config.service import (
-    EngineKind,
-    EnvVar,
-    ProbeSpec,
-    Quantization,
-    SecretKeyRef,
-    TGIServiceSpec,
-)
+from tgi_autoscaler.config.service import EnvVar, ProbeSpec, SecretKeyRef, TGIServiceSpec
+from tgi_autoscaler.engines import TOKEN_ENV, Command, Launch
 from tgi_autoscaler.render.meta import (
     HTTP_PORT_NAME,
     Manifest,
@@ -45,7 +39,6 @@ __all__ = [
 CONTAINER_NAME = "server"
 _CACHE_VOLUME = "model-cache"
 _SHM_VOLUME = "dshm"
-_TOKEN_ENV = "HF_TOKEN"  # noqa: S105 - the variable's name; the value comes from a Secret
 # Room for pulling a multi-GB image on a fresh node, on top of the startup probe's budget, before the
 # Deployment reports that its rollout is stuck.
 _IMAGE_PULL_ALLOWANCE_SECONDS = 600
@@ -65,93 +58,41 @@ def _user_env(env: EnvVar) -> Manifest:
     return _literal(env.name, env.value)
 
 
-def _tgi_env(spec: TGIServiceSpec) -> list[Manifest]:
+def _launch(spec: TGIServiceSpec) -> Command:
     engine, model = spec.engine, spec.model
-    env = [_literal("MODEL_ID", model.id)]
-    if model.revision is not None:
-        env.append(_literal("REVISION", model.revision))
-    # The container runtime sets HOSTNAME to the pod name and TGI's launcher reads HOSTNAME as its
-    # listen address, which would bind the pod IP only (breaking `kubectl port-forward`).
-    env.append(_literal("HOSTNAME", "0.0.0.0"))  # noqa: S104 - the server must accept pod traffic
-    env.append(_literal("PORT", engine.effective_port))
-    env.append(_literal("HUGGINGFACE_HUB_CACHE", spec.cache.mount_path))
-    env.append(_literal("NUM_SHARD", engine.num_shard))
-    if engine.quantize is not Quantization.NONE:
-        env.append(_literal("QUANTIZE", engine.quantize.value))
-    if engine.dtype is not None:
-        env.append(_literal("DTYPE", engine.dtype.value))
-    if model.trust_remote_code:
-        env.append(_literal("TRUST_REMOTE_CODE", "true"))
-    limits = (
-        ("MAX_CONCURRENT_REQUESTS", engine.max_concurrent_requests),
-        ("MAX_INPUT_TOKENS", engine.effective_max_input_tokens),
-        ("MAX_TOTAL_TOKENS", engine.max_total_tokens),
-        ("MAX_BATCH_PREFILL_TOKENS", engine.max_batch_prefill_tokens),
-        ("MAX_BATCH_TOTAL_TOKENS", engine.max_batch_total_tokens),
+    return engine.defaults.launch(
+        Launch(
+            model_id=model.id,
+            revision=model.revision,
+            port=engine.effective_port,
+            cache_path=spec.cache.mount_path,
+            num_shard=engine.num_shard,
+            quantize=engine.quantize,
+            dtype=engine.dtype.value if engine.dtype is not None else None,
+            trust_remote_code=model.trust_remote_code,
+            max_concurrent_requests=engine.max_concurrent_requests,
+            max_input_tokens=engine.effective_max_input_tokens,
+            max_total_tokens=engine.max_total_tokens,
+            max_batch_prefill_tokens=engine.max_batch_prefill_tokens,
+            max_batch_total_tokens=engine.max_batch_total_tokens,
+            extra_args=tuple(engine.extra_args),
+        )
     )
-    env.extend(_literal(name, value) for name, value in limits if value is not None)
-    env.append(_literal("JSON_OUTPUT", "true"))  # one JSON object per log line for log pipelines
-    return env
 
 
 def container_env(spec: TGIServiceSpec) -> list[Manifest]:
     """The server container's environment: engine settings, the HF token reference, then user env."""
-    if spec.engine.kind is EngineKind.TGI:
-        env = _tgi_env(spec)
-    else:
-        env = [_literal("HF_HUB_CACHE", spec.cache.mount_path)]
+    env = [_literal(name, value) for name, value in _launch(spec).env]
     if spec.model.hf_token_secret is not None:
-        # Every engine (through huggingface_hub) reads the token from HF_TOKEN.
-        env.append(_secret_env(_TOKEN_ENV, spec.model.hf_token_secret))
+        env.append(_secret_env(TOKEN_ENV, spec.model.hf_token_secret))
     env.extend(_user_env(item) for item in spec.engine.env)
     return env
 
 
-def _flag(args: list[str], name: str, value: object | None) -> None:
-    if value is not None:
-        args.extend([name, str(value)])
-
-
-def _quantization_arg(spec: TGIServiceSpec) -> str | None:
-    quantize = spec.engine.quantize
-    return None if quantize is Quantization.NONE else quantize.value
-
-
 def container_args(spec: TGIServiceSpec) -> tuple[list[str] | None, list[str]]:
-    """``(command, args)`` of the server container; TGI is configured through env, so only extras."""
-    engine, model = spec.engine, spec.model
-    if engine.kind is EngineKind.TGI:
-        return None, list(engine.extra_args)
-    args: list[str] = []
-    dtype = engine.dtype.value if engine.dtype is not None else None
-    if engine.kind is EngineKind.VLLM:
-        command = ["python3", "-m", "vllm.entrypoints.openai.api_server"]
-        _flag(args, "--model", model.id)
-        _flag(args, "--revision", model.revision)
-        _flag(args, "--host", "0.0.0.0")  # noqa: S104 - the server must accept pod traffic
-        _flag(args, "--port", engine.effective_port)
-        _flag(args, "--tensor-parallel-size", engine.num_shard)
-        _flag(args, "--quantization", _quantization_arg(spec))
-        _flag(args, "--dtype", dtype)
-        _flag(args, "--max-model-len", engine.max_total_tokens)
-        _flag(args, "--max-num-batched-tokens", engine.max_batch_prefill_tokens)
-    else:
-        command = ["python3", "-m", "sglang.launch_server"]
-        _flag(args, "--model-path", model.id)
-        _flag(args, "--revision", model.revision)
-        _flag(args, "--host", "0.0.0.0")  # noqa: S104 - the server must accept pod traffic
-        _flag(args, "--port", engine.effective_port)
-        _flag(args, "--tp", engine.num_shard)
-        _flag(args, "--quantization", _quantization_arg(spec))
-        _flag(args, "--dtype", dtype)
-        _flag(args, "--context-length", engine.max_total_tokens)
-        _flag(args, "--max-prefill-tokens", engine.max_batch_prefill_tokens)
-        _flag(args, "--max-total-tokens", engine.max_batch_total_tokens)
-        args.append("--enable-metrics")  # SGLang exports no Prometheus metrics without it
-    if model.trust_remote_code:
-        args.append("--trust-remote-code")
-    args.extend(engine.extra_args)
-    return command, args
+    """``(command, args)`` of the server container (TGI: the image's entrypoint, only extra args)."""
+    launch = _launch(spec)
+    return (None if launch.command is None else list(launch.command)), list(launch.args)
 
 
 def scrape_annotations(spec: TGIServiceSpec) -> dict[str, str]:

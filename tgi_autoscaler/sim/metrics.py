@@ -8,21 +8,22 @@ appends ``_total`` to every counter, while TGI (Rust ``metrics-exporter-promethe
 ``tgi_request_success`` etc. without it; dashboards, alerts and the adapter must be tested against
 the names the real server emits.
 
-``engine`` picks which server the replica impersonates on ``/metrics``: ``tgi`` (TGI's families),
-``vllm`` (``vllm:num_requests_waiting`` / ``vllm:num_requests_running``) or ``sglang``
-(``sglang:num_queue_reqs`` / ``sglang:num_running_reqs``), each labelled ``model_name`` like the real
-servers. The HTTP API stays TGI's in every case.
+``engine`` picks which server the replica impersonates on ``/metrics``: ``tgi`` (TGI's families), or
+any other engine of the engine table through its queue and running-batch gauges
+(``vllm:num_requests_waiting`` / ``vllm:num_requests_running`` for vLLM), each labelled
+``model_name`` like the real servers. The HTTP API stays TGI's in every case.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Iterator
-from typing import Literal, get_args
 
 from prometheus_client import CollectorRegistry
 from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
+from tgi_autoscaler.engines import ENGINES as ENGINE_TABLE
+from tgi_autoscaler.engines import EngineKind
 from tgi_autoscaler.sim.model import ReplicaModel
 from tgi_autoscaler.sim.stats import TGI_METRICS
 
@@ -36,8 +37,8 @@ __all__ = [
     "render_text",
 ]
 
-Engine = Literal["tgi", "vllm", "sglang"]
-ENGINES: tuple[Engine, ...] = get_args(Engine)
+Engine = str  # the name of an engine of the engine table
+ENGINES: tuple[Engine, ...] = tuple(kind.value for kind in ENGINE_TABLE)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 # Counters a fresh TGI has not touched yet are still exported as 0, so queries over a just-started
@@ -56,19 +57,18 @@ class ReplicaCollector:
         self._model_name = model_name
 
     def collect(self) -> Iterator[Metric]:
-        if self._engine == "vllm":
-            yield from self._engine_gauges("vllm:num_requests_waiting", "vllm:num_requests_running")
-        elif self._engine == "sglang":
-            yield from self._engine_gauges("sglang:num_queue_reqs", "sglang:num_running_reqs")
-        else:
+        if self._engine == EngineKind.TGI:
             yield from self._tgi()
+        else:
+            yield from self._engine_gauges()
 
-    def _engine_gauges(self, waiting: str, running: str) -> Iterator[Metric]:
+    def _engine_gauges(self) -> Iterator[Metric]:
+        metrics = ENGINE_TABLE[EngineKind(self._engine)].metrics
         snap = self._model.snapshot()
-        for name, help_text, value in (
-            (waiting, "Number of requests waiting to be processed.", snap.queue_size),
-            (running, "Number of requests currently running.", snap.batch_size),
-        ):
+        gauges = [(metrics.queue_size, "Number of requests waiting to be processed.", snap.queue_size)]
+        if metrics.running is not None:
+            gauges.append((metrics.running, "Number of requests currently running.", snap.batch_size))
+        for name, help_text, value in gauges:
             family = GaugeMetricFamily(name, help_text, labels=["model_name"])
             family.add_metric([self._model_name], float(value))
             yield family

@@ -11,7 +11,6 @@ adapter uses to map selector keys), plus ``namespace`` and ``pod``.
 from __future__ import annotations
 
 import hashlib
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -24,7 +23,8 @@ from tgi_autoscaler.config.constants import (
     LABEL_NAME,
     MANAGED_BY,
 )
-from tgi_autoscaler.promql.k8slabels import sanitize_label_name
+from tgi_autoscaler.k8s.names import is_dns1123_label
+from tgi_autoscaler.promql.matchers import sanitize_label_name
 
 __all__ = [
     "pod_labels",
@@ -37,7 +37,6 @@ __all__ = [
 
 # Kubernetes' rand.SafeEncodeString alphabet (no vowels, no confusable digits).
 _SAFE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
 
 
 def _safe_encode(seed: str, length: int) -> str:
@@ -52,7 +51,7 @@ def template_hash(namespace: str, service: str) -> str:
 
 def pod_name(namespace: str, service: str, ordinal: int) -> str:
     """Name of the ``ordinal``-th pod ever created for the service (ordinals are never reused)."""
-    if not _DNS_LABEL.match(service):
+    if not is_dns1123_label(service):
         raise ValueError(f"service: {service!r} is not a valid DNS-1123 label")
     return f"{service}-{template_hash(namespace, service)}-{_safe_encode(f'{service}#{ordinal}', 5)}"
 

@@ -1,9 +1,13 @@
-"""Kubernetes label key and value validation, with the API server's own error wording.
+"""Kubernetes names: DNS labels and subdomains, label keys and values, env var names.
 
-A selector the adapter accepts must be one the API server would accept, and a rejection should read
-the same as ``kubectl`` users see elsewhere; so the rules and messages follow
-``k8s.io/apimachinery/pkg/api/validate/content`` (``IsLabelKey``/``IsLabelValue``) exactly,
-including lengths counted in UTF-8 bytes.
+One rule per kind of name, as ``k8s.io/apimachinery`` states it, so that a name the project accepts
+is one the API server accepts, with the same length caps everywhere (63 for a label, 253 for a
+subdomain). A selector the adapter accepts must be one the API server would accept, and a rejection
+should read the same as ``kubectl`` users see elsewhere; so ``label_key_errors`` and
+``label_value_errors`` follow ``k8s.io/apimachinery/pkg/api/validate/content``
+(``IsLabelKey``/``IsLabelValue``) exactly, including lengths counted in UTF-8 bytes. The predicates
+(``is_dns1123_label`` and friends) leave the wording of a rejection to the caller, which knows which
+field it is checking.
 """
 
 from __future__ import annotations
@@ -12,11 +16,20 @@ import re
 from typing import Final
 
 __all__ = [
+    "MAX_DNS_LABEL_LENGTH",
+    "MAX_DNS_SUBDOMAIN_LENGTH",
     "go_quote",
+    "is_dns1035_label",
+    "is_dns1123_label",
+    "is_dns1123_subdomain",
+    "is_env_var_name",
+    "is_extended_resource_name",
     "label_key_errors",
     "label_value_errors",
-    "sanitize_label_name",
 ]
+
+MAX_DNS_LABEL_LENGTH: Final = 63
+MAX_DNS_SUBDOMAIN_LENGTH: Final = 253
 
 _LABEL_KEY_FMT: Final = "([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]"
 _LABEL_KEY_ERR: Final = (
@@ -30,16 +43,49 @@ _LABEL_VALUE_ERR: Final = (
 )
 _DNS1123_LABEL_FMT: Final = "[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _DNS1123_SUBDOMAIN_FMT: Final = _DNS1123_LABEL_FMT + "(\\." + _DNS1123_LABEL_FMT + ")*"
+_DNS1035_LABEL_FMT: Final = "[a-z]([-a-z0-9]*[a-z0-9])?"
+_ENV_VAR_NAME_FMT: Final = "[-._a-zA-Z][-._a-zA-Z0-9]*"
 _DNS1123_SUBDOMAIN_ERR: Final = (
     "a lowercase RFC 1123 subdomain must consist of lower case alphanumeric characters, '-' or '.', "
     "and must start and end with an alphanumeric character"
 )
 _LABEL_KEY_RE: Final = re.compile(_LABEL_KEY_FMT)
 _LABEL_VALUE_RE: Final = re.compile(_LABEL_VALUE_FMT)
+_DNS1123_LABEL_RE: Final = re.compile(_DNS1123_LABEL_FMT)
 _DNS1123_SUBDOMAIN_RE: Final = re.compile(_DNS1123_SUBDOMAIN_FMT)
-_MAX_NAME_BYTES: Final = 63
-_MAX_SUBDOMAIN_BYTES: Final = 253
-_PROM_INVALID_CHARS: Final = re.compile(r"[^a-zA-Z0-9_]")
+_DNS1035_LABEL_RE: Final = re.compile(_DNS1035_LABEL_FMT)
+_ENV_VAR_NAME_RE: Final = re.compile(_ENV_VAR_NAME_FMT)
+_MAX_NAME_BYTES: Final = MAX_DNS_LABEL_LENGTH
+_MAX_SUBDOMAIN_BYTES: Final = MAX_DNS_SUBDOMAIN_LENGTH
+
+
+def is_dns1123_label(value: str, *, max_length: int = MAX_DNS_LABEL_LENGTH) -> bool:
+    """An RFC 1123 label (namespace names, most object names): ``[a-z0-9]([-a-z0-9]*[a-z0-9])?``.
+
+    ``max_length`` lowers the cap of 63 where a caller appends suffixes to the name.
+    """
+    return len(value) <= min(max_length, MAX_DNS_LABEL_LENGTH) and bool(_DNS1123_LABEL_RE.fullmatch(value))
+
+
+def is_dns1035_label(value: str, *, max_length: int = MAX_DNS_LABEL_LENGTH) -> bool:
+    """An RFC 1035 label (Service names): as an RFC 1123 label, but starting with a letter."""
+    return len(value) <= min(max_length, MAX_DNS_LABEL_LENGTH) and bool(_DNS1035_LABEL_RE.fullmatch(value))
+
+
+def is_dns1123_subdomain(value: str) -> bool:
+    """An RFC 1123 subdomain (ConfigMap, Secret, PVC names): dot-separated labels, at most 253."""
+    return len(value) <= MAX_DNS_SUBDOMAIN_LENGTH and bool(_DNS1123_SUBDOMAIN_RE.fullmatch(value))
+
+
+def is_extended_resource_name(value: str) -> bool:
+    """An extended resource name (``nvidia.com/gpu``): a label key whose DNS prefix is required."""
+    prefix, slash, _ = value.partition("/")
+    return bool(slash and prefix) and not label_key_errors(value)
+
+
+def is_env_var_name(value: str) -> bool:
+    """A container environment variable name, as ``IsEnvVarName`` accepts it."""
+    return bool(_ENV_VAR_NAME_RE.fullmatch(value))
 
 
 def _regex_error(msg: str, fmt: str, *examples: str) -> str:
@@ -104,15 +150,6 @@ def label_value_errors(value: str) -> list[str]:
     if not _LABEL_VALUE_RE.fullmatch(value):
         errors.append(_regex_error(_LABEL_VALUE_ERR, _LABEL_VALUE_FMT, "MyValue", "my_value", "12345"))
     return errors
-
-
-def sanitize_label_name(key: str) -> str:
-    """The Prometheus label a Kubernetes label key becomes under ``labelmap`` relabeling.
-
-    Prometheus' Kubernetes service discovery replaces every character outside ``[a-zA-Z0-9_]`` with
-    ``_`` (``app.kubernetes.io/instance`` -> ``app_kubernetes_io_instance``).
-    """
-    return _PROM_INVALID_CHARS.sub("_", key)
 
 
 _GO_ESCAPES: Final = {

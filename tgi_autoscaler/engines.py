@@ -1,0 +1,390 @@
+"""The inference servers the project runs and scales: one entry per engine, every fact about it there.
+
+TGI, vLLM and SGLang differ in their image, port, command line, the environment they read, which
+quantizations and spec fields they support, and the names of the Prometheus series they export
+(``tgi_queue_size`` vs ``vllm:num_requests_waiting`` vs ``sglang:num_queue_reqs``). The service spec's
+defaults and checks, the reserved environment variables, the rendered container, the alert rules and
+dashboards, the adapter's built-in metric definitions and the configuration reference all read this
+table, so an engine is added by adding its entry (and its ``EngineKind`` member) and nowhere else.
+
+Not every engine measures every thing: neither vLLM nor SGLang counts failed requests. A signal an
+engine lacks is ``None`` and the alert or panel that needs it is left out (and listed as such in
+docs/alerts-and-dashboards.md) instead of querying a series that never exists. The names were
+checked against each engine's own metric definitions (TGI's ``docs/source/reference/metrics.md`` and
+router source, vLLM's ``vllm/engine/metrics.py``, SGLang's ``python/sglang/srt/metrics/collector.py``).
+
+Pure data and pure functions: the renderer turns a ``Command`` into the container, nothing here
+knows about Kubernetes objects or the spec's models.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Final
+
+from tgi_autoscaler.signals import DEFAULT_DEMAND, EngineCounters
+
+__all__ = [
+    "ENGINES",
+    "TOKEN_ENV",
+    "Command",
+    "Engine",
+    "EngineKind",
+    "EngineMetrics",
+    "Launch",
+    "Quantization",
+    "ServedMetric",
+    "engine_metrics",
+    "external_metric_name",
+]
+
+
+class EngineKind(StrEnum):
+    """Which inference server runs the model."""
+
+    TGI = "tgi"
+    VLLM = "vllm"
+    SGLANG = "sglang"
+
+
+class Quantization(StrEnum):
+    """Quantization methods, spelled as TGI's launcher ``--quantize`` accepts them (plus ``none``)."""
+
+    NONE = "none"
+    AWQ = "awq"
+    EETQ = "eetq"
+    EXL2 = "exl2"
+    GPTQ = "gptq"
+    MARLIN = "marlin"
+    BITSANDBYTES = "bitsandbytes"
+    BITSANDBYTES_NF4 = "bitsandbytes-nf4"
+    BITSANDBYTES_FP4 = "bitsandbytes-fp4"
+    FP8 = "fp8"
+
+
+# Every engine (through huggingface_hub) reads the Hugging Face token from this variable.
+TOKEN_ENV: Final = "HF_TOKEN"  # noqa: S105 - the variable's name; the value comes from a Secret
+
+
+@dataclass(frozen=True)
+class EngineMetrics:
+    """Series names of one engine. Histograms are given by base name (without ``_bucket``)."""
+
+    engine: str
+    queue_size: str  # gauge: requests waiting for a batch slot; the HPA's scaling signal
+    running: str | None  # gauge: requests in the current batch
+    request_duration: str | None  # histogram, seconds: end-to-end time of a request
+    queue_duration: str | None  # histogram, seconds: time a request waited in the queue
+    decode_latency: str | None  # histogram, seconds: time per generated token (inter-token latency)
+    requests: str | None  # counter: every request started
+    successes: str | None  # counter: requests that finished successfully
+    failures: str | None  # counter: requests that failed
+    generated_tokens: str | None  # counter of generated tokens (a histogram's _sum for TGI)
+
+
+@dataclass(frozen=True)
+class Launch:
+    """What the server process is told, taken from the spec (``None``: leave it to the engine)."""
+
+    model_id: str
+    revision: str | None
+    port: int
+    cache_path: str
+    num_shard: int
+    quantize: Quantization
+    dtype: str | None
+    trust_remote_code: bool
+    max_concurrent_requests: int | None = None
+    max_input_tokens: int | None = None
+    max_total_tokens: int | None = None
+    max_batch_prefill_tokens: int | None = None
+    max_batch_total_tokens: int | None = None
+    extra_args: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Command:
+    """The server container's command (``None``: the image's entrypoint), args and literal env."""
+
+    command: tuple[str, ...] | None
+    args: tuple[str, ...]
+    env: tuple[tuple[str, str], ...]
+
+
+@dataclass(frozen=True)
+class ServedMetric:
+    """One of the adapter's built-in external metrics: its API name and the series it sums (or,
+    with ``query``, the whole query template)."""
+
+    name: str
+    series: str
+    description: str
+    query: str | None = None
+
+
+def external_metric_name(series: str) -> str:
+    """The external metric name of a series: ``:`` is not allowed in the API path segment's style."""
+    return series.replace(":", "_")
+
+
+@dataclass(frozen=True)
+class Engine:
+    """Everything that differs between inference servers."""
+
+    kind: EngineKind
+    image: str  # pinned to a tag so a node pulling later gets the server the spec was tested with
+    port: int
+    health_path: str
+    metrics_path: str
+    quantizations: frozenset[Quantization]
+    metrics: EngineMetrics
+    queue_description: str  # the adapter's built-in queue definition
+    batch_description: str | None  # None: no built-in batch-size definition, the spec must name one
+    # Spec fields (snake_case) the engine has no setting for.
+    unsupported_fields: tuple[str, ...]
+    # Environment variables the renderer sets itself (or that alias them); user-supplied env may not
+    # shadow them, because a silently overridden MODEL_ID or NUM_SHARD would make the pod disagree
+    # with the spec.
+    reserved_env: frozenset[str]
+    launch: Callable[[Launch], Command]
+
+    @property
+    def queue_metric(self) -> str:
+        """External metric name the HPA scales on by default."""
+        return external_metric_name(self.metrics.queue_size)
+
+    @property
+    def batch_metric(self) -> str | None:
+        """Default external metric name of the batch-size signal (None: the spec must name one)."""
+        if self.batch_description is None or self.metrics.running is None:
+            return None
+        return external_metric_name(self.metrics.running)
+
+    @property
+    def demand_metric(self) -> str:
+        """External metric name of the demand signal (the default scaling signal)."""
+        return f"{self.kind.value}_request_demand"
+
+    @property
+    def counters(self) -> EngineCounters:
+        """The series the demand signal is computed from: an arrival counter where the engine has
+        one (TGI), else finished requests plus the change of requests in flight."""
+        if self.metrics.requests is not None:
+            return EngineCounters(queue=self.metrics.queue_size, arrivals=self.metrics.requests)
+        return EngineCounters(
+            queue=self.metrics.queue_size, finished=self.metrics.successes, running=self.metrics.running
+        )
+
+    @property
+    def served_metrics(self) -> tuple[ServedMetric, ...]:
+        """The adapter's built-in definitions for this engine: queue, batch size if any, demand."""
+        served = [ServedMetric(self.queue_metric, self.metrics.queue_size, self.queue_description)]
+        running = self.metrics.running
+        if self.batch_description is not None and running is not None:
+            served.append(ServedMetric(external_metric_name(running), running, self.batch_description))
+        demand = DEFAULT_DEMAND
+        served.append(
+            ServedMetric(
+                self.demand_metric,
+                self.metrics.queue_size,
+                f"Requests/s the service must serve: arrival rate over {demand.rate_window_s} s plus "
+                f"the queue drained over {demand.drain_s} s.",
+                query=demand.promql(self.counters),
+            )
+        )
+        return tuple(served)
+
+
+def _quantize_arg(launch: Launch) -> str | None:
+    return None if launch.quantize is Quantization.NONE else launch.quantize.value
+
+
+def _tgi(launch: Launch) -> Command:
+    # TGI's launcher is configured through the environment; its args are only the spec's extras.
+    env: list[tuple[str, object]] = [("MODEL_ID", launch.model_id)]
+    if launch.revision is not None:
+        env.append(("REVISION", launch.revision))
+    # The container runtime sets HOSTNAME to the pod name and TGI's launcher reads HOSTNAME as its
+    # listen address, which would bind the pod IP only (breaking `kubectl port-forward`).
+    env.append(("HOSTNAME", "0.0.0.0"))  # noqa: S104 - the server must accept pod traffic
+    env.append(("PORT", launch.port))
+    env.append(("HUGGINGFACE_HUB_CACHE", launch.cache_path))
+    env.append(("NUM_SHARD", launch.num_shard))
+    optional: tuple[tuple[str, object | None], ...] = (
+        ("QUANTIZE", _quantize_arg(launch)),
+        ("DTYPE", launch.dtype),
+        ("TRUST_REMOTE_CODE", "true" if launch.trust_remote_code else None),
+        ("MAX_CONCURRENT_REQUESTS", launch.max_concurrent_requests),
+        ("MAX_INPUT_TOKENS", launch.max_input_tokens),
+        ("MAX_TOTAL_TOKENS", launch.max_total_tokens),
+        ("MAX_BATCH_PREFILL_TOKENS", launch.max_batch_prefill_tokens),
+        ("MAX_BATCH_TOTAL_TOKENS", launch.max_batch_total_tokens),
+    )
+    env.extend((name, value) for name, value in optional if value is not None)
+    env.append(("JSON_OUTPUT", "true"))  # one JSON object per log line for log pipelines
+    return Command(None, launch.extra_args, tuple((name, str(value)) for name, value in env))
+
+
+def _python_server(
+    module: str, flags: Callable[[Launch], tuple[tuple[str, object | None], ...]], *trailing: str
+) -> Callable[[Launch], Command]:
+    """A server started as ``python3 -m module`` with flags, reading the cache path from HF_HUB_CACHE."""
+
+    def launch(settings: Launch) -> Command:
+        args: list[str] = []
+        for name, value in flags(settings):
+            if value is not None:
+                args.extend([name, str(value)])
+        args.extend(trailing)
+        if settings.trust_remote_code:
+            args.append("--trust-remote-code")
+        args.extend(settings.extra_args)
+        return Command(("python3", "-m", module), tuple(args), (("HF_HUB_CACHE", settings.cache_path),))
+
+    return launch
+
+
+def _vllm_flags(launch: Launch) -> tuple[tuple[str, object | None], ...]:
+    return (
+        ("--model", launch.model_id),
+        ("--revision", launch.revision),
+        ("--host", "0.0.0.0"),  # noqa: S104 - the server must accept pod traffic
+        ("--port", launch.port),
+        ("--tensor-parallel-size", launch.num_shard),
+        ("--quantization", _quantize_arg(launch)),
+        ("--dtype", launch.dtype),
+        ("--max-model-len", launch.max_total_tokens),
+        ("--max-num-batched-tokens", launch.max_batch_prefill_tokens),
+    )
+
+
+def _sglang_flags(launch: Launch) -> tuple[tuple[str, object | None], ...]:
+    return (
+        ("--model-path", launch.model_id),
+        ("--revision", launch.revision),
+        ("--host", "0.0.0.0"),  # noqa: S104 - the server must accept pod traffic
+        ("--port", launch.port),
+        ("--tp", launch.num_shard),
+        ("--quantization", _quantize_arg(launch)),
+        ("--dtype", launch.dtype),
+        ("--context-length", launch.max_total_tokens),
+        ("--max-prefill-tokens", launch.max_batch_prefill_tokens),
+        ("--max-total-tokens", launch.max_batch_total_tokens),
+    )
+
+
+_COMMON_QUANT: Final = frozenset(
+    {Quantization.NONE, Quantization.AWQ, Quantization.GPTQ, Quantization.FP8, Quantization.BITSANDBYTES}
+)
+_TGI_ONLY: Final = ("max_concurrent_requests", "max_input_tokens", "max_input_length")
+
+ENGINES: Final[Mapping[EngineKind, Engine]] = {
+    EngineKind.TGI: Engine(
+        kind=EngineKind.TGI,
+        image="ghcr.io/huggingface/text-generation-inference:3.3.5",
+        port=8080,
+        health_path="/health",
+        metrics_path="/metrics",
+        quantizations=frozenset(Quantization),
+        metrics=EngineMetrics(
+            engine="tgi",
+            queue_size="tgi_queue_size",
+            running="tgi_batch_current_size",
+            request_duration="tgi_request_duration",
+            queue_duration="tgi_request_queue_duration",
+            decode_latency="tgi_request_mean_time_per_token_duration",
+            requests="tgi_request_count",
+            successes="tgi_request_success",
+            failures="tgi_request_failure",
+            generated_tokens="tgi_request_generated_tokens_sum",
+        ),
+        queue_description=(
+            "Requests waiting in Text Generation Inference queues, summed over the selected pods."
+        ),
+        batch_description="Requests in the current TGI batches, summed over the selected pods.",
+        unsupported_fields=(),
+        reserved_env=frozenset(
+            {
+                "MODEL_ID",
+                "REVISION",
+                "PORT",
+                "HOSTNAME",
+                TOKEN_ENV,
+                "HUGGINGFACE_HUB_CACHE",
+                "NUM_SHARD",
+                "QUANTIZE",
+                "DTYPE",
+                "TRUST_REMOTE_CODE",
+                "MAX_CONCURRENT_REQUESTS",
+                "MAX_INPUT_TOKENS",
+                "MAX_INPUT_LENGTH",  # TGI's older name of MAX_INPUT_TOKENS
+                "MAX_TOTAL_TOKENS",
+                "MAX_BATCH_PREFILL_TOKENS",
+                "MAX_BATCH_TOTAL_TOKENS",
+                "JSON_OUTPUT",
+            }
+        ),
+        launch=_tgi,
+    ),
+    EngineKind.VLLM: Engine(
+        kind=EngineKind.VLLM,
+        image="vllm/vllm-openai:v0.11.0",
+        port=8000,
+        health_path="/health",
+        metrics_path="/metrics",
+        quantizations=_COMMON_QUANT,
+        metrics=EngineMetrics(
+            engine="vllm",
+            queue_size="vllm:num_requests_waiting",
+            running="vllm:num_requests_running",
+            request_duration="vllm:e2e_request_latency_seconds",
+            queue_duration="vllm:request_queue_time_seconds",
+            decode_latency="vllm:time_per_output_token_seconds",
+            requests=None,
+            successes="vllm:request_success_total",
+            failures=None,
+            generated_tokens="vllm:generation_tokens_total",
+        ),
+        queue_description="Requests waiting in vLLM schedulers, summed over the selected pods.",
+        batch_description=None,
+        unsupported_fields=(*_TGI_ONLY, "max_batch_total_tokens"),
+        reserved_env=frozenset({TOKEN_ENV, "HF_HUB_CACHE"}),
+        launch=_python_server("vllm.entrypoints.openai.api_server", _vllm_flags),
+    ),
+    EngineKind.SGLANG: Engine(
+        kind=EngineKind.SGLANG,
+        image="lmsysorg/sglang:v0.5.9",
+        port=30000,
+        health_path="/health",
+        metrics_path="/metrics",
+        quantizations=_COMMON_QUANT,
+        metrics=EngineMetrics(
+            engine="sglang",
+            queue_size="sglang:num_queue_reqs",
+            running="sglang:num_running_reqs",
+            request_duration="sglang:e2e_request_latency_seconds",
+            queue_duration="sglang:queue_time_seconds",
+            decode_latency="sglang:decode_latency_seconds",
+            requests=None,
+            successes="sglang:num_requests_total",
+            failures=None,
+            generated_tokens="sglang:generation_tokens_total",
+        ),
+        queue_description="Requests waiting in SGLang queues, summed over the selected pods.",
+        batch_description=None,
+        unsupported_fields=_TGI_ONLY,
+        reserved_env=frozenset({TOKEN_ENV, "HF_HUB_CACHE"}),
+        # SGLang exports no Prometheus metrics without --enable-metrics.
+        launch=_python_server("sglang.launch_server", _sglang_flags, "--enable-metrics"),
+    ),
+}
+
+
+def engine_metrics(engine: str) -> EngineMetrics:
+    """The metric table of ``engine``; raises ``ValueError`` naming the engine if unknown."""
+    for known, entry in ENGINES.items():
+        if known.value == engine:
+            return entry.metrics
+    raise ValueError(f"unknown engine {engine!r}; expected one of {', '.join(ENGINES)}")
