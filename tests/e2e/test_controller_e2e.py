@@ -42,6 +42,7 @@ model:
 autoscaling:
   minReplicas: 2
   maxReplicas: 10
+  signal: queue
   queue:
     targetPerReplica: 10
 """
@@ -113,7 +114,7 @@ async def test_example_configmap_yields_every_object_accepted_by_the_api_server(
         assert set(status["objects"]) == expected
         assert status["minReplicas"] == 2
         assert status["maxReplicas"] == 10
-        assert status["queueMetric"] == "tgi_queue_size"
+        assert status["queueMetric"] == "tgi_request_demand"  # the example scales on demand
         deployment = await admin.get(DEPLOYMENT, namespace, configmap["metadata"]["name"])
         assert deployment is not None
         [owner] = deployment["metadata"]["ownerReferences"]

@@ -36,6 +36,7 @@ SPEC = """\
 model:
   id: meta-llama/Llama-2-7b-chat-hf
 autoscaling:
+  signal: queue
   queue:
     targetPerReplica: 10
 """

@@ -254,7 +254,7 @@ def _num(value: int | None) -> str:
 
 def format_table(rows: Iterable[ServiceRow], *, message_width: int = 60) -> str:
     """A ``kubectl get``-style table; the message is cut to one line of ``message_width``."""
-    header = ("NAMESPACE", "NAME", "PHASE", "REPLICAS (CUR/DES/MIN/MAX)", "QUEUE METRIC (TARGET)", "MESSAGE")
+    header = ("NAMESPACE", "NAME", "PHASE", "REPLICAS (CUR/DES/MIN/MAX)", "METRIC (TARGET)", "MESSAGE")
     table: list[Sequence[str]] = [header]
     for row in sorted(rows, key=lambda r: (r.namespace, r.name)):
         replicas = "/".join(_num(v) for v in (row.current, row.desired, row.minimum, row.maximum))
