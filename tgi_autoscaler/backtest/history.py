@@ -234,10 +234,15 @@ class PrometheusHistory:
     def fit_decode(self, output: TokenSteps) -> tuple[DecodeFit, float]:
         series, grid = self.query.series, self.query.grid
         tpt = self.selector(series.decode_latency)
-        sums = counter_steps(self.range(self.selector(series.decode_latency, "_sum")), grid, f"{tpt} _sum")
-        counts = counter_steps(
-            self.range(self.selector(series.decode_latency, "_count")), grid, f"{tpt} _count"
-        )
+        # A histogram appears with its first observation: steps before it observed nothing.
+        observed: list[list[float]] = []
+        for suffix in ("_sum", "_count"):
+            selector = self.selector(series.decode_latency, suffix)
+            found = self.range(selector)
+            if not found:
+                raise HistoryError(f"no samples of {selector} between {grid.describe(0, grid.steps)}")
+            observed.append(counter_steps(found, grid, selector, require=False))
+        sums, counts = observed
         gauge = self.raw(self.selector(series.running))
         if not gauge:
             raise HistoryError(
