@@ -227,3 +227,12 @@ async def test_missing_series_is_an_error_naming_it_and_the_range(
     assert "vllm:request_success_total" in message
     assert service in message
     assert " .. " in message  # the time range
+
+
+def test_an_unreachable_prometheus_is_an_error_naming_it() -> None:
+    # Port 9 (discard) on loopback: nothing listens there in the test environment.
+    argv = ["backtest", "--prometheus", "http://127.0.0.1:9", "--namespace", "n", "--service-name", "s"]
+    out, err = io.StringIO(), io.StringIO()
+    code = run(build_parser(argv).parse_args(argv), out, err)
+    assert code == 2
+    assert "backtest: --prometheus http://127.0.0.1:9:" in err.getvalue()

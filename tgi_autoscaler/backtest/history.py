@@ -55,6 +55,8 @@ __all__ = ["HistoryQuery", "PrometheusHistory", "add_arguments", "history_trace"
 
 # Prometheus refuses range queries of more than 11,000 points per series.
 _MAX_POINTS = 11_000
+# Seconds one query may take (the client retries connection errors with a backoff first).
+_TIMEOUT_S = 60
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -158,7 +160,7 @@ class PrometheusHistory:
 
     def __init__(self, query: HistoryQuery, *, client: PrometheusConnect | None = None) -> None:
         self.query = query
-        self._client = client or PrometheusConnect(url=query.url, disable_ssl=False)
+        self._client = client or PrometheusConnect(url=query.url, disable_ssl=False, timeout=_TIMEOUT_S)
 
     def _call(self, what: str, call: Callable[[], Any]) -> Any:
         try:
