@@ -727,7 +727,7 @@ def format_calibration(calibration: Calibration, base: ServerParams, base_cold: 
     )
     cold_from = f"{c.pods} pods, kube-state-metrics" if c else "not fitted"
     rows = [
-        ("parameter", "used", "default", "from"),
+        ("parameter", "used", "flags", "from"),
         ("decodeSecondsPerToken", f"{params.decode_step_s:.4g}", f"{base.decode_step_s:.4g}", decode_from),
         ("batchSlowdown", f"{params.batch_slowdown:.4g}", f"{base.batch_slowdown:.4g}", decode_from),
         ("tokens/s at batch 1", f"{1 / params.decode_step_s:.4g}", f"{1 / base.decode_step_s:.4g}", ""),
