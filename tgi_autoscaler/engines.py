@@ -82,6 +82,13 @@ class EngineMetrics:
     successes: str | None  # counter: requests that finished successfully
     failures: str | None  # counter: requests that failed
     generated_tokens: str | None  # counter of generated tokens (a histogram's _sum for TGI)
+    # Per-request token counts, for importing a service's history: histograms by base name, or (for
+    # an engine that exports only totals) counters.
+    prompt_tokens: str | None = None
+    output_tokens: str | None = None
+    tokens_are_histograms: bool = True
+    # Whether ``decode_latency`` averages the first token (the prefill) in with the others.
+    decode_latency_includes_first: bool = False
 
 
 @dataclass(frozen=True)
@@ -299,6 +306,9 @@ ENGINES: Final[Mapping[EngineKind, Engine]] = {
             successes="tgi_request_success",
             failures="tgi_request_failure",
             generated_tokens="tgi_request_generated_tokens_sum",
+            prompt_tokens="tgi_request_input_length",
+            output_tokens="tgi_request_generated_tokens",
+            decode_latency_includes_first=True,
         ),
         queue_description=(
             "Requests waiting in Text Generation Inference queues, summed over the selected pods."
@@ -346,6 +356,8 @@ ENGINES: Final[Mapping[EngineKind, Engine]] = {
             successes="vllm:request_success_total",
             failures=None,
             generated_tokens="vllm:generation_tokens_total",
+            prompt_tokens="vllm:request_prompt_tokens",
+            output_tokens="vllm:request_generation_tokens",
         ),
         queue_description="Requests waiting in vLLM schedulers, summed over the selected pods.",
         batch_description=None,
@@ -371,6 +383,9 @@ ENGINES: Final[Mapping[EngineKind, Engine]] = {
             successes="sglang:num_requests_total",
             failures=None,
             generated_tokens="sglang:generation_tokens_total",
+            prompt_tokens="sglang:prompt_tokens_total",
+            output_tokens="sglang:generation_tokens_total",
+            tokens_are_histograms=False,
         ),
         queue_description="Requests waiting in SGLang queues, summed over the selected pods.",
         batch_description=None,

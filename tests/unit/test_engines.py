@@ -148,7 +148,8 @@ def test_unknown_engine_names_are_refused_by_name() -> None:
 
 
 def _facts(entry: Engine) -> list[str]:
-    names = [entry.image, *(name for name in dataclasses.astuple(entry.metrics)[1:] if name)]
+    series = (value for value in dataclasses.astuple(entry.metrics)[1:] if isinstance(value, str))
+    names = [entry.image, *series]
     return [name for name in names if ":" in name or "/" in name]
 
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TextIO
 
+from tgi_autoscaler.backtest import history
 from tgi_autoscaler.backtest.docs import update_study_document
 from tgi_autoscaler.backtest.policies import (
     BASELINES,
@@ -67,6 +68,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     load.add_argument("--rate-scale", type=float, default=1.0, help="multiply the request rate")
     load.add_argument("--time-scale", type=float, default=1.0, help="compress time by this factor")
     load.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    history.add_arguments(parser)
 
     scaling = parser.add_argument_group("scaling")
     scaling.add_argument(
@@ -121,8 +123,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.set_defaults(func=run)
 
 
-def _trace(args: argparse.Namespace) -> RequestTrace:
-    if args.trace:
+def _trace(args: argparse.Namespace, out: TextIO, err: TextIO) -> RequestTrace:
+    if args.prometheus or args.calibrate:
+        trace = history.history_trace(args, out, err)
+    elif args.trace:
         text = Path(args.trace).read_text(encoding="utf-8")
         trace = parse_azure_csv(text, source=args.trace)
     else:
@@ -167,7 +171,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
         if args.behavior_file:
             text = Path(args.behavior_file).read_text(encoding="utf-8")
             behavior = parse_behavior_yaml(text, source=args.behavior_file)
-        trace = _trace(args)
+        trace = _trace(args, out, err)
         params = ServerParams(
             max_batch_size=args.max_batch,
             decode_step_s=args.decode_step,
