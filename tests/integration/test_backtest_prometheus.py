@@ -129,9 +129,9 @@ async def test_backtest_rate_and_demand_equal_prometheus_on_a_scraped_fleet(
                 # (b) The adapter's demand query = rate + queue / drain, from the raw samples.
                 queues = await raw_samples(prom, queue, at_ms)
                 backlog = sum(series[-1][1] for series in queues.values())
-                (value,) = await query_at(prom, demand_promql, at_ms)
+                (answer,) = await query_at(prom, demand_promql, at_ms)
                 expected = backtest_sum + backlog / DEFAULT_DEMAND.drain_s
-                assert rel_equal(float(value["value"][1]), expected), (at_ms, value, backtest_sum, backlog)
+                assert rel_equal(float(answer["value"][1]), expected), (at_ms, answer, backtest_sum, backlog)
                 seen.append((total, backlog))
             assert len(seen) == len(times)
             # The load was real and the queues had built up. (Under 8 requests/s: the series are

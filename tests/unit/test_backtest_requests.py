@@ -96,11 +96,16 @@ def test_time_scale_compresses_every_time() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kwargs", "message"), [({"rate_scale": 0.0}, "rate scale"), ({"time_scale": math.nan}, "time scale")]
+    ("rate_scale", "time_scale", "message"),
+    [
+        (0.0, 1.0, "rate scale must be > 0"),
+        (-2.0, 1.0, "rate scale"),
+        (1.0, math.nan, "time scale must be > 0"),
+    ],
 )
-def test_bad_scales_are_refused(kwargs: dict[str, float], message: str) -> None:
+def test_bad_scales_are_refused(rate_scale: float, time_scale: float, message: str) -> None:
     with pytest.raises(TraceError, match=message):
-        scale_trace(shaped_trace("steady", STEADY), **kwargs)
+        scale_trace(shaped_trace("steady", STEADY), rate_scale=rate_scale, time_scale=time_scale)
 
 
 def test_a_steady_shape_is_poisson_at_its_rate_with_the_fitted_token_counts() -> None:

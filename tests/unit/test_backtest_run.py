@@ -29,7 +29,9 @@ pytestmark = pytest.mark.unit
 
 PARAMS = ServerParams()
 SLO = Slo()
-KUBERNETES_DEFAULTS = next(p for p in BASELINES if p.name == "kubernetes-defaults")
+KUBERNETES_DEFAULTS = next(
+    p for p in BASELINES if isinstance(p, HpaPolicy) and p.name == "kubernetes-defaults"
+)
 KPA = next(p for p in BASELINES if isinstance(p, KpaPolicy))
 
 

@@ -118,6 +118,16 @@ def test_rate_sum_sums_per_series_rates_and_skips_series_with_one_sample() -> No
     assert only_young.rate_sum(arrivals, 60.0, 30.0) is None
 
 
+def test_the_window_includes_a_sample_exactly_at_its_start() -> None:
+    # Prometheus 2 selects [t - w, t]: with scrapes 60 s apart, a 60 s rate has both.
+    scrapes = Scrapes()
+    scrapes.record(0.0, [pod(0, arrivals=10)])
+    scrapes.record(60.0, [pod(0, arrivals=70)])
+    arrivals = lambda c: c.arrivals  # noqa: E731
+    assert scrapes.rate_sum(arrivals, 60.0, 60.0) == pytest.approx(60 / 60)
+    assert scrapes.rate_sum(arrivals, 60.0, 60.5) is None  # the first sample has left the window
+
+
 def test_scrapes_are_recorded_in_time_order() -> None:
     scrapes = Scrapes()
     scrapes.record(10.0, [])
