@@ -161,10 +161,10 @@ class Replica:
     # -- the engine -------------------------------------------------------------------------------
 
     def _cut(self, now: float) -> None:
-        # A run of decode steps ends at the first step boundary at or after ``now``: the engine
-        # looks at its queue between steps.
-        done = math.ceil((now - self._start) / self._step_len - _EPS)
-        done = max(done, 1)
+        # A run of decode steps ends at the first step boundary after ``now``: the engine looks at
+        # its queue between steps, and a step that ends at ``now`` (within ``_EPS``, as in
+        # ``advance``) has already begun the next one without this request.
+        done = math.floor((now - self._start + _EPS) / self._step_len) + 1
         if done < self._target_steps:
             self._target_steps = done
             self._end = self._start + done * self._step_len

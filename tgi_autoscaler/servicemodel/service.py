@@ -192,8 +192,10 @@ class Service:
         """Add ``count`` pods that are Ready at ``now`` and were asked for at ``created``.
 
         For schedules planned in hindsight (the oracle asks for pods one cold start ahead): the GPU
-        time between ``created`` and ``now`` is charged at once.
+        time between ``created`` and ``now`` is charged at once (the service is brought to ``now``
+        first, so that time is not charged again).
         """
+        self.advance(now)
         for _ in range(count):
             pod = self._new_pod(created, now)
             self._starting.remove(pod)
