@@ -69,8 +69,9 @@ def test_a_steady_load_under_the_demand_policy_holds_ceil_rate_over_target(
     if initial == 2:
         assert result.rescales == 1
     # From one replica the backlog built during the first cold start asks for more (demand counts
-    # the queue), and they are given back once it has drained.
-    assert summarize(result, SLO.ttft_s).slo_attainment > 0.9
+    # the queue), and they are given back once it has drained. The requests of that first cold start
+    # (60 s of 8 req/s at a third of the capacity) and of its drain (over 60 s) miss the SLO.
+    assert summarize(result, SLO.ttft_s).slo_attainment > 0.85
 
 
 def test_no_data_never_scales_down() -> None:
