@@ -507,6 +507,22 @@ async def run(args: argparse.Namespace) -> int:
     )
     _say(f"prometheus-adapter {PROMETHEUS_ADAPTER_VERSION} (built on first use, then cached)")
     binary = await asyncio.to_thread(ensure_prometheus_adapter)
+    if not args.skip_equivalence:
+        # A comparison is only worth reading if both servers compute the same number.
+        _say("checking that both adapters serve the same values (bench/equivalence)")
+        check = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            str(REPO / "bench" / "equivalence"),
+            cwd=REPO,
+        )
+        if await check.wait() != 0:
+            _say("the adapters disagree: no comparison")
+            return 1
     _say("starting the control plane, Prometheus and the TGI exporter")
     stack = await start_stack(workdir, (args.namespaces, args.services, args.pods), args.scrape_interval)
     try:
@@ -584,6 +600,9 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=10, help="pods per service")
     parser.add_argument("--scrape-interval", type=float, default=5.0, help="seconds")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--skip-equivalence", action="store_true", help="do not check first that both adapters agree"
+    )
     parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
     parser.add_argument("--workdir", type=Path, default=None, help="logs of every component go here")
     return asyncio.run(run(parser.parse_args()))

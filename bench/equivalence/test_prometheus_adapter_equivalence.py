@@ -8,7 +8,8 @@ Simulated TGI pods with filled queues give non-zero values; each comparison is b
 direct Prometheus queries so a scrape in between cannot make equal answers look different.
 
 prometheus-adapter is built by ``bench/compare_prometheus_adapter.py`` (not by ``localstack
-build``); without the cached binary this module is skipped.
+build``), which runs this check before it measures anything; run alone
+(``.venv/bin/python -m pytest bench/equivalence``) it is skipped until the benchmark built the binary.
 """
 
 from __future__ import annotations
