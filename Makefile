@@ -10,4 +10,4 @@ setup:
 	bash scripts/setup.sh
 
 lint:
-	.venv/bin/ruff check tgi_autoscaler tests bench && .venv/bin/mypy && .venv/bin/lint-imports
+	.venv/bin/ruff check tgi_autoscaler tgi_autoscaler_dev tests bench && .venv/bin/mypy && .venv/bin/lint-imports

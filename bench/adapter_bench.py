@@ -164,8 +164,8 @@ def _serve(args: argparse.Namespace) -> None:
 
 
 async def _bench(args: argparse.Namespace) -> None:
-    from tgi_autoscaler.localstack.prometheus import PrometheusServer
-    from tgi_autoscaler.sim.fleet import Fleet
+    from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+    from tgi_autoscaler_dev.sim.fleet import Fleet
 
     workdir = Path(tempfile.mkdtemp(prefix="adapter-bench-"))
     prometheus = PrometheusServer(workdir / "prometheus", scrape_interval_s=1.0)

@@ -69,19 +69,19 @@ from metrics_load import (
 from outage_probe import OutageSummary, Prober, classify, summarize, wait_recovered
 from tgi_exporter import SERIES_PER_POD, file_sd_groups, layout
 
-from tgi_autoscaler.localstack.aggregation import issue_serving_cert
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.pki import KeyPair
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
-from tgi_autoscaler.localstack.prometheus_adapter import (
+from tgi_autoscaler_dev.localstack.aggregation import issue_serving_cert
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.pki import KeyPair
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.localstack.prometheus_adapter import (
     PROMETHEUS_ADAPTER_VERSION,
     PrometheusAdapterSettings,
     ensure_prometheus_adapter,
     external_rules_config,
     prometheus_adapter_process,
 )
-from tgi_autoscaler.sim.filesd import write_file_sd
+from tgi_autoscaler_dev.sim.filesd import write_file_sd
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "benchmarks.md"

@@ -31,9 +31,9 @@ from pathlib import Path
 from tgi_autoscaler.kube.client import ApiKubeClient, KubeObject
 from tgi_autoscaler.kube.connect import load_api_client
 from tgi_autoscaler.kube.resources import CONFIGMAP, HPA, LEASE
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.crds import crd_names, ensure_prometheus_operator_crds
-from tgi_autoscaler.localstack.process import free_port
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.crds import crd_names, ensure_prometheus_operator_crds
+from tgi_autoscaler_dev.localstack.process import free_port
 
 SPEC = """\
 model:

@@ -3,4 +3,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-exec .venv/bin/tgi-autoscaler --log-format console demo "$@"
+exec .venv/bin/python -m tgi_autoscaler_dev --log-format console demo "$@"

@@ -43,6 +43,10 @@ fi
 echo "==> installing the project and its development tools into .venv"
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q -e '.[dev]'
+# The harness (tgi_autoscaler_dev: local stack, simulator, demo) is not part of the distribution;
+# the checkout goes on the virtualenv's path so tests, benchmarks and the demo can import it.
+site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+printf '%s\n' "$PWD" > "$site/tgi_autoscaler_dev.pth"
 
 echo "==> building (or reusing) the local control plane binaries"
-.venv/bin/tgi-autoscaler --log-format console localstack build
+.venv/bin/python -m tgi_autoscaler_dev --log-format console localstack build

@@ -6,8 +6,8 @@ bash scripts/setup.sh
 export PATH="$PWD/.venv/bin:$PATH"
 
 echo "==> ruff"
-ruff check tgi_autoscaler tests bench
-ruff format --check tgi_autoscaler tests bench
+ruff check tgi_autoscaler tgi_autoscaler_dev tests bench
+ruff format --check tgi_autoscaler tgi_autoscaler_dev tests bench
 echo "==> mypy --strict"
 mypy
 echo "==> import-linter"
@@ -21,6 +21,11 @@ python -m venv "$imgvenv/venv"
 "$imgvenv/venv/bin/tgi-autoscaler" --version
 "$imgvenv/venv/bin/tgi-autoscaler" adapter --help >/dev/null
 "$imgvenv/venv/bin/tgi-autoscaler" controller --help >/dev/null
+# The image ships the runtime only: the harness (local stack, simulator, demo) is not installed.
+if "$imgvenv/venv/bin/python" -I -c 'import importlib.util, sys; sys.exit(importlib.util.find_spec("tgi_autoscaler_dev") is None)'; then
+  echo "the non-editable install contains the test harness (tgi_autoscaler_dev)" >&2
+  exit 1
+fi
 
 echo "==> pytest"
 set +e

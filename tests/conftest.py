@@ -19,9 +19,9 @@ import pytest
 from kubernetes_asyncio import client as k8s_client
 
 from tgi_autoscaler.kube.connect import load_api_client
-from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler.localstack.process import ManagedProcess
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
+from tgi_autoscaler_dev.localstack.process import ManagedProcess
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 
 _COMPONENTS: pytest.StashKey[dict[str, ManagedProcess]] = pytest.StashKey()
 

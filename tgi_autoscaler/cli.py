@@ -22,17 +22,17 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("controller", "tgi_autoscaler.controller.cli", "turn service ConfigMaps into running services"),
     ("render", "tgi_autoscaler.render.cli", "print the Kubernetes objects of a service (offline)"),
     ("status", "tgi_autoscaler.controller.status_cli", "show every service's phase and replicas"),
-    ("simulate", "tgi_autoscaler.sim.cli", "run simulated TGI replicas on loopback"),
-    ("localstack", "tgi_autoscaler.localstack.cli", "build or run the local control plane and Prometheus"),
-    ("demo", "tgi_autoscaler.demo", "run the whole autoscaling loop locally and plot it"),
     ("docs", "tgi_autoscaler.config.docs", "generate docs/configuration.md from the service spec"),
     ("backtest", "tgi_autoscaler.backtest.cli", "compare scaling policies on real traffic: GPU-hours, SLO"),
 )
 
 
-def _requested(argv: Sequence[str]) -> str | None:
+Subcommand = tuple[str, str, str]
+
+
+def _requested(argv: Sequence[str], subcommands: Sequence[Subcommand]) -> str | None:
     """The subcommand named on the command line, if any (global options come before it)."""
-    names = {name for name, _, _ in SUBCOMMANDS}
+    names = {name for name, _, _ in subcommands}
     for token in argv:
         if token in names:
             return token
@@ -41,17 +41,20 @@ def _requested(argv: Sequence[str]) -> str | None:
     return None
 
 
-def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="tgi-autoscaler",
-        description="Queue-depth autoscaling for LLM servers on Kubernetes.",
-    )
+def build_parser(
+    argv: Sequence[str] | None = None,
+    *,
+    subcommands: Sequence[Subcommand] = SUBCOMMANDS,
+    prog: str = "tgi-autoscaler",
+    description: str = "Autoscaling for LLM servers on Kubernetes, on the signal that matters.",
+) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
     parser.add_argument("--log-level", default="INFO")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    wanted = _requested(sys.argv[1:] if argv is None else argv)
-    for name, module_name, help_text in SUBCOMMANDS:
+    wanted = _requested(sys.argv[1:] if argv is None else argv, subcommands)
+    for name, module_name, help_text in subcommands:
         if wanted is not None and name != wanted:
             subparsers.add_parser(name, help=help_text)
             continue
@@ -60,8 +63,13 @@ def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(argv)
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    subcommands: Sequence[Subcommand] = SUBCOMMANDS,
+    prog: str = "tgi-autoscaler",
+) -> int:
+    parser = build_parser(argv, subcommands=subcommands, prog=prog)
     args = parser.parse_args(argv)
     configure_logging(args.log_format, args.log_level)
     func: Callable[[argparse.Namespace], int] = args.func

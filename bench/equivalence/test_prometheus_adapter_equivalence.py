@@ -27,18 +27,18 @@ from urllib.parse import quote
 import aiohttp
 import pytest
 
-from tgi_autoscaler.localstack.aggregation import issue_serving_cert
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.pki import KeyPair
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
-from tgi_autoscaler.localstack.prometheus_adapter import (
+from tgi_autoscaler_dev.localstack.aggregation import issue_serving_cert
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.pki import KeyPair
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.localstack.prometheus_adapter import (
     PrometheusAdapterSettings,
     prometheus_adapter_binary,
     prometheus_adapter_process,
 )
-from tgi_autoscaler.sim.fleet import Fleet
-from tgi_autoscaler.sim.model import ReplicaConfig
+from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.model import ReplicaConfig
 
 pytestmark = [
     pytest.mark.integration,

@@ -22,11 +22,11 @@ import pytest
 import yaml
 
 from tests.conftest import register_component
-from tgi_autoscaler.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.pki import CertAuthority, KeyPair
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.pki import CertAuthority, KeyPair
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 
 REPO = Path(__file__).resolve().parents[2]
 GROUP = "external.metrics.k8s.io"

@@ -3,7 +3,7 @@
 The controller authenticates as its ServiceAccount (a client certificate for
 ``system:serviceaccount:tgi-autoscaler:tgi-autoscaler-controller``) with exactly the RBAC from
 ``manifests/controller``: a test passing here also proves those permissions are sufficient.
-prometheus-operator's CRDs come from controller-gen (``tgi_autoscaler.localstack.crds``), so
+prometheus-operator's CRDs come from controller-gen (``tgi_autoscaler_dev.localstack.crds``), so
 PodMonitor and PrometheusRule objects are validated against the real schema.
 """
 
@@ -26,10 +26,10 @@ from tgi_autoscaler.controller.resources import MANAGED_KINDS
 from tgi_autoscaler.kube.client import ApiKubeClient, KubeObject
 from tgi_autoscaler.kube.connect import load_api_client
 from tgi_autoscaler.kube.resources import CONFIGMAP, EVENT, ResourceType
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.crds import crd_names, ensure_prometheus_operator_crds
-from tgi_autoscaler.localstack.process import wait_for
 from tgi_autoscaler.render import render_service, source_from_configmap
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.crds import crd_names, ensure_prometheus_operator_crds
+from tgi_autoscaler_dev.localstack.process import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 MANIFESTS = REPO / "manifests" / "controller" / "base"

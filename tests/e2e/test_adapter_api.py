@@ -27,11 +27,11 @@ from tests.e2e.conftest import (
     RunningAdapter,
     service_account_token,
 )
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.process import wait_for
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
-from tgi_autoscaler.sim.fleet import Fleet
-from tgi_autoscaler.sim.model import ReplicaConfig
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.model import ReplicaConfig
 
 pytestmark = pytest.mark.e2e
 

@@ -18,12 +18,12 @@ import aiohttp
 import pytest
 
 from tests.e2e.conftest import RunningAdapter
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.process import wait_for
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
-from tgi_autoscaler.sim.fleet import Fleet
-from tgi_autoscaler.sim.model import ReplicaConfig
-from tgi_autoscaler.sim.pods import pod_labels
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.model import ReplicaConfig
+from tgi_autoscaler_dev.sim.pods import pod_labels
 
 pytestmark = pytest.mark.e2e
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from tests.e2e.conftest import REPO, RunningAdapter
-from tgi_autoscaler.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 
 pytestmark = pytest.mark.e2e
 

@@ -25,9 +25,9 @@ from tgi_autoscaler.adapter.requestheader import (
 )
 from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.resources import CONFIGMAP, ResourceType
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.pki import CertAuthority
-from tgi_autoscaler.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.pki import CertAuthority
+from tgi_autoscaler_dev.localstack.process import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -9,9 +9,9 @@ import pytest
 from cryptography import x509
 
 from tests.e2e.conftest import ADAPTER_NAMESPACE, ADAPTER_SERVICE, GROUP, VERSION, RunningAdapter
-from tgi_autoscaler.localstack.aggregation import issue_serving_cert
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.aggregation import issue_serving_cert
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.process import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -22,12 +22,12 @@ import yaml
 
 from tests.conftest import register_component
 from tgi_autoscaler.config.observability import AlertsSpec
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.kube_state_metrics import KubeStateMetrics
-from tgi_autoscaler.localstack.process import wait_for
-from tgi_autoscaler.localstack.prometheus import PrometheusServer, ScrapeJob
 from tgi_autoscaler.render.alerts import rule_groups
 from tgi_autoscaler.render.dashboard import SeriesSource, panel_defs
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.kube_state_metrics import KubeStateMetrics
+from tgi_autoscaler_dev.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer, ScrapeJob
 
 pytestmark = pytest.mark.e2e
 

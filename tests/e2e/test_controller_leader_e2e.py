@@ -25,8 +25,8 @@ from tests.e2e.controller_harness import (
 from tests.support.polling import eventually
 from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.resources import CONFIGMAP, HPA, LEASE
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.process import free_port, wait_for
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.process import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -22,8 +22,8 @@ from tests.e2e.controller_harness import (
 )
 from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.process import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -25,9 +25,9 @@ from aiohttp import web
 from tests.e2e.conftest import RunningAdapter
 from tgi_autoscaler.hpa import Behavior, HpaSpec, HpaState, PolicyType, ScalingPolicy, ScalingRules, step
 from tgi_autoscaler.hpa.spec_input import behavior_to_manifest
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.process import wait_for
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.e2e
 

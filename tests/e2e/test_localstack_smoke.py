@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from tgi_autoscaler.localstack.binaries import KUBERNETES_VERSION
-from tgi_autoscaler.localstack.controlplane import ControlPlane
-from tgi_autoscaler.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.binaries import KUBERNETES_VERSION
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.process import wait_for
 
 pytestmark = pytest.mark.e2e
 

@@ -26,9 +26,9 @@ from tgi_autoscaler.adapter.definitions import DefinitionStore, watch_file
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.adapter.prometheus import InstantResult, PrometheusClient
 from tgi_autoscaler.config.metrics import AdapterSettings, MetricsConfig, PrometheusConnection
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
-from tgi_autoscaler.sim.fleet import Fleet
-from tgi_autoscaler.sim.model import ReplicaConfig
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.model import ReplicaConfig
 
 pytestmark = pytest.mark.integration
 

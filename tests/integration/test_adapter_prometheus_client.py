@@ -13,7 +13,7 @@ from aiohttp.test_utils import TestServer
 from tgi_autoscaler.adapter.errors import PrometheusQueryError, PrometheusUnavailable
 from tgi_autoscaler.adapter.prometheus import PrometheusClient
 from tgi_autoscaler.config.metrics import PrometheusConnection
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tgi_autoscaler.adapter.server import Readiness, serve
 from tgi_autoscaler.adapter.tls import ServingTLS
-from tgi_autoscaler.localstack.process import free_port, wait_for
+from tgi_autoscaler_dev.localstack.process import free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

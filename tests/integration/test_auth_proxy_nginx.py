@@ -42,7 +42,7 @@ from multidict import CIMultiDict
 
 from tgi_autoscaler.render import RenderOptions
 from tgi_autoscaler.render.cli import render_file
-from tgi_autoscaler.sim import ReplicaConfig, ReplicaServer
+from tgi_autoscaler_dev.sim import ReplicaConfig, ReplicaServer
 
 pytestmark = pytest.mark.integration
 

@@ -25,10 +25,10 @@ from tgi_autoscaler.backtest.cli import run
 from tgi_autoscaler.backtest.history import HistoryQuery, PrometheusHistory
 from tgi_autoscaler.backtest.history_model import Calibration, HistoryError
 from tgi_autoscaler.cli import build_parser
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
 from tgi_autoscaler.servicemodel import ColdStart
-from tgi_autoscaler.sim import Fleet, ReplicaConfig
-from tgi_autoscaler.sim.protocol import estimate_tokens
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.sim import Fleet, ReplicaConfig
+from tgi_autoscaler_dev.sim.protocol import estimate_tokens
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,13 @@ import pytest
 
 from tgi_autoscaler.backtest.scrape import Scrapes, extrapolated_rate
 from tgi_autoscaler.config.metrics import DEFAULT_METRIC_DEFINITIONS
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
 from tgi_autoscaler.servicemodel import ServiceCounters
 from tgi_autoscaler.signals import DEFAULT_DEMAND
-from tgi_autoscaler.sim.fleet import Fleet
-from tgi_autoscaler.sim.loadgen import LoadGenerator, LoadSpec
-from tgi_autoscaler.sim.model import ReplicaConfig
-from tgi_autoscaler.sim.traces import Constant
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.loadgen import LoadGenerator, LoadSpec
+from tgi_autoscaler_dev.sim.model import ReplicaConfig
+from tgi_autoscaler_dev.sim.traces import Constant
 
 pytestmark = pytest.mark.integration
 

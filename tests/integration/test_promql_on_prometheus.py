@@ -30,14 +30,14 @@ import pytest
 from tgi_autoscaler.config.metrics import DEFAULT_METRIC_DEFINITIONS
 from tgi_autoscaler.config.observability import AlertsSpec
 from tgi_autoscaler.engines import engine_metrics
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
 from tgi_autoscaler.render.alerts import alert_rules
 from tgi_autoscaler.render.dashboard import SeriesSource, panel_defs
 from tgi_autoscaler.render.self_monitoring import self_alert_rules, self_panel_defs
-from tgi_autoscaler.sim.fleet import Fleet
-from tgi_autoscaler.sim.loadgen import LoadGenerator, LoadSpec
-from tgi_autoscaler.sim.model import ReplicaConfig
-from tgi_autoscaler.sim.traces import Constant
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.loadgen import LoadGenerator, LoadSpec
+from tgi_autoscaler_dev.sim.model import ReplicaConfig
+from tgi_autoscaler_dev.sim.traces import Constant
 
 pytestmark = pytest.mark.integration
 

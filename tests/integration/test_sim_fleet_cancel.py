@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from tgi_autoscaler.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.fleet import Fleet
 
 pytestmark = pytest.mark.integration
 

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from tests.support.polling import eventually
-from tgi_autoscaler.sim import Constant, Fleet, LoadSpec, ReplicaConfig, ReplicaServer, run_load
+from tgi_autoscaler_dev.sim import Constant, Fleet, LoadSpec, ReplicaConfig, ReplicaServer, run_load
 
 pytestmark = pytest.mark.integration
 

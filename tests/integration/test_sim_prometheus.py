@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 
 from tests.support.polling import eventually
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
-from tgi_autoscaler.sim import Fleet, ReplicaConfig
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.sim import Fleet, ReplicaConfig
 
 pytestmark = pytest.mark.integration
 

@@ -8,15 +8,20 @@ import sys
 import pytest
 
 from tgi_autoscaler import cli
+from tgi_autoscaler_dev import cli as dev_cli
 
 pytestmark = pytest.mark.unit
 
+ALL = [(*entry, cli.SUBCOMMANDS) for entry in cli.SUBCOMMANDS] + [
+    (*entry, dev_cli.SUBCOMMANDS) for entry in dev_cli.SUBCOMMANDS
+]
 
-@pytest.mark.parametrize(("name", "module", "help_text"), cli.SUBCOMMANDS)
+
+@pytest.mark.parametrize(("name", "module", "help_text", "registry"), ALL)
 def test_each_subcommand_module_registers_a_parser_of_its_name(
-    name: str, module: str, help_text: str
+    name: str, module: str, help_text: str, registry: tuple[cli.Subcommand, ...]
 ) -> None:
-    parser = cli.build_parser([name, "--help"])
+    parser = cli.build_parser([name, "--help"], subcommands=registry)
     with pytest.raises(SystemExit) as exited:
         parser.parse_args([name, "--help"])
     assert exited.value.code == 0
@@ -37,7 +42,14 @@ def test_each_subcommand_module_registers_a_parser_of_its_name(
 def test_the_requested_subcommand_is_found_before_any_positional(
     argv: list[str], expected: str | None
 ) -> None:
-    assert cli._requested(argv) == expected
+    assert cli._requested(argv, cli.SUBCOMMANDS) == expected
+
+
+def test_the_runtime_cli_offers_no_harness_subcommand() -> None:
+    runtime = {name for name, _, _ in cli.SUBCOMMANDS}
+    harness = {name for name, _, _ in dev_cli.SUBCOMMANDS}
+    assert runtime.isdisjoint(harness)
+    assert not any(module.startswith("tgi_autoscaler_dev") for _, module, _ in cli.SUBCOMMANDS)
 
 
 def test_render_does_not_import_the_kubernetes_client() -> None:

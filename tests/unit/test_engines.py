@@ -25,7 +25,7 @@ from tgi_autoscaler.engines import (
 from tgi_autoscaler.render import RenderOptions, ServiceSource, render_service
 from tgi_autoscaler.render.observability_docs import alerts_and_dashboards_markdown
 from tgi_autoscaler.render.workload import container_args, container_env
-from tgi_autoscaler.sim.metrics import ENGINES as SIM_ENGINES
+from tgi_autoscaler_dev.sim.metrics import ENGINES as SIM_ENGINES
 
 pytestmark = pytest.mark.unit
 

@@ -12,7 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tgi_autoscaler.servicemodel import Replica, RequestLog, ServerParams
-from tgi_autoscaler.sim.model import Accepted, GenerationRequest, ReplicaConfig, ReplicaModel
+from tgi_autoscaler_dev.sim.model import Accepted, GenerationRequest, ReplicaConfig, ReplicaModel
 
 pytestmark = pytest.mark.unit
 

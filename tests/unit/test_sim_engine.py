@@ -7,9 +7,9 @@ import asyncio
 
 import pytest
 
-from tgi_autoscaler.sim import cli
-from tgi_autoscaler.sim.engine import ReplicaEngine
-from tgi_autoscaler.sim.model import Accepted, GenerationRequest, Rejected, ReplicaConfig, ReplicaModel
+from tgi_autoscaler_dev.sim import cli
+from tgi_autoscaler_dev.sim.engine import ReplicaEngine
+from tgi_autoscaler_dev.sim.model import Accepted, GenerationRequest, Rejected, ReplicaConfig, ReplicaModel
 
 pytestmark = pytest.mark.unit
 

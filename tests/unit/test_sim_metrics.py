@@ -7,9 +7,9 @@ import re
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tgi_autoscaler.sim.metrics import ReplicaCollector, build_registry, render_text
-from tgi_autoscaler.sim.model import GenerationRequest, InvalidRequest, ReplicaConfig, ReplicaModel
-from tgi_autoscaler.sim.stats import DURATION_BUCKETS, Histogram, linear_buckets
+from tgi_autoscaler_dev.sim.metrics import ReplicaCollector, build_registry, render_text
+from tgi_autoscaler_dev.sim.model import GenerationRequest, InvalidRequest, ReplicaConfig, ReplicaModel
+from tgi_autoscaler_dev.sim.stats import DURATION_BUCKETS, Histogram, linear_buckets
 
 pytestmark = pytest.mark.unit
 

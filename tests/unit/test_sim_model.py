@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tgi_autoscaler.sim.model import (
+from tgi_autoscaler_dev.sim.model import (
     Accepted,
     GenerationRequest,
     InvalidRequest,

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tgi_autoscaler.sim.filesd import write_file_sd
-from tgi_autoscaler.sim.loadgen import LoadGenerator, LoadSpec, ensure_loopback
-from tgi_autoscaler.sim.pods import (
+from tgi_autoscaler_dev.sim.filesd import write_file_sd
+from tgi_autoscaler_dev.sim.loadgen import LoadGenerator, LoadSpec, ensure_loopback
+from tgi_autoscaler_dev.sim.pods import (
     pod_labels,
     pod_name,
     sanitize_label_name,
     target_group,
     target_labels,
 )
-from tgi_autoscaler.sim.traces import Constant
+from tgi_autoscaler_dev.sim.traces import Constant
 
 pytestmark = pytest.mark.unit
 

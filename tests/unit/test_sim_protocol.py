@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from tgi_autoscaler.sim.model import Completion, GenerationRequest, InvalidRequest, ReplicaConfig
-from tgi_autoscaler.sim.protocol import (
+from tgi_autoscaler_dev.sim.model import Completion, GenerationRequest, InvalidRequest, ReplicaConfig
+from tgi_autoscaler_dev.sim.protocol import (
     DEFAULT_MAX_NEW_TOKENS,
     DeserializeError,
     estimate_tokens,

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from tgi_autoscaler.sim.traces import (
+from tgi_autoscaler_dev.sim.traces import (
     Constant,
     Diurnal,
     Spike,

@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from tgi_autoscaler.adapter.tls import KeyPair
-from tgi_autoscaler.localstack.pki import ca_certificate, leaf_certificate
+from tgi_autoscaler_dev.localstack.pki import ca_certificate, leaf_certificate
 
 NOW = dt.datetime.now(dt.UTC)
 

@@ -5,7 +5,7 @@ One model serves two users. ``backtest`` replays hours of production traffic thr
 scaling policies, so it must be fast (event-skipping: a run of decode steps with an unchanged batch
 is one event) and exact about what matters to an autoscaler: when a request waits, when its first
 token comes, how many requests sit in the queue at a scrape. The parameters are shared with the
-live simulator (``tgi_autoscaler.sim``), so the simulated pods behind the real HPA and the offline
+live simulator (``tgi_autoscaler_dev.sim``), so the simulated pods behind the real HPA and the offline
 replay answer the same question the same way.
 
 Pure: no clock, no I/O; time is passed in.

@@ -14,7 +14,13 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from tgi_autoscaler.localstack.gobuild import BuildError, GoModule, build_in_wrapper, cache_root, module_gomod
+from tgi_autoscaler_dev.localstack.gobuild import (
+    BuildError,
+    GoModule,
+    build_in_wrapper,
+    cache_root,
+    module_gomod,
+)
 
 __all__ = [
     "ETCD_VERSION",

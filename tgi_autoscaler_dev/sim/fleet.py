@@ -26,13 +26,13 @@ from typing import Any, Self
 
 import structlog
 
-from tgi_autoscaler.sim.balancer import Balancer, Strategy
-from tgi_autoscaler.sim.engine import Clock
-from tgi_autoscaler.sim.filesd import remove_file_sd, write_file_sd
-from tgi_autoscaler.sim.metrics import ENGINES, Engine
-from tgi_autoscaler.sim.model import ReplicaConfig, Snapshot
-from tgi_autoscaler.sim.pods import pod_labels, pod_name, target_group, target_labels
-from tgi_autoscaler.sim.server import ReplicaServer, ServedModel
+from tgi_autoscaler_dev.sim.balancer import Balancer, Strategy
+from tgi_autoscaler_dev.sim.engine import Clock
+from tgi_autoscaler_dev.sim.filesd import remove_file_sd, write_file_sd
+from tgi_autoscaler_dev.sim.metrics import ENGINES, Engine
+from tgi_autoscaler_dev.sim.model import ReplicaConfig, Snapshot
+from tgi_autoscaler_dev.sim.pods import pod_labels, pod_name, target_group, target_labels
+from tgi_autoscaler_dev.sim.server import ReplicaServer, ServedModel
 
 __all__ = ["Fleet", "FleetSnapshot", "SimulatedPod"]
 

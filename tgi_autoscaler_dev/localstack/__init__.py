@@ -12,7 +12,7 @@ readiness polling), ``controlplane`` (etcd, kube-apiserver, kube-controller-mana
 ``aggregation`` (registering an APIService served by a local process), ``prometheus`` (Debian's
 Prometheus, configured for fast feedback), ``crds`` (prometheus-operator's CRDs generated from its
 Go types), ``kube_state_metrics`` and ``prometheus_adapter`` (the reference adapter, for the
-comparison benchmark), and ``cli`` (``tgi-autoscaler localstack build|up``).
+comparison benchmark), and ``cli`` (``python -m tgi_autoscaler_dev localstack build|up``).
 
 What it may import: the standard library and I/O libraries only, no other part of the project, so
 the harness cannot hide a bug in what it tests. The servers must never import it (an import-linter

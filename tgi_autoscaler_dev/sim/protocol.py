@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from tgi_autoscaler.sim.model import Completion, GenerationRequest, InvalidRequest, ReplicaConfig
+from tgi_autoscaler_dev.sim.model import Completion, GenerationRequest, InvalidRequest, ReplicaConfig
 
 __all__ = [
     "DEFAULT_MAX_NEW_TOKENS",

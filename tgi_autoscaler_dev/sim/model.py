@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from tgi_autoscaler.servicemodel.params import ServerParams
-from tgi_autoscaler.sim.stats import ReplicaStats
+from tgi_autoscaler_dev.sim.stats import ReplicaStats
 
 __all__ = [
     "Accepted",

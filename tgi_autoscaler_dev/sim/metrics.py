@@ -24,8 +24,8 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 
 from tgi_autoscaler.engines import ENGINES as ENGINE_TABLE
 from tgi_autoscaler.engines import EngineKind
-from tgi_autoscaler.sim.model import ReplicaModel
-from tgi_autoscaler.sim.stats import TGI_METRICS
+from tgi_autoscaler_dev.sim.model import ReplicaModel
+from tgi_autoscaler_dev.sim.stats import TGI_METRICS
 
 __all__ = [
     "CONTENT_TYPE",

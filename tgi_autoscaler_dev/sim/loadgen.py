@@ -23,8 +23,8 @@ from urllib.parse import urlsplit
 import aiohttp
 import structlog
 
-from tgi_autoscaler.sim.stats import percentile
-from tgi_autoscaler.sim.traces import Trace, arrival_times, trace_to_dict
+from tgi_autoscaler_dev.sim.stats import percentile
+from tgi_autoscaler_dev.sim.traces import Trace, arrival_times, trace_to_dict
 
 __all__ = ["LoadGenerator", "LoadReport", "LoadSpec", "ensure_loopback", "run_load"]
 

@@ -13,7 +13,7 @@ import contextlib
 import time
 from collections.abc import Callable
 
-from tgi_autoscaler.sim.model import (
+from tgi_autoscaler_dev.sim.model import (
     Accepted,
     GenerationRequest,
     InvalidRequest,

@@ -1,4 +1,4 @@
-"""``tgi-autoscaler simulate``: run a simulated TGI fleet, optionally driving a load trace against it.
+"""``python -m tgi_autoscaler_dev simulate``: run a simulated TGI fleet, optionally driving a load trace against it.
 
 Without ``--trace`` the fleet serves until Ctrl-C (point a client or Prometheus at it); with a trace
 the load generator replays it against the fleet's front, then the command prints the report and
@@ -17,12 +17,12 @@ import time
 from pathlib import Path
 from typing import TextIO
 
-from tgi_autoscaler.sim.fleet import Fleet
-from tgi_autoscaler.sim.loadgen import LoadGenerator, LoadReport, LoadSpec
-from tgi_autoscaler.sim.metrics import ENGINES
-from tgi_autoscaler.sim.model import ReplicaConfig
-from tgi_autoscaler.sim.server import ServedModel
-from tgi_autoscaler.sim.traces import parse_trace
+from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.loadgen import LoadGenerator, LoadReport, LoadSpec
+from tgi_autoscaler_dev.sim.metrics import ENGINES
+from tgi_autoscaler_dev.sim.model import ReplicaConfig
+from tgi_autoscaler_dev.sim.server import ServedModel
+from tgi_autoscaler_dev.sim.traces import parse_trace
 
 __all__ = ["register"]
 

@@ -19,8 +19,8 @@ import os
 import subprocess
 from pathlib import Path
 
-from tgi_autoscaler.localstack.gobuild import BuildError, cache_root, go_command, run_with_progress
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port, http_ok
+from tgi_autoscaler_dev.localstack.gobuild import BuildError, cache_root, go_command, run_with_progress
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, http_ok
 
 __all__ = ["KSM_MODULE", "KSM_VERSION", "KubeStateMetrics", "ensure_kube_state_metrics"]
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tgi_autoscaler.localstack.pki import CertAuthority, KeyPair
+from tgi_autoscaler_dev.localstack.pki import CertAuthority, KeyPair
 
 __all__ = ["LocalApiService", "apiservice_objects", "issue_serving_cert"]
 

@@ -17,7 +17,7 @@ import subprocess
 from collections.abc import Sequence
 from pathlib import Path
 
-from tgi_autoscaler.localstack.gobuild import BuildError, cache_root, go_install
+from tgi_autoscaler_dev.localstack.gobuild import BuildError, cache_root, go_install
 
 __all__ = [
     "CONTROLLER_TOOLS_VERSION",

@@ -8,7 +8,7 @@ that computes the same value as our default ``tgi_queue_size`` definition, and s
 supervised process with delegated authentication and authorization against the local
 kube-apiserver.
 
-It is not part of ``tgi-autoscaler localstack build``: only the benchmark needs it, and it builds it
+It is not part of ``python -m tgi_autoscaler_dev localstack build``: only the benchmark needs it, and it builds it
 on demand.
 """
 
@@ -20,9 +20,15 @@ from typing import Any, Final
 
 import yaml
 
-from tgi_autoscaler.localstack.gobuild import BuildError, GoModule, build_in_wrapper, cache_root, go_install
-from tgi_autoscaler.localstack.pki import KeyPair
-from tgi_autoscaler.localstack.process import ManagedProcess
+from tgi_autoscaler_dev.localstack.gobuild import (
+    BuildError,
+    GoModule,
+    build_in_wrapper,
+    cache_root,
+    go_install,
+)
+from tgi_autoscaler_dev.localstack.pki import KeyPair
+from tgi_autoscaler_dev.localstack.process import ManagedProcess
 
 __all__ = [
     "PROMETHEUS_ADAPTER_VERSION",

@@ -1,4 +1,4 @@
-"""``tgi-autoscaler demo``: the whole loop on one machine, live in the terminal, then a plot.
+"""``python -m tgi_autoscaler_dev demo``: the whole loop on one machine, live in the terminal, then a plot.
 
 What runs, all real except the GPUs: etcd, kube-apiserver and kube-controller-manager (its HPA
 controller does the scaling), Prometheus scraping simulated TGI pods, the adapter registered as
@@ -27,16 +27,16 @@ from typing import Any
 import yaml
 
 from tgi_autoscaler.engines import ENGINES, EngineKind
-from tgi_autoscaler.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
-from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
 from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
-from tgi_autoscaler.sim.fleet import Fleet
-from tgi_autoscaler.sim.loadgen import LoadSpec, run_load
-from tgi_autoscaler.sim.model import ReplicaConfig
-from tgi_autoscaler.sim.traces import Spike
+from tgi_autoscaler_dev.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.loadgen import LoadSpec, run_load
+from tgi_autoscaler_dev.sim.model import ReplicaConfig
+from tgi_autoscaler_dev.sim.traces import Spike
 
 NAMESPACE = "llm-inference"
 SERVICE = "llama2-tgi"

@@ -21,9 +21,9 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tgi_autoscaler.localstack.binaries import Binaries, ensure_binaries
-from tgi_autoscaler.localstack.pki import KeyPair, Pki, generate_pki
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port, http_ok
+from tgi_autoscaler_dev.localstack.binaries import Binaries, ensure_binaries
+from tgi_autoscaler_dev.localstack.pki import KeyPair, Pki, generate_pki
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, http_ok
 
 __all__ = ["ControlPlane", "ControlPlaneSettings", "KubectlResult"]
 

@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tgi_autoscaler.localstack.process import ManagedProcess, free_port, http_ok
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, http_ok
 
 __all__ = ["PrometheusServer", "ScrapeJob", "find_prometheus"]
 

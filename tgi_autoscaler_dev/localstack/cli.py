@@ -1,4 +1,4 @@
-"""``tgi-autoscaler localstack``: build the local stack's binaries, or run the stack by hand.
+"""``python -m tgi_autoscaler_dev localstack``: build the local stack's binaries, or run the stack by hand.
 
 ``build`` is what the set-up script calls: it compiles (or finds cached) every Go binary the tests
 and the demo use, printing progress, so the test run itself never waits on a compiler.
@@ -16,15 +16,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from tgi_autoscaler.localstack.binaries import ETCD_VERSION, KUBERNETES_VERSION, ensure_binaries
-from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler_dev.localstack.binaries import ETCD_VERSION, KUBERNETES_VERSION, ensure_binaries
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 
 # Optional builders of further cached tools: (module, function). Each takes no arguments and returns
 # the path it built or found. Modules absent from this build are skipped.
 EXTRA_BUILDS: tuple[tuple[str, str], ...] = (
-    ("tgi_autoscaler.localstack.kube_state_metrics", "ensure_kube_state_metrics"),
-    ("tgi_autoscaler.localstack.crds", "ensure_prometheus_operator_crds"),
+    ("tgi_autoscaler_dev.localstack.kube_state_metrics", "ensure_kube_state_metrics"),
+    ("tgi_autoscaler_dev.localstack.crds", "ensure_prometheus_operator_crds"),
 )
 
 

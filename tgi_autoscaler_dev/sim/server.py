@@ -21,15 +21,15 @@ from typing import Any
 import structlog
 from aiohttp import web
 
-from tgi_autoscaler.sim.engine import Clock, ReplicaEngine
-from tgi_autoscaler.sim.metrics import (
+from tgi_autoscaler_dev.sim.engine import Clock, ReplicaEngine
+from tgi_autoscaler_dev.sim.metrics import (
     CONTENT_TYPE,
     Engine,
     ReplicaCollector,
     build_registry,
     render_text,
 )
-from tgi_autoscaler.sim.model import (
+from tgi_autoscaler_dev.sim.model import (
     Accepted,
     Completion,
     GenerationRequest,
@@ -40,7 +40,7 @@ from tgi_autoscaler.sim.model import (
     Snapshot,
     TokenEvent,
 )
-from tgi_autoscaler.sim.protocol import (
+from tgi_autoscaler_dev.sim.protocol import (
     DeserializeError,
     ParsedRequest,
     error_body,

@@ -1,18 +1,18 @@
 """Simulated TGI servers and a load generator, for tests, the demo and benchmarks.
 
 A :class:`Fleet` runs N replicas in one process, each a TGI-compatible HTTP server on its own
-loopback port whose queue follows a continuous-batching model (:mod:`tgi_autoscaler.sim.model`), and
+loopback port whose queue follows a continuous-batching model (:mod:`tgi_autoscaler_dev.sim.model`), and
 publishes them to Prometheus through a file_sd file with pod-like labels. The load generator
-(:func:`run_load`) replays traces (:mod:`tgi_autoscaler.sim.traces`) against the fleet's front.
+(:func:`run_load`) replays traces (:mod:`tgi_autoscaler_dev.sim.traces`) against the fleet's front.
 """
 
-from tgi_autoscaler.sim.balancer import Balancer
-from tgi_autoscaler.sim.fleet import Fleet, FleetSnapshot, SimulatedPod
-from tgi_autoscaler.sim.loadgen import LoadGenerator, LoadReport, LoadSpec, ensure_loopback, run_load
-from tgi_autoscaler.sim.metrics import ENGINES, Engine
-from tgi_autoscaler.sim.model import ReplicaConfig, ReplicaModel, Snapshot
-from tgi_autoscaler.sim.server import ReplicaServer, ServedModel
-from tgi_autoscaler.sim.traces import (
+from tgi_autoscaler_dev.sim.balancer import Balancer
+from tgi_autoscaler_dev.sim.fleet import Fleet, FleetSnapshot, SimulatedPod
+from tgi_autoscaler_dev.sim.loadgen import LoadGenerator, LoadReport, LoadSpec, ensure_loopback, run_load
+from tgi_autoscaler_dev.sim.metrics import ENGINES, Engine
+from tgi_autoscaler_dev.sim.model import ReplicaConfig, ReplicaModel, Snapshot
+from tgi_autoscaler_dev.sim.server import ReplicaServer, ServedModel
+from tgi_autoscaler_dev.sim.traces import (
     Constant,
     Diurnal,
     Spike,
