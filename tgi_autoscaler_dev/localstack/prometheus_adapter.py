@@ -8,8 +8,8 @@ that computes the same value as our default ``tgi_queue_size`` definition, and s
 supervised process with delegated authentication and authorization against the local
 kube-apiserver.
 
-It is not part of ``python -m tgi_autoscaler_dev localstack build``: only the benchmark needs it, and it builds it
-on demand.
+It is not part of ``python -m tgi_autoscaler_dev localstack build``: only the benchmark needs it,
+and it builds it on demand.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``python -m tgi_autoscaler_dev simulate``: run a simulated TGI fleet, optionally driving a load trace against it.
+"""``python -m tgi_autoscaler_dev simulate``: run a simulated TGI fleet, optionally driving a load trace.
 
 Without ``--trace`` the fleet serves until Ctrl-C (point a client or Prometheus at it); with a trace
 the load generator replays it against the fleet's front, then the command prints the report and
