@@ -25,7 +25,7 @@ import contextlib
 import itertools
 import json
 import os
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
@@ -44,6 +44,7 @@ from tgi_autoscaler.hpa.types import Behavior, PolicyType, ScalingPolicy, Scalin
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.process import wait_for
 from tgi_autoscaler.localstack.prometheus import PrometheusServer
+from tgi_autoscaler.localstack.watch import ApiSession
 from tgi_autoscaler.servicemodel import ColdStart
 from tgi_autoscaler.servicemodel.capacity import slo_target_rps
 from tgi_autoscaler.signals import DemandSignal
@@ -168,43 +169,6 @@ def objects(namespace: str) -> list[tuple[str, dict[str, Any]]]:
         (f"/apis/apps/v1/namespaces/{namespace}/deployments", deployment),
         (f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers", hpa),
     ]
-
-
-class Api:
-    """One TLS session to kube-apiserver for frequent reads and watches (cluster admin)."""
-
-    def __init__(self, control_plane: ControlPlane, session: aiohttp.ClientSession) -> None:
-        self.cp = control_plane
-        self.session = session
-        self.ssl = control_plane.ssl_context()
-
-    async def get(self, path: str) -> dict[str, Any]:
-        async with self.session.get(
-            f"{self.cp.server}{path}", ssl=self.ssl, timeout=aiohttp.ClientTimeout(total=10)
-        ) as resp:
-            assert resp.status == 200, await resp.text()
-            body: dict[str, Any] = await resp.json()
-            return body
-
-    async def watch(self, collection: str, name: str, seen: Callable[[dict[str, Any]], Any]) -> None:
-        """Call ``seen`` with the object now and after every change, until cancelled."""
-        selector = f"fieldSelector=metadata.name%3D{name}"
-        for _ in range(1000):  # each watch lasts up to a minute; re-list and resume after it ends
-            listed = await self.get(f"{collection}?{selector}")
-            for item in listed["items"]:
-                await seen(item)
-            version = listed["metadata"]["resourceVersion"]
-            async with self.session.get(
-                f"{self.cp.server}{collection}?{selector}&watch=1&timeoutSeconds=60&resourceVersion={version}",
-                ssl=self.ssl,
-                timeout=aiohttp.ClientTimeout(total=None, sock_read=90),
-            ) as resp:
-                while line := await resp.content.readline():
-                    event = json.loads(line)
-                    if event["type"] in ("ADDED", "MODIFIED"):
-                        await seen(event["object"])
-                    elif event["type"] == "ERROR":
-                        break
 
 
 @dataclass
@@ -360,7 +324,7 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
             start_delay_s=START_DELAY_S,
         ) as fleet,
     ):
-        api = Api(control_plane, session)
+        api = ApiSession(control_plane, session)
 
         async def served() -> bool:
             status, body = await control_plane.request("GET", metric_path)
