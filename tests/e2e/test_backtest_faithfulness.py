@@ -11,11 +11,24 @@ Offline: ``backtest.run.replay`` of the same trace with the same settings (the f
 scrape every second, HPA sync every 2 s, the cold start as a fixed delay, the same target,
 behavior, tolerance and bounds).
 
+Two things the comparison has to get right, both real (not fitted to make it pass):
+
+- kube-controller-manager re-queues an HPA one sync period after its reconcile *ends*, so the real
+  period is the flag plus the reconcile time (about 2.03 s here, not 2 s): over the trace the syncs
+  drift by most of a period against a fixed grid. The replay uses the period measured from the
+  status writes.
+- A starting pod is visible to service discovery from its creation and has series once it serves;
+  a pod that only appears in the file_sd file when it is Ready is scraped up to ~10 s later
+  (Prometheus applies discovery updates every 5 s), and meanwhile the traffic it takes is missing
+  from the signal (1-3 requests/s too low after each scale-up, in a run where the simulator did
+  that). The fleet's ``start_delay_s`` gives the first behaviour, the one the model assumes.
+
 The real controller's sync phase relative to the trace is unknown, so the replay is run with the
 trace shifted by each of a few offsets within one sync period and the best-aligned offset is used
 (the test prints it, with the phase measured from the status writes). Thresholds (from the issue):
 at least 95 % of the sync steps identical, the others within one replica, and SLO attainment within
-2 points.
+2 points. The test prints a per-sync table (model and real desired replicas, the demand read) and
+the signals' difference.
 """
 
 from __future__ import annotations
@@ -388,6 +401,14 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
     live, offline = attainment_live(report), attainment_replay(results[best.offset_s])
 
     writes = [(round(at - zero, 2), d, v) for at, d, v, _ in record.writes if at >= zero]
+    # The demand each side read at the same sync (the real one from the status write that follows).
+    signal_diffs = [
+        real - model
+        for t, _, _, model in best.rows
+        if model is not None
+        for real in [next((v for at, _, v in writes if t - 0.2 <= at <= t + period and v), None)]
+        if real is not None
+    ]
     phases = sorted(((at - zero) % period) for at, *_ in record.writes if at >= zero)
     lags = sorted(r.lag_s for r in report.requests)
     summary = {
@@ -397,6 +418,10 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
         "status_write_phase_median_s": round(phases[len(phases) // 2], 3) if phases else None,
         "identical": f"{best.identical}/{best.steps} ({best.share_identical:.1%})",
         "max_difference": best.max_difference,
+        "signal_real_minus_model_mean_abs_max": [
+            round(sum(abs(d) for d in signal_diffs) / max(len(signal_diffs), 1), 3),
+            round(max((abs(d) for d in signal_diffs), default=0.0), 3),
+        ],
         "attainment_live": round(live, 4),
         "attainment_replay": round(offline, 4),
         "send_lag_p50_p99_max_ms": [round(1000 * lags[int(q * (len(lags) - 1))], 1) for q in (0.5, 0.99, 1)],
