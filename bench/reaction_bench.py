@@ -42,7 +42,8 @@ from typing import Any
 import aiohttp
 import yaml
 
-from tgi_autoscaler.config.service import ENGINE_DEFAULTS, EngineKind, parse_quantity
+from tgi_autoscaler.engines import ENGINES, EngineKind
+from tgi_autoscaler.k8s.quantity import parse_quantity
 from tgi_autoscaler.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
 from tgi_autoscaler.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler.localstack.process import ManagedProcess, free_port, wait_for
@@ -248,7 +249,7 @@ async def _with_stack(
     )
     serving = issue_serving_cert(cp.pki.cluster_ca, api.service_name, api.service_namespace)
     demand = DemandSignal(rate_window_s=args.window, drain_s=args.window)
-    definition = {"name": METRIC, "query": demand.promql(ENGINE_DEFAULTS[EngineKind.TGI].counters)}
+    definition = {"name": METRIC, "query": demand.promql(ENGINES[EngineKind.TGI].counters)}
     metrics_file = workdir / "metrics.yaml"
     metrics_file.write_text(yaml.safe_dump({"metrics": [definition]}), encoding="utf-8")
     adapter = ManagedProcess(

@@ -51,9 +51,10 @@ from tests.e2e.conftest import ADAPTER_NAMESPACE, METRICS_CONFIGMAP, RunningAdap
 from tgi_autoscaler.backtest.policies import demand_policy
 from tgi_autoscaler.backtest.requests import RequestTrace
 from tgi_autoscaler.backtest.run import RunConfig, RunResult, replay
-from tgi_autoscaler.config.service import ENGINE_DEFAULTS, EngineKind, parse_quantity
+from tgi_autoscaler.engines import ENGINES, EngineKind
 from tgi_autoscaler.hpa.spec_input import behavior_to_manifest
 from tgi_autoscaler.hpa.types import Behavior, PolicyType, ScalingPolicy, ScalingRules, SelectPolicy
+from tgi_autoscaler.k8s.quantity import parse_quantity
 from tgi_autoscaler.localstack.controlplane import ControlPlane
 from tgi_autoscaler.localstack.process import wait_for
 from tgi_autoscaler.localstack.prometheus import PrometheusServer
@@ -132,7 +133,7 @@ def request_trace(shift_s: float = 0.0) -> RequestTrace:
 
 
 def metric_definition() -> dict[str, Any]:
-    counters = ENGINE_DEFAULTS[EngineKind.TGI].counters
+    counters = ENGINES[EngineKind.TGI].counters
     return {
         "name": METRIC,
         "query": DEMAND.promql(counters),
