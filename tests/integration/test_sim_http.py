@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -12,6 +13,7 @@ import pytest
 
 from tests.support.polling import eventually
 from tgi_autoscaler_dev.sim import Constant, Fleet, LoadSpec, ReplicaConfig, ReplicaServer, run_load
+from tgi_autoscaler_dev.sim.loadgen import ScheduledRequest
 
 pytestmark = pytest.mark.integration
 
@@ -214,3 +216,42 @@ async def test_the_load_generator_stops_by_itself_and_accounts_for_every_request
     assert report.ok == 30
     assert len(report.latencies_s) == 30
     assert report.in_flight == 0
+
+
+async def test_a_schedule_is_sent_at_its_times_with_its_token_counts_and_times_first_tokens(
+    fleet: Fleet,
+) -> None:
+    schedule = tuple(ScheduledRequest(0.05 * i, 2 + i % 3) for i in range(12))
+    spec = LoadSpec(Constant(0.0), duration_s=1.0, max_requests=100, schedule=schedule, stream=True)
+    report = await run_load(fleet.url, spec)
+    assert report.planned == report.ok == len(report.requests) == 12
+    assert [r.due_s for r in report.requests] == [s.at_s for s in schedule]
+    assert [r.max_new_tokens for r in report.requests] == [s.max_new_tokens for s in schedule]
+    for record in report.requests:
+        assert record.outcome == "ok"
+        assert 0 <= record.lag_s < 0.5
+        # FAST: a 1 ms prefill gives the first token, then 2 ms per decode step.
+        assert 0 < record.ttft_s < record.done_s - record.sent_s
+
+
+async def test_a_starting_replica_is_discoverable_but_has_no_series_and_no_traffic_until_it_serves(
+    client: aiohttp.ClientSession, tmp_path: Path
+) -> None:
+    async with Fleet(
+        "loading", namespace="sim-http", replicas=1, config=FAST, file_sd_dir=tmp_path, start_delay_s=1.0
+    ) as fleet:
+        await fleet.scale_to(2)
+        new = fleet.replicas[1]
+        assert fleet.file_sd_path is not None
+        groups = json.loads(await asyncio.to_thread(fleet.file_sd_path.read_text))
+        assert [g["targets"] for g in groups] == [[p.address] for p in fleet.replicas]
+        assert (fleet.size, fleet.serving) == (2, 1)
+        async with client.get(f"{new.url}/metrics") as resp:
+            assert resp.status == 503
+        async with client.post(f"{new.url}/generate", json={"inputs": "x"}) as resp:
+            assert resp.status == 503
+            assert (await resp.json())["error"] == "Model is loading"
+        await eventually(lambda: fleet.serving, lambda n: n == 2, timeout=5, what="the new replica to serve")
+        async with client.get(f"{new.url}/metrics") as resp:
+            assert resp.status == 200
+            assert "tgi_queue_size" in await resp.text()

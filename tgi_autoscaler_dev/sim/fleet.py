@@ -7,6 +7,10 @@ or removes the newest ones; a removed replica leaves the file_sd file and the fr
 drains (finishes what it accepted, refuses new work) and stops, like a terminating pod. ``url`` is a
 small balancing front, the fleet's Service.
 
+With ``start_delay_s`` a new replica is a starting pod: listed in the file_sd file at once (service
+discovery sees a pod from its creation) but loading, so it has no series and gets no traffic until
+the delay has passed. Replicas of the initial ``replicas`` serve at once.
+
 Typical use::
 
     async with Fleet("llama", namespace="demo", replicas=2, file_sd_dir=prom.file_sd_dir) as fleet:
@@ -110,12 +114,16 @@ class Fleet:
         seed: int | None = None,
         front_port: int = 0,
         clock: Clock = time.monotonic,
+        start_delay_s: float = 0.0,
     ) -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
         _check_replicas(replicas)
         if drain_timeout_s <= 0:
             raise ValueError(f"drain_timeout_s: must be > 0, got {drain_timeout_s}")
+        if not 0 <= start_delay_s < float("inf"):
+            raise ValueError(f"start_delay_s: must be a finite number of seconds >= 0, got {start_delay_s}")
+        self.start_delay_s = start_delay_s
         pod_name(namespace, service, 0)  # validates the service name early
         self.service = service
         self.namespace = namespace
@@ -154,7 +162,7 @@ class Fleet:
             return
         await self._balancer.start()
         self._started = True
-        await self.scale_to(self._initial)
+        await asyncio.shield(self._resize(self._initial, start_delay_s=0.0))
 
     async def stop(self) -> None:
         """Stop every replica at once (in-flight requests are cut) and withdraw the file_sd file."""
@@ -189,13 +197,16 @@ class Fleet:
         if wait_drained and tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
-    async def _resize(self, replicas: int) -> tuple[int, list[asyncio.Task[None]]]:
+    async def _resize(
+        self, replicas: int, *, start_delay_s: float | None = None
+    ) -> tuple[int, list[asyncio.Task[None]]]:
+        delay = self.start_delay_s if start_delay_s is None else start_delay_s
         async with self._lock:
             if not self._started:
                 return len(self._pods), []
             before = len(self._pods)
             if replicas > before:
-                added = [self._new_pod() for _ in range(replicas - before)]
+                added = [self._new_pod(delay) for _ in range(replicas - before)]
                 results = await asyncio.gather(*(p.server.start() for p in added), return_exceptions=True)
                 failures = [r for r in results if isinstance(r, BaseException)]
                 if failures:
@@ -205,17 +216,23 @@ class Fleet:
                 self._pods.extend(added)
                 removed: list[SimulatedPod] = []
             else:
-                # Like a ReplicaSet scaling down: the most recently created pods go first.
+                # Like a ReplicaSet scaling down: the most recently created pods go first (those
+                # still starting before any that serves).
                 removed = self._pods[replicas:]
                 self._pods = self._pods[:replicas]
             await self._publish()
             return before, [self._start_drain(p) for p in removed]
 
-    def _new_pod(self) -> SimulatedPod:
+    def _new_pod(self, start_delay_s: float) -> SimulatedPod:
         name = pod_name(self.namespace, self.service, self._ordinal)
         self._ordinal += 1
         server = ReplicaServer(
-            self.config, engine=self.engine, served=self.served, name=name, clock=self._clock
+            self.config,
+            engine=self.engine,
+            served=self.served,
+            name=name,
+            clock=self._clock,
+            start_delay_s=start_delay_s,
         )
         return SimulatedPod(name=name, namespace=self.namespace, labels=self.labels, server=server)
 
@@ -261,6 +278,11 @@ class Fleet:
     @property
     def draining(self) -> int:
         return len(self._draining)
+
+    @property
+    def serving(self) -> int:
+        """Replicas that have finished starting and take traffic."""
+        return len(self._ready_urls())
 
     def _ready_urls(self) -> list[str]:
         return [p.url for p in self._pods if p.server.ready]

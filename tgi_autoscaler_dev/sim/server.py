@@ -8,6 +8,11 @@ request that fails after the 200 was sent reports the error as an SSE event.
 
 A replica can *drain*: it then answers 503 to new work and to ``/health`` while it finishes what it
 already accepted, which is what a terminating pod behind a Service looks like to clients.
+
+A replica can also *load* first (``start_delay_s``): it listens at once but answers 503 to
+``/health``, ``/metrics`` and new work until the delay has passed, like a TGI pod whose router only
+comes up once the model is loaded. Prometheus can discover such a pod while it loads (a cluster's
+service discovery lists a pod from its creation), yet has no series of it until it serves.
 """
 
 from __future__ import annotations
@@ -90,7 +95,10 @@ class ReplicaServer:
         name: str = "replica",
         port: int = 0,
         clock: Clock = time.monotonic,
+        start_delay_s: float = 0.0,
     ) -> None:
+        if not (start_delay_s >= 0 and start_delay_s < float("inf")):
+            raise ValueError(f"start_delay_s: must be a finite number of seconds >= 0, got {start_delay_s!r}")
         self.config = config or ReplicaConfig()
         self.served = served or ServedModel()
         self.name = name
@@ -103,6 +111,8 @@ class ReplicaServer:
         self._runner: web.AppRunner | None = None
         self._port: int | None = None
         self._draining = False
+        self._start_delay_s = start_delay_s
+        self._serves_at = clock() + start_delay_s
         self._log = log.bind(replica=name)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -118,8 +128,13 @@ class ReplicaServer:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def loading(self) -> bool:
+        """True until ``start_delay_s`` after the replica was created (the model is loading)."""
+        return self._clock() < self._serves_at
+
+    @property
     def ready(self) -> bool:
-        return self._runner is not None and self.engine.running and not self._draining
+        return self._runner is not None and self.engine.running and not self._draining and not self.loading
 
     @property
     def draining(self) -> bool:
@@ -210,6 +225,8 @@ class ReplicaServer:
             return web.json_response(error_body(str(exc), "validation"), status=exc.status)
 
     def _unavailable(self) -> web.Response:
+        if self.loading:
+            return web.json_response(error_body("Model is loading", "unavailable"), status=503)
         return web.json_response(error_body("Server is shutting down", "unavailable"), status=503)
 
     async def _generate(self, request: web.Request) -> web.StreamResponse:
@@ -243,7 +260,7 @@ class ReplicaServer:
             raise
 
     async def _generate_parsed(self, parsed: ParsedRequest, *, wrap_in_list: bool) -> web.Response:
-        if self._draining:
+        if self._draining or self.loading:
             return self._unavailable()
         valid = validate(parsed, self.config, stream=False)
         submission, stream = self.engine.submit(valid, every_token=False)
@@ -265,7 +282,7 @@ class ReplicaServer:
         )
 
     async def _stream_parsed(self, request: web.Request, parsed: ParsedRequest) -> web.StreamResponse:
-        if self._draining:
+        if self._draining or self.loading:
             return self._unavailable()
         valid = validate(parsed, self.config, stream=True)
         submission, stream = self.engine.submit(valid)
@@ -333,6 +350,8 @@ class ReplicaServer:
         )
 
     async def _metrics(self, request: web.Request) -> web.Response:
+        if self.loading:
+            return web.Response(status=503, text="model loading\n")
         return web.Response(body=render_text(self.registry), headers={"Content-Type": CONTENT_TYPE})
 
     def _log_request(
