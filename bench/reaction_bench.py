@@ -46,7 +46,12 @@ from tgi_autoscaler.engines import ENGINES, EngineKind
 from tgi_autoscaler.k8s.quantity import parse_quantity
 from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
-from tgi_autoscaler_dev.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
+from tgi_autoscaler_dev.localstack.aggregation import (
+    LocalApiService,
+    apiservice_available,
+    apiservice_objects,
+    issue_serving_cert,
+)
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
@@ -115,12 +120,6 @@ async def _task(coro: Any, name: str) -> AsyncIterator[asyncio.Task[Any]]:
 
 async def _apply(cp: ControlPlane, obj: dict[str, Any]) -> None:
     (await cp.kubectl("apply", "--server-side", "-f", "-", input_text=yaml.safe_dump(obj))).check()
-
-
-async def _apiservice_available(cp: ControlPlane, name: str) -> bool:
-    _, body = await cp.request("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
-    conditions = body.get("status", {}).get("conditions", []) if isinstance(body, dict) else []
-    return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
 
 
 def _objects(args: argparse.Namespace) -> list[dict[str, Any]]:
@@ -277,7 +276,7 @@ async def _with_stack(
         for obj in apiservice_objects(api):
             await _apply(cp, obj)
         await wait_for(
-            lambda: _apiservice_available(cp, api.apiservice_name), timeout=60, what="APIService Available"
+            lambda: apiservice_available(cp, api.apiservice_name), timeout=60, what="APIService Available"
         )
         for obj in _objects(args):
             await _apply(cp, obj)

@@ -29,7 +29,12 @@ import yaml
 from tgi_autoscaler.engines import ENGINES, EngineKind
 from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
-from tgi_autoscaler_dev.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
+from tgi_autoscaler_dev.localstack.aggregation import (
+    LocalApiService,
+    apiservice_available,
+    apiservice_objects,
+    issue_serving_cert,
+)
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
@@ -203,7 +208,7 @@ async def _with_stack(
             await _apply(cp, obj)
         say.step("adapter registered as v1beta1.external.metrics.k8s.io; waiting for Available")
         await wait_for(
-            lambda: _apiservice_available(cp, api.apiservice_name), timeout=60, what="APIService Available"
+            lambda: apiservice_available(cp, api.apiservice_name), timeout=60, what="APIService Available"
         )
         await _apply(cp, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
         await _apply(
@@ -365,12 +370,6 @@ async def _apply(cp: ControlPlane, obj: dict[str, Any]) -> None:
 async def _exists(cp: ControlPlane, path: str) -> bool:
     status, _ = await cp.request("GET", path)
     return status == 200
-
-
-async def _apiservice_available(cp: ControlPlane, name: str) -> bool:
-    _, body = await cp.request("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
-    conditions = body.get("status", {}).get("conditions", []) if isinstance(body, dict) else []
-    return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
 
 
 class _Printer:

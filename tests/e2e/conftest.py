@@ -22,7 +22,12 @@ import pytest
 import yaml
 
 from tests.conftest import register_component
-from tgi_autoscaler_dev.localstack.aggregation import LocalApiService, apiservice_objects, issue_serving_cert
+from tgi_autoscaler_dev.localstack.aggregation import (
+    LocalApiService,
+    apiservice_available,
+    apiservice_objects,
+    issue_serving_cert,
+)
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 from tgi_autoscaler_dev.localstack.pki import CertAuthority, KeyPair
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
@@ -132,16 +137,6 @@ async def rendered_adapter_manifests(control_plane: ControlPlane) -> list[dict[s
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
 
 
-async def apiservice_available(control_plane: ControlPlane) -> bool:
-    status, body = await control_plane.request(
-        "GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{VERSION}.{GROUP}"
-    )
-    if status != 200:
-        return False
-    conditions = body.get("status", {}).get("conditions", [])
-    return any(c["type"] == "Available" and c["status"] == "True" for c in conditions)
-
-
 @pytest.fixture(scope="session")
 async def adapter(
     control_plane: ControlPlane,
@@ -205,7 +200,7 @@ async def adapter(
         api = LocalApiService(GROUP, VERSION, ADAPTER_SERVICE, ADAPTER_NAMESPACE, port, serving_ca.cert_path)
         await kubectl_apply(control_plane, apiservice_objects(api))
         await wait_for(
-            lambda: apiservice_available(control_plane),
+            lambda: apiservice_available(control_plane, f"{VERSION}.{GROUP}"),
             timeout=60,
             what=f"APIService {api.apiservice_name} Available",
         )

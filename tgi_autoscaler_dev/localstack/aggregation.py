@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 from tgi_autoscaler_dev.localstack.pki import CertAuthority, KeyPair
 
-__all__ = ["LocalApiService", "apiservice_objects", "issue_serving_cert"]
+__all__ = ["LocalApiService", "apiservice_available", "apiservice_objects", "issue_serving_cert"]
 
 
 @dataclass(frozen=True)
@@ -80,3 +81,12 @@ def apiservice_objects(api: LocalApiService) -> list[dict[str, Any]]:
             },
         },
     ]
+
+
+async def apiservice_available(cp: ControlPlane, name: str) -> bool:
+    """Whether the aggregator reports APIService ``name`` Available (it reached the server behind it)."""
+    status, body = await cp.request("GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{name}")
+    if status != 200 or not isinstance(body, dict):
+        return False
+    conditions = body.get("status", {}).get("conditions", [])
+    return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
