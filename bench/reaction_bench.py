@@ -46,14 +46,9 @@ from tgi_autoscaler.engines import ENGINES, EngineKind
 from tgi_autoscaler.k8s.quantity import parse_quantity
 from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
-from tgi_autoscaler_dev.localstack.aggregation import (
-    LocalApiService,
-    apiservice_available,
-    apiservice_objects,
-    issue_serving_cert,
-)
+from tgi_autoscaler_dev.localstack.aggregation import apiservice_available, apiservice_objects, local_adapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.localstack.watch import ApiSession
 from tgi_autoscaler_dev.sim.fleet import Fleet
@@ -92,10 +87,6 @@ class HpaStatus:
             self.desired, self.value = desired, value
             self.at = asyncio.get_running_loop().time()
             self.changed.set()
-
-
-def _cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "tgi_autoscaler", "--log-format", "json", *args]
 
 
 @contextlib.asynccontextmanager
@@ -236,36 +227,16 @@ async def _bench(args: argparse.Namespace, workdir: Path) -> int:
 async def _with_stack(
     args: argparse.Namespace, workdir: Path, cp: ControlPlane, prom: PrometheusServer
 ) -> int:
-    assert cp.pki is not None
-    port = free_port()
-    api = LocalApiService(
-        group="external.metrics.k8s.io",
-        version="v1beta1",
-        service_name="tgi-autoscaler-adapter",
-        service_namespace="tgi-autoscaler",
-        port=port,
-        ca_bundle=cp.pki.cluster_ca.cert_path,
-    )
-    serving = issue_serving_cert(cp.pki.cluster_ca, api.service_name, api.service_namespace)
     demand = DemandSignal(rate_window_s=args.window, drain_s=args.window)
     definition = {"name": METRIC, "query": demand.promql(ENGINES[EngineKind.TGI].counters)}
     metrics_file = workdir / "metrics.yaml"
     metrics_file.write_text(yaml.safe_dump({"metrics": [definition]}), encoding="utf-8")
-    adapter = ManagedProcess(
-        name="adapter",
-        argv=_cli(
-            "adapter",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={port}",
-            f"--tls-cert-file={serving.cert}",
-            f"--tls-private-key-file={serving.key}",
-            f"--kubeconfig={cp.kubeconfig}",
-            f"--prometheus-url={prom.url}",
-            f"--metrics-file={metrics_file}",
-            "--cache-ttl=0.5",
-        ),
-        log_path=workdir / "adapter.log",
-        env={"PYTHONUNBUFFERED": "1"},
+    api, adapter = local_adapter(
+        cp,
+        prometheus_url=prom.url,
+        workdir=workdir,
+        metrics_file=metrics_file,
+        extra_args=("--cache-ttl=0.5",),
     )
     bound = args.scrape + args.window + args.sync + 1.0
     timeout = bound * 3

@@ -29,14 +29,9 @@ import yaml
 from tgi_autoscaler.engines import ENGINES, EngineKind
 from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
-from tgi_autoscaler_dev.localstack.aggregation import (
-    LocalApiService,
-    apiservice_available,
-    apiservice_objects,
-    issue_serving_cert,
-)
+from tgi_autoscaler_dev.localstack.aggregation import apiservice_available, apiservice_objects, local_adapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
 from tgi_autoscaler_dev.sim.loadgen import LoadSpec, run_load
@@ -168,35 +163,10 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> int:
 async def _with_stack(
     args: argparse.Namespace, workdir: Path, cp: ControlPlane, prom: PrometheusServer, say: _Printer
 ) -> int:
-    assert cp.pki is not None
-    adapter_port = free_port()
-    api = LocalApiService(
-        group="external.metrics.k8s.io",
-        version="v1beta1",
-        service_name="tgi-autoscaler-adapter",
-        service_namespace="tgi-autoscaler",
-        port=adapter_port,
-        ca_bundle=cp.pki.cluster_ca.cert_path,
-    )
-    serving = issue_serving_cert(cp.pki.cluster_ca, api.service_name, api.service_namespace)
     metrics_file = workdir / "metrics.yaml"
     metrics_file.write_text(demo_metrics_yaml(), encoding="utf-8")
+    api, adapter = local_adapter(cp, prometheus_url=prom.url, workdir=workdir, metrics_file=metrics_file)
     env = {"PYTHONUNBUFFERED": "1"}
-    adapter = ManagedProcess(
-        name="adapter",
-        argv=_cli(
-            "adapter",
-            "--bind-address=127.0.0.1",
-            f"--secure-port={adapter_port}",
-            f"--tls-cert-file={serving.cert}",
-            f"--tls-private-key-file={serving.key}",
-            f"--kubeconfig={cp.kubeconfig}",
-            f"--prometheus-url={prom.url}",
-            f"--metrics-file={metrics_file}",
-        ),
-        log_path=workdir / "adapter.log",
-        env=env,
-    )
     controller = ManagedProcess(
         name="controller",
         argv=_cli("controller", f"--kubeconfig={cp.kubeconfig}", "--no-leader-elect"),

@@ -10,14 +10,22 @@ certificate against the APIService's ``caBundle`` using the Service's DNS name
 from __future__ import annotations
 
 import base64
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 from tgi_autoscaler_dev.localstack.pki import CertAuthority, KeyPair
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port
 
-__all__ = ["LocalApiService", "apiservice_available", "apiservice_objects", "issue_serving_cert"]
+__all__ = [
+    "LocalApiService",
+    "apiservice_available",
+    "apiservice_objects",
+    "issue_serving_cert",
+    "local_adapter",
+]
 
 
 @dataclass(frozen=True)
@@ -90,3 +98,42 @@ async def apiservice_available(cp: ControlPlane, name: str) -> bool:
         return False
     conditions = body.get("status", {}).get("conditions", [])
     return any(c.get("type") == "Available" and c.get("status") == "True" for c in conditions)
+
+
+def local_adapter(
+    cp: ControlPlane,
+    *,
+    prometheus_url: str,
+    workdir: Path,
+    metrics_file: Path | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> tuple[LocalApiService, ManagedProcess]:
+    """The project's adapter as a local process (``python -m tgi_autoscaler adapter``) and the
+    APIService that routes ``external.metrics.k8s.io`` to it, with a serving certificate for the
+    Service's DNS name; apply ``apiservice_objects`` once the process runs."""
+    if cp.pki is None:
+        raise RuntimeError("the control plane has not been started (no PKI yet)")
+    api = LocalApiService(
+        group="external.metrics.k8s.io",
+        version="v1beta1",
+        service_name="tgi-autoscaler-adapter",
+        service_namespace="tgi-autoscaler",
+        port=free_port(),
+        ca_bundle=cp.pki.cluster_ca.cert_path,
+    )
+    serving = issue_serving_cert(cp.pki.cluster_ca, api.service_name, api.service_namespace)
+    argv = [
+        sys.executable, "-m", "tgi_autoscaler", "--log-format", "json", "adapter",
+        "--bind-address=127.0.0.1",
+        f"--secure-port={api.port}",
+        f"--tls-cert-file={serving.cert}",
+        f"--tls-private-key-file={serving.key}",
+        f"--kubeconfig={cp.kubeconfig}",
+        f"--prometheus-url={prometheus_url}",
+        *([f"--metrics-file={metrics_file}"] if metrics_file is not None else []),
+        *extra_args,
+    ]  # fmt: skip
+    process = ManagedProcess(
+        name="adapter", argv=argv, log_path=workdir / "adapter.log", env={"PYTHONUNBUFFERED": "1"}
+    )
+    return api, process
