@@ -48,7 +48,7 @@ from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler_dev.localstack.aggregation import apiservice_available, apiservice_objects, local_adapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler_dev.localstack.process import ManagedProcess, wait_for
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, background, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.localstack.watch import ApiSession
 from tgi_autoscaler_dev.sim.fleet import Fleet
@@ -96,17 +96,6 @@ async def _process(proc: ManagedProcess) -> AsyncIterator[ManagedProcess]:
         yield proc
     finally:
         await proc.stop()
-
-
-@contextlib.asynccontextmanager
-async def _task(coro: Any, name: str) -> AsyncIterator[asyncio.Task[Any]]:
-    task = asyncio.create_task(coro, name=name)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def _apply(cp: ControlPlane, obj: dict[str, Any]) -> None:
@@ -258,7 +247,7 @@ async def _with_stack(
             Fleet(
                 SERVICE, namespace=NAMESPACE, replicas=1, config=REPLICA, file_sd_dir=prom.file_sd_dir
             ) as fleet,
-            _task(ApiSession(cp, session).watch(hpas, SERVICE, status.seen), "watch-hpa"),
+            background(ApiSession(cp, session).watch(hpas, SERVICE, status.seen), "watch-hpa"),
         ):
             print(f"{'trial':>5} {'reaction (s)':>13} {'value read':>11} {'desired':>8}", flush=True)
             for i in range(args.trials):

@@ -19,7 +19,7 @@ import pytest
 
 from tests.e2e.conftest import RunningAdapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
-from tgi_autoscaler_dev.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.process import background, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
@@ -128,17 +128,6 @@ async def closed_loop_load(url: str, clients: int, *, max_new_tokens: int) -> As
             await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@contextlib.asynccontextmanager
-async def running(coro: Any, name: str) -> AsyncIterator[asyncio.Task[Any]]:
-    task = asyncio.create_task(coro, name=name)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
 @pytest.mark.timeout(600)
 async def test_hpa_scales_up_on_queue_holds_through_a_prometheus_outage_then_scales_down(
     adapter: RunningAdapter, control_plane: ControlPlane, prometheus: PrometheusServer, namespace: str
@@ -160,7 +149,7 @@ async def test_hpa_scales_up_on_queue_holds_through_a_prometheus_outage_then_sca
         Fleet(
             SERVICE, namespace=namespace, replicas=1, config=config, file_sd_dir=prometheus.file_sd_dir
         ) as fleet,
-        running(follow_deployment(cluster, fleet), "follow-deployment"),
+        background(follow_deployment(cluster, fleet), "follow-deployment"),
     ):
         async with closed_loop_load(fleet.url, 8, max_new_tokens=20):
 

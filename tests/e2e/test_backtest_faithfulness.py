@@ -59,7 +59,7 @@ from tgi_autoscaler.servicemodel import ColdStart
 from tgi_autoscaler.servicemodel.capacity import slo_target_rps
 from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
-from tgi_autoscaler_dev.localstack.process import wait_for
+from tgi_autoscaler_dev.localstack.process import background, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.localstack.watch import ApiSession
 from tgi_autoscaler_dev.sim.fleet import Fleet
@@ -219,17 +219,6 @@ class HpaRecord:
 
 
 @contextlib.asynccontextmanager
-async def running(coro: Any, name: str) -> AsyncIterator[asyncio.Task[Any]]:
-    task = asyncio.create_task(coro, name=name)
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-
-
-@contextlib.asynccontextmanager
 async def demand_metric_served(control_plane: ControlPlane) -> AsyncIterator[None]:
     """The test's demand definition added to the adapter's ConfigMap, removed afterwards."""
     path = f"/api/v1/namespaces/{ADAPTER_NAMESPACE}/configmaps/{METRICS_CONFIGMAP}"
@@ -357,8 +346,8 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
         hpas = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
         deployments = f"/apis/apps/v1/namespaces/{namespace}/deployments"
         async with (
-            running(api.watch(deployments, SERVICE, follow), "follow-deployment"),
-            running(api.watch(hpas, SERVICE, record.seen), "watch-hpa"),
+            background(api.watch(deployments, SERVICE, follow), "follow-deployment"),
+            background(api.watch(hpas, SERVICE, record.seen), "watch-hpa"),
         ):
 
             async def read_metric() -> bool:

@@ -16,14 +16,15 @@ import signal
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import structlog
 
-__all__ = ["ManagedProcess", "ProcessFailed", "free_port", "http_ok", "wait_for"]
+__all__ = ["ManagedProcess", "ProcessFailed", "background", "free_port", "http_ok", "wait_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -164,3 +165,16 @@ class ManagedProcess:
 
     def log_tail(self, lines: int = 60) -> str:
         return _tail(self.log_path, lines)
+
+
+@contextlib.asynccontextmanager
+async def background(coro: Coroutine[Any, Any, Any], name: str) -> AsyncIterator[asyncio.Task[Any]]:
+    """Run ``coro`` as a task for the duration of the block; cancelled and awaited on exit, so no
+    task outlives the block (the tests' leaked-task check holds)."""
+    task = asyncio.create_task(coro, name=name)
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
