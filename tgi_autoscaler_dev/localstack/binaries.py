@@ -1,4 +1,4 @@
-"""The control plane's binaries: kube-apiserver, kube-controller-manager, kubectl and etcd.
+"""The control plane's binaries: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, etcd.
 
 Pinned here, in one place: Kubernetes ``KUBERNETES_VERSION`` and etcd ``ETCD_VERSION``. They are
 built from the published Go modules (see ``gobuild``) and cached under
@@ -30,11 +30,11 @@ __all__ = [
     "kubernetes_replaces",
 ]
 
-KUBERNETES_VERSION = "v1.36.3"
+KUBERNETES_VERSION = "v1.37.2"
 ETCD_VERSION = "v3.6.16"
 ASSETS_ENV = "TGI_AUTOSCALER_ASSETS"
 
-_K8S_BINARIES = ("kube-apiserver", "kube-controller-manager", "kubectl")
+_K8S_BINARIES = ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl")
 
 _ETCD_MAIN = """package main
 
@@ -52,13 +52,20 @@ func main() { etcdmain.Main(os.Args) }
 class Binaries:
     kube_apiserver: Path
     kube_controller_manager: Path
+    kube_scheduler: Path
     kubectl: Path
     etcd: Path
 
     def missing(self) -> list[Path]:
         return [
             p
-            for p in (self.kube_apiserver, self.kube_controller_manager, self.kubectl, self.etcd)
+            for p in (
+                self.kube_apiserver,
+                self.kube_controller_manager,
+                self.kube_scheduler,
+                self.kubectl,
+                self.etcd,
+            )
             if not p.exists()
         ]
 
@@ -71,7 +78,7 @@ def kubernetes_replaces(gomod_text: str, version: str) -> dict[str, str]:
     """
     match = re.fullmatch(r"v1\.(\d+)\.(\d+)", version)
     if match is None:
-        raise ValueError(f"Kubernetes version must look like v1.36.3, got {version!r}")
+        raise ValueError(f"Kubernetes version must look like v1.37.2, got {version!r}")
     staging_version = f"v0.{match.group(1)}.{match.group(2)}"
     staging = re.findall(r"^\s*(k8s\.io/[\w.\-/]+)\s+=>\s+\./staging/", gomod_text, flags=re.MULTILINE)
     if not staging:
@@ -96,6 +103,7 @@ def _from_assets(assets: Path) -> Binaries:
     binaries = Binaries(
         kube_apiserver=assets / "kube-apiserver",
         kube_controller_manager=assets / "kube-controller-manager",
+        kube_scheduler=assets / "kube-scheduler",
         kubectl=assets / "kubectl",
         etcd=assets / "etcd",
     )
@@ -118,6 +126,7 @@ def ensure_binaries(
     binaries = Binaries(
         kube_apiserver=k8s_bin / "kube-apiserver",
         kube_controller_manager=k8s_bin / "kube-controller-manager",
+        kube_scheduler=k8s_bin / "kube-scheduler",
         kubectl=k8s_bin / "kubectl",
         etcd=etcd_bin / "etcd",
     )
