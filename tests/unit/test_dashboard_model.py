@@ -7,10 +7,8 @@ from typing import Any
 
 import pytest
 
-from tgi_autoscaler.config.service import parse_service_yaml
-
 from tgi_autoscaler.config.observability import DashboardSpec
-from tgi_autoscaler.config.service import TGIServiceSpec
+from tgi_autoscaler.config.service import TGIServiceSpec, parse_service_yaml
 from tgi_autoscaler.render.dashboard import (
     SeriesSource,
     dashboard_json,

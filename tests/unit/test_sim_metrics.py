@@ -95,7 +95,7 @@ def test_other_engines_export_their_own_queue_gauges(
 @pytest.mark.parametrize("engine", ["vllm", "sglang"])
 def test_other_engines_export_exactly_the_families_the_engine_table_lists(engine: str) -> None:
     model = ReplicaModel(ReplicaConfig(max_batch_size=2, token_rate=10.0), now=0.0)
-    for i in range(4):
+    for _ in range(4):
         model.submit(GenerationRequest(input_tokens=5, max_new_tokens=3), now=0.0)
     model.submit(InvalidRequest("empty"), now=0.0)
     model.poll(0.25)
