@@ -311,7 +311,7 @@ class Recorder:
         return self._by_name[name]
 
     def inc(self, name: str, amount: float = 1.0, **labels: str) -> None:
-        key = (name, tuple(sorted(labels.items())))
+        key = (name, tuple(sorted(labels.items())) if labels else ())
         self.counters[key] = self.counters.get(key, 0.0) + amount
 
     def observe(self, name: str, value: float, count: int = 1) -> None:

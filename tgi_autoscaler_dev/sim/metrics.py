@@ -53,6 +53,8 @@ class ReplicaCollector:
     def __init__(self, model: ReplicaModel, *, engine: Engine = "tgi", model_name: str = "sim") -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if engine != EngineKind.TGI and engine not in model.engines:
+            raise ValueError(f"engine: the replica model records no {engine} families (record_for)")
         self._model = model
         self._engine = engine
         self._model_name = model_name

@@ -232,6 +232,9 @@ class ReplicaModel:
 
     config: ReplicaConfig
     now: float
+    # Which other engines' families to record besides TGI's (a server impersonating one engine
+    # records only its own; the default keeps them all, for tests reading several).
+    record_for: tuple[str, ...] = ("vllm", "sglang")
     stats: ReplicaStats = field(init=False)
     # The same requests as vLLM's and SGLang's families count them, by engine name.
     engines: dict[str, Recorder] = field(init=False)
@@ -248,7 +251,11 @@ class ReplicaModel:
             max_input_tokens=self.config.max_input_tokens,
             max_total_tokens=self.config.max_total_tokens,
         )
-        self.engines = recorders(max_model_len=self.config.max_total_tokens)
+        every = recorders(max_model_len=self.config.max_total_tokens)
+        unknown = sorted(set(self.record_for) - set(every))
+        if unknown:
+            raise ValueError(f"record_for: no families for {unknown}; known: {', '.join(every)}")
+        self.engines = {name: every[name] for name in self.record_for}
 
     # -- public API -------------------------------------------------------------------------------
 

@@ -104,7 +104,9 @@ class ReplicaServer:
         self.name = name
         self._requested_port = port
         self._clock = clock
-        self.model = ReplicaModel(self.config, now=clock())
+        # Only the impersonated engine's families are recorded: the others would cost CPU unread.
+        record_for = () if engine == "tgi" else (engine,)
+        self.model = ReplicaModel(self.config, now=clock(), record_for=record_for)
         self.engine = ReplicaEngine(self.model, clock=clock)
         self._collector = ReplicaCollector(self.model, engine=engine, model_name=self.served.model_id)
         self.registry = build_registry(self._collector)
