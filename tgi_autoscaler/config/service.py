@@ -991,7 +991,8 @@ class ServicePortSpec(SpecModel):
 
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP",
-        description="Service type. `ClusterIP`: expose externally through the Ingress (and API-key proxy).",
+        description="Service type. `ClusterIP`: expose externally through the Ingress or the Gateway route "
+        "(and API-key proxy).",
     )
     port: Port = Field(default=80, description="Service port (targets the engine port).")
     annotations: dict[str, str] = Field(default_factory=dict, description="Extra Service annotations.")
@@ -1018,7 +1019,12 @@ class RateLimitSpec(SpecModel):
 
 
 class IngressSpec(SpecModel):
-    """Optional Ingress for access from outside the cluster."""
+    """Optional Ingress for access from outside the cluster.
+
+    The generated annotations are ingress-nginx's. ingress-nginx was retired by Kubernetes SIG Network
+    on 2026-03-24 (no releases, no security fixes); prefer `routing` (Gateway API) where the cluster
+    runs a Gateway implementation, and keep this for clusters that still run an Ingress controller.
+    """
 
     enabled: bool = Field(default=False, description="Render an Ingress.")
     class_name: str = Field(default="nginx", description="IngressClass (`spec.ingressClassName`).")
@@ -1172,7 +1178,8 @@ class AuthProxySpec(SpecModel):
     """
 
     enabled: bool = Field(
-        default=False, description="Render the API-key proxy; the Ingress then routes to it."
+        default=False,
+        description="Render the API-key proxy; the Ingress and the Gateway route then route to it.",
     )
     api_keys_secret: SecretKeyRef | None = Field(
         default=None,
@@ -1230,7 +1237,11 @@ class TGIServiceSpec(SpecModel):
     probes: ProbesSpec = Field(default_factory=ProbesSpec, description="Health probes.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Autoscaling.")
     service: ServicePortSpec = Field(default_factory=ServicePortSpec, description="The Kubernetes Service.")
-    ingress: IngressSpec = Field(default_factory=IngressSpec, description="Optional Ingress.")
+    ingress: IngressSpec = Field(
+        default_factory=IngressSpec,
+        description="Optional Ingress, with ingress-nginx annotations. ingress-nginx was retired on "
+        "2026-03-24 (no releases or security fixes): prefer `routing` where a Gateway runs.",
+    )
     routing: RoutingSpec = Field(
         default_factory=RoutingSpec, description="Optional Gateway API route (HTTPRoute, InferencePool)."
     )
