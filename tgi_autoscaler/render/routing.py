@@ -20,16 +20,15 @@ from __future__ import annotations
 
 from tgi_autoscaler.config.constants import COMPONENT_AUTH_PROXY, COMPONENT_SERVER
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.render.auth_proxy import PROXY_SERVICE_PORT
 from tgi_autoscaler.render.meta import Manifest, auth_proxy_name, object_meta, selector_labels
 from tgi_autoscaler.render.source import RenderOptions, ServiceSource
 
-__all__ = ["AUTH_PROXY_SERVICE_PORT", "render_routing"]
+__all__ = ["render_routing"]
 
 _GATEWAY_GROUP = "gateway.networking.k8s.io"
 _INFERENCE_GROUP = "inference.networking.k8s.io"
 _ENVOY_GATEWAY_GROUP = "gateway.envoyproxy.io"
-# The API-key proxy's Service port (auth_proxy.render_auth_proxy); the route names ports by number.
-AUTH_PROXY_SERVICE_PORT = 80
 # Every client address, IPv4 and IPv6: with type Distinct each address gets its own bucket.
 _ALL_CLIENTS = ("0.0.0.0/0", "::/0")
 
@@ -87,7 +86,7 @@ def _backend_ref(source: ServiceSource) -> Manifest:
     if spec.routing.backend == "InferencePool":
         return {"group": _INFERENCE_GROUP, "kind": "InferencePool", "name": source.name}
     if spec.auth.enabled:
-        name, port = auth_proxy_name(source.name), AUTH_PROXY_SERVICE_PORT
+        name, port = auth_proxy_name(source.name), PROXY_SERVICE_PORT
     else:
         name, port = source.name, spec.service.port
     return {"group": "", "kind": "Service", "name": name, "port": port}
