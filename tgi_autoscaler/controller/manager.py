@@ -30,7 +30,7 @@ from tgi_autoscaler.config.constants import (
     SERVICE_CONFIGMAP_KEY,
 )
 from tgi_autoscaler.controller.apply import ObjectRef, owner_of, ref_of
-from tgi_autoscaler.controller.discovery import PrometheusOperatorDiscovery
+from tgi_autoscaler.controller.discovery import ApiDiscovery
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.leader import LeaderElectionConfig, LeaderElector
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
@@ -40,7 +40,7 @@ from tgi_autoscaler.controller.reconciler import (
     Renderer,
     SourceBuilder,
 )
-from tgi_autoscaler.controller.resources import MANAGED_KINDS, OPERATOR_KINDS
+from tgi_autoscaler.controller.resources import CRD_KINDS, MANAGED_KINDS, OPERATOR_KINDS
 from tgi_autoscaler.controller.workqueue import WorkQueue
 from tgi_autoscaler.kube.client import KubeClient, KubeObject
 from tgi_autoscaler.kube.resources import CONFIGMAP, ResourceType
@@ -137,7 +137,7 @@ class Controller:
         self._metrics = metrics
         self._rand = rand
         self.caches = _Caches()
-        self.discovery = PrometheusOperatorDiscovery(client)
+        self.discovery = ApiDiscovery(client, CRD_KINDS)
         self.recorder = EventRecorder(client, component=settings.field_manager, instance=settings.identity)
         self.reconciler = Reconciler(
             client,
@@ -145,7 +145,8 @@ class Controller:
             self.recorder,
             build_source=build_source,
             render=render,
-            prometheus_operator=lambda: bool(self.discovery.available),
+            prometheus_operator=lambda: self.discovery.serves(*OPERATOR_KINDS),
+            crd_served=self.discovery.serves,
             settings=ReconcilerSettings(
                 field_manager=settings.field_manager,
                 dashboard_namespace=settings.dashboard_namespace,
@@ -156,8 +157,9 @@ class Controller:
         )
         self._reflectors: list[Reflector] = []
         self._watch_tasks: list[asyncio.Task[None]] = []
-        self._operator_watch_tasks: list[asyncio.Task[None]] = []
-        self._operator_reflectors: list[Reflector] = []
+        # Watches of custom resources, by kind: running only while discovery finds the kind served.
+        self._crd_watch_tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self._crd_reflectors: dict[str, list[Reflector]] = {}
         self._queue: WorkQueue[ObjectKey] | None = None
         self._lead_task: asyncio.Task[None] | None = None
         self._ended_leads: list[asyncio.Task[None]] = []  # cancelled on lost leases, awaited at shutdown
@@ -173,11 +175,9 @@ class Controller:
     @property
     def ready(self) -> bool:
         """Caches filled and the cluster's capabilities known: able to reconcile correctly."""
-        reflectors = self._reflectors + self._operator_reflectors
+        reflectors = self._reflectors + self._crd_reflector_list()
         return (
-            self._running
-            and self.discovery.available is not None
-            and all(r.synced.is_set() for r in reflectors)
+            self._running and self.discovery.served is not None and all(r.synced.is_set() for r in reflectors)
         )
 
     @property
@@ -208,7 +208,7 @@ class Controller:
         for ns in service_namespaces:
             self._reflectors.append(self._reflector(CONFIGMAP, ns, SERVICE_SELECTOR, self.caches.services))
         for rt in MANAGED_KINDS:
-            if rt in OPERATOR_KINDS:
+            if rt in CRD_KINDS:
                 continue
             for ns in self.settings.owned_namespaces:
                 store = self.caches.owned_stores[rt.kind]
@@ -216,19 +216,26 @@ class Controller:
         for reflector in self._reflectors:
             self._watch_tasks.append(self._spawn(reflector.run(), f"watch-{reflector.rt.plural}"))
 
-    def _set_operator_watches(self, available: bool) -> None:
-        if available and not self._operator_reflectors:
-            for rt in OPERATOR_KINDS:
-                for ns in self.settings.owned_namespaces:
-                    reflector = self._reflector(rt, ns, OWNED_SELECTOR, self.caches.owned_stores[rt.kind])
-                    self._operator_reflectors.append(reflector)
-                    self._operator_watch_tasks.append(self._spawn(reflector.run(), f"watch-{rt.plural}"))
-        elif not available and self._operator_reflectors:
-            for task in self._operator_watch_tasks:
-                task.cancel()
-            self._operator_watch_tasks.clear()
-            self._operator_reflectors.clear()
-            for rt in OPERATOR_KINDS:  # the CRDs are gone, and with them every such object
+    def _crd_reflector_list(self) -> list[Reflector]:
+        return [r for reflectors in self._crd_reflectors.values() for r in reflectors]
+
+    def _set_crd_watches(self) -> None:
+        for rt in CRD_KINDS:
+            served = self.discovery.serves(rt)
+            if served and rt.kind not in self._crd_reflectors:
+                reflectors = [
+                    self._reflector(rt, ns, OWNED_SELECTOR, self.caches.owned_stores[rt.kind])
+                    for ns in self.settings.owned_namespaces
+                ]
+                self._crd_reflectors[rt.kind] = reflectors
+                self._crd_watch_tasks[rt.kind] = [
+                    self._spawn(r.run(), f"watch-{rt.plural}") for r in reflectors
+                ]
+            elif not served and rt.kind in self._crd_reflectors:
+                for task in self._crd_watch_tasks.pop(rt.kind):
+                    task.cancel()
+                del self._crd_reflectors[rt.kind]
+                # The CRD is gone, and with it every such object.
                 self.caches.owned_stores[rt.kind] = Store(index=owner_of)
 
     # -- event handlers (synchronous, cheap) ------------------------------------------------------
@@ -295,7 +302,7 @@ class Controller:
 
     async def _wait_synced(self) -> None:
         await self._discovered.wait()
-        for reflector in [*self._reflectors, *self._operator_reflectors]:
+        for reflector in [*self._reflectors, *self._crd_reflector_list()]:
             await reflector.synced.wait()
 
     # -- workers ----------------------------------------------------------------------------------
@@ -343,7 +350,7 @@ class Controller:
         while True:
             try:
                 if await self.discovery.refresh():
-                    self._set_operator_watches(bool(self.discovery.available))
+                    self._set_crd_watches()
                     self._discovered.set()
                     for key in self._all_keys():
                         self._enqueue(key)
@@ -400,12 +407,13 @@ class Controller:
         elector: LeaderElector | None,
         elector_task: asyncio.Task[None] | None,
     ) -> None:
-        background = [*loops, *self._watch_tasks, *self._operator_watch_tasks]
+        crd_tasks = [task for tasks in self._crd_watch_tasks.values() for task in tasks]
+        background = [*loops, *self._watch_tasks, *crd_tasks]
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         self._watch_tasks.clear()
-        self._operator_watch_tasks.clear()
+        self._crd_watch_tasks.clear()
         # Let in-flight reconciles finish; queued ones are left to the next leader's full resync.
         if self._queue is not None:
             self._queue.shutdown()

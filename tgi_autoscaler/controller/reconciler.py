@@ -51,7 +51,14 @@ from tgi_autoscaler.controller.status import (
 )
 from tgi_autoscaler.kube.client import KubeClient, KubeObject
 from tgi_autoscaler.kube.errors import ApiError, TransportError
-from tgi_autoscaler.kube.resources import CONFIGMAP, HPA
+from tgi_autoscaler.kube.resources import (
+    BACKENDTRAFFICPOLICY,
+    CONFIGMAP,
+    HPA,
+    HTTPROUTE,
+    INFERENCEPOOL,
+    ResourceType,
+)
 from tgi_autoscaler.kube.watch import ObjectKey
 from tgi_autoscaler.render.source import RenderOptions, ServiceSource
 
@@ -195,6 +202,7 @@ class Reconciler:
         build_source: SourceBuilder,
         render: Renderer,
         prometheus_operator: Callable[[], bool],
+        crd_served: Callable[[ResourceType], bool] = lambda rt: True,
         settings: ReconcilerSettings | None = None,
         on_applied: Callable[[str, str], None] = lambda kind, change: None,
     ) -> None:
@@ -205,6 +213,7 @@ class Reconciler:
         self._build_source = build_source
         self._render = render
         self._operator = prometheus_operator
+        self._crd_served = crd_served
         self.settings = settings or ReconcilerSettings()
         self.expectations = Expectations()
         self._last_full_apply: dict[ObjectKey, float] = {}
@@ -263,7 +272,11 @@ class Reconciler:
         try:
             source = self._build_source(configmap)
             options = RenderOptions(
-                prometheus_operator=self._operator(), dashboard_namespace=self.settings.dashboard_namespace
+                prometheus_operator=self._operator(),
+                dashboard_namespace=self.settings.dashboard_namespace,
+                gateway_api=self._crd_served(HTTPROUTE),
+                inference_extension=self._crd_served(INFERENCEPOOL),
+                envoy_gateway=self._crd_served(BACKENDTRAFFICPOLICY),
             )
             rendered = self._render(source, options)
         except ConfigError as exc:

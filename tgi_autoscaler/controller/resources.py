@@ -10,9 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from tgi_autoscaler.kube.resources import (
+    BACKENDTRAFFICPOLICY,
     CONFIGMAP,
     DEPLOYMENT,
     HPA,
+    HTTPROUTE,
+    INFERENCEPOOL,
     INGRESS,
     PODMONITOR,
     PROMETHEUSRULE,
@@ -22,10 +25,11 @@ from tgi_autoscaler.kube.resources import (
     kind_of,
 )
 
-__all__ = ["MANAGED_KINDS", "OPERATOR_KINDS", "resource_for"]
+__all__ = ["CRD_KINDS", "MANAGED_KINDS", "OPERATOR_KINDS", "ROUTING_KINDS", "resource_for"]
 
 # Every kind the renderer may produce, i.e. every kind the controller applies, watches for drift
-# and prunes. The last two exist only where prometheus-operator's CRDs are installed.
+# and prunes. Those of CRD_KINDS exist only where their CRDs are installed (prometheus-operator,
+# Gateway API, its Inference Extension, Envoy Gateway), so they are watched only while served.
 MANAGED_KINDS: tuple[ResourceType, ...] = (
     CONFIGMAP,
     PVC,
@@ -35,8 +39,13 @@ MANAGED_KINDS: tuple[ResourceType, ...] = (
     INGRESS,
     PROMETHEUSRULE,
     PODMONITOR,
+    INFERENCEPOOL,
+    HTTPROUTE,
+    BACKENDTRAFFICPOLICY,
 )
 OPERATOR_KINDS: tuple[ResourceType, ...] = (PROMETHEUSRULE, PODMONITOR)
+ROUTING_KINDS: tuple[ResourceType, ...] = (HTTPROUTE, INFERENCEPOOL, BACKENDTRAFFICPOLICY)
+CRD_KINDS: tuple[ResourceType, ...] = OPERATOR_KINDS + ROUTING_KINDS
 
 
 def resource_for(obj: Mapping[str, Any]) -> ResourceType:

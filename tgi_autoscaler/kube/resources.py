@@ -15,10 +15,13 @@ from typing import Any
 from urllib.parse import quote
 
 __all__ = [
+    "BACKENDTRAFFICPOLICY",
     "CONFIGMAP",
     "DEPLOYMENT",
     "EVENT",
     "HPA",
+    "HTTPROUTE",
+    "INFERENCEPOOL",
     "INGRESS",
     "LEASE",
     "MONITORING_GROUP_VERSION",
@@ -74,6 +77,13 @@ MONITORING_GROUP_VERSION = "monitoring.coreos.com/v1"
 PROMETHEUSRULE = ResourceType("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules")
 PODMONITOR = ResourceType("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors")
 TOKEN_REVIEW = ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False)
+# Gateway API (standard channel), its Inference Extension, and Envoy Gateway's policy: CRDs, present
+# only where installed.
+HTTPROUTE = ResourceType("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+INFERENCEPOOL = ResourceType("inference.networking.k8s.io", "v1", "InferencePool", "inferencepools")
+BACKENDTRAFFICPOLICY = ResourceType(
+    "gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy", "backendtrafficpolicies"
+)
 SUBJECT_ACCESS_REVIEW = ResourceType(
     "authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False
 )
@@ -89,6 +99,9 @@ WELL_KNOWN_KINDS: tuple[ResourceType, ...] = (
     LEASE,
     PROMETHEUSRULE,
     PODMONITOR,
+    HTTPROUTE,
+    INFERENCEPOOL,
+    BACKENDTRAFFICPOLICY,
     TOKEN_REVIEW,
     SUBJECT_ACCESS_REVIEW,
 )

@@ -32,6 +32,7 @@ from tgi_autoscaler.render.autoscaling import render_hpa
 from tgi_autoscaler.render.dashboard import render_dashboard_configmap
 from tgi_autoscaler.render.ingress import render_ingress
 from tgi_autoscaler.render.meta import Manifest, labels
+from tgi_autoscaler.render.routing import render_routing
 from tgi_autoscaler.render.scrape import render_pod_monitor
 from tgi_autoscaler.render.source import (
     RenderOptions,
@@ -145,6 +146,7 @@ def render_service(source: ServiceSource, options: RenderOptions | None = None) 
         objects.append(render_pod_monitor(source))
     objects.extend(obj for obj in auth if obj["kind"] != "ConfigMap")
     objects.append(render_ingress(source))
+    objects.extend(render_routing(source, options))
     objects.extend(_observability(source, options))
     return [apply_ownership(_unshared(obj), source) for obj in objects if obj is not None]
 

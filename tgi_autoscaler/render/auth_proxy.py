@@ -28,9 +28,10 @@ from tgi_autoscaler.render.meta import (
 )
 from tgi_autoscaler.render.source import ServiceSource
 
-__all__ = ["PROXY_PORT", "nginx_conf", "render_auth_proxy"]
+__all__ = ["PROXY_PORT", "PROXY_SERVICE_PORT", "nginx_conf", "render_auth_proxy"]
 
 PROXY_PORT = 8080  # the unprivileged nginx image cannot bind below 1024
+PROXY_SERVICE_PORT = 80  # what the Ingress (by name) and the HTTPRoute (by number) send to
 _UID = 101  # the nginx user of the unprivileged image
 _KEYS_MAP = "/etc/nginx/auth/keys.map"
 
@@ -269,7 +270,14 @@ def render_auth_proxy(source: ServiceSource) -> list[Manifest]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(source.name, COMPONENT_AUTH_PROXY),
-            "ports": [{"name": HTTP_PORT_NAME, "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": HTTP_PORT_NAME,
+                    "port": PROXY_SERVICE_PORT,
+                    "targetPort": HTTP_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
         },
     }
     return [configmap, deployment, service]

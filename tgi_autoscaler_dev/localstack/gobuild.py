@@ -35,6 +35,7 @@ __all__ = [
     "cache_root",
     "go_command",
     "go_install",
+    "module_dir",
     "module_gomod",
     "run_with_progress",
 ]
@@ -93,8 +94,8 @@ def run_with_progress(argv: Sequence[str], *, cwd: Path, label: str, env: Mappin
     print(f"[build] {label}: done in {elapsed:.0f}s", flush=True)
 
 
-def module_gomod(module: str, version: str) -> str:
-    """The go.mod text of ``module@version`` as served by the module proxy (via ``go mod download``)."""
+def _module_download(module: str, version: str) -> dict[str, str]:
+    """``go mod download -json module@version``: the module's cache paths (``Dir``, ``GoMod``)."""
     out = subprocess.run(
         [go_command(), "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True,
@@ -104,11 +105,26 @@ def module_gomod(module: str, version: str) -> str:
     )
     if out.returncode != 0:
         raise BuildError(f"go mod download {module}@{version} failed:\n{out.stdout}{out.stderr}")
-    info = json.loads(out.stdout)
+    info: dict[str, str] = json.loads(out.stdout)
+    return info
+
+
+def module_gomod(module: str, version: str) -> str:
+    """The go.mod text of ``module@version`` as served by the module proxy (via ``go mod download``)."""
+    info = _module_download(module, version)
     gomod = info.get("GoMod")
     if not gomod:
         raise BuildError(f"go mod download {module}@{version} returned no go.mod: {info.get('Error')}")
     return Path(gomod).read_text()
+
+
+def module_dir(module: str, version: str) -> Path:
+    """The unpacked source of ``module@version`` in the Go module cache (read-only), downloading it."""
+    info = _module_download(module, version)
+    directory = info.get("Dir")
+    if not directory:
+        raise BuildError(f"go mod download {module}@{version} returned no source: {info.get('Error')}")
+    return Path(directory)
 
 
 @dataclass(frozen=True)
