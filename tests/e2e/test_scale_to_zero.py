@@ -27,6 +27,7 @@ import yaml
 from tests.conftest import register_component
 from tests.e2e.conftest import ADAPTER_NAMESPACE, METRICS_CONFIGMAP, RunningAdapter
 from tests.e2e.controller_harness import (
+    events_for,
     install_controller_rbac,
     install_operator_crds,
     run_controller,
@@ -38,7 +39,7 @@ from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.connect import load_api_client
 from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT, HPA
 from tgi_autoscaler.signals import DemandSignal
-from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, background, free_port, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.filesd import remove_file_sd, write_file_sd
@@ -305,3 +306,60 @@ async def _watch(cluster: Cluster, seconds: float) -> list[int]:
         observed.append(await cluster.replicas())
         await asyncio.sleep(0.5)
     return observed
+
+
+@pytest.mark.timeout(300)
+async def test_an_api_server_without_native_scale_to_zero_gets_a_clear_error_not_a_silent_one(
+    stack_dir: Path, pytestconfig: pytest.Config
+) -> None:
+    # The same v1.37 binaries with the beta gate switched off: kube-apiserver refuses minReplicas 0.
+    cp = ControlPlane(
+        stack_dir / "control-plane-no-scale-to-zero",
+        settings=ControlPlaneSettings(feature_gates=("HPAScaleToZero=false",)),
+    )
+    try:
+        await cp.start()
+    finally:
+        for process in cp.processes:
+            register_component(pytestconfig, process)
+    try:
+        kubeconfig = await install_controller_rbac(cp)
+        await install_operator_crds(cp)
+        api = await load_api_client(str(cp.kubeconfig))
+        try:
+            admin = ApiKubeClient(api)
+            namespace = "no-zero"
+            (await cp.kubectl("create", "namespace", namespace)).check()
+            async with run_controller(kubeconfig, namespaces=(namespace,)):
+                await admin.create(CONFIGMAP, namespace, service_configmap(SERVICE, namespace, SPEC))
+                await admin.create(
+                    CONFIGMAP, namespace, service_configmap("one", namespace, "model: {id: m}\n")
+                )
+                found: dict[str, Any] = {}
+
+                async def invalid() -> bool:
+                    status = await status_of(admin, namespace, SERVICE)
+                    found.update(status or {})
+                    return status is not None and status["phase"] == "Invalid"
+
+                await wait_for(invalid, timeout=60, what="the scale-to-zero service reported Invalid")
+                message = found["message"]
+                assert message.startswith("autoscaling.minReplicas: 0 needs the HPA's native scale to zero")
+                assert "v1.37.2" in message
+                assert "switched off" in message
+                # Nothing was applied in its place: no HPA with minReplicas 1, no Deployment.
+                assert await admin.get(HPA, namespace, SERVICE) is None
+                assert await admin.get(DEPLOYMENT, namespace, SERVICE) is None
+                reasons = {e["reason"] for e in await events_for(admin, namespace, SERVICE)}
+                assert "ScaleToZeroUnsupported" in reasons
+
+                async def one_ready() -> bool:
+                    status = await status_of(admin, namespace, "one")
+                    return status is not None and status["phase"] == "Ready"
+
+                # A service with minReplicas 1 on the same cluster is applied as ever.
+                await wait_for(one_ready, timeout=60, what="the minReplicas 1 service applied")
+        finally:
+            await api.close()
+    finally:
+        await cp.stop()
