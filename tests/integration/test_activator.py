@@ -20,8 +20,14 @@ from aiohttp import web
 from tests.support.polling import eventually
 from tgi_autoscaler.activator.gate import Gate, HoldPolicy
 from tgi_autoscaler.activator.proxy import ActivatorOptions, build_apps
+from tgi_autoscaler.config.metrics import MetricDefinition
+from tgi_autoscaler.engines import ENGINES, EngineKind
+from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler_dev.localstack.process import free_port
+from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim import Fleet, ReplicaConfig
+from tgi_autoscaler_dev.sim.filesd import remove_file_sd, write_file_sd
+from tgi_autoscaler_dev.sim.pods import target_group
 
 pytestmark = pytest.mark.integration
 
@@ -176,3 +182,48 @@ async def test_a_replica_going_away_closes_the_gate_and_requests_wait_again(
         await fleet.scale_to(1)
         status, _, _ = await asyncio.wait_for(waiting, timeout=30)
         assert status == 200
+
+
+async def test_the_held_demand_query_on_prometheus_zero_at_rest_held_when_holding_none_without_activator(
+    running_prometheus: PrometheusServer, session: aiohttp.ClientSession
+) -> None:
+    prom = running_prometheus
+    namespace, service = "act-prom", "held"
+    query = (
+        MetricDefinition(
+            name="held",
+            query=DemandSignal(rate_window_s=10, drain_s=10).promql_with_held(
+                ENGINES[EngineKind.TGI].counters
+            ),
+        )
+        .builder.build(namespace=namespace, selector=f"app.kubernetes.io/instance={service}")
+        .promql
+    )
+
+    async def value() -> float | None:
+        result = await prom.query(query)
+        return float(result[0]["value"][1]) if result else None
+
+    # Without the activator's series the query has no sample: an error, never a zero.
+    assert await value() is None
+    policy = HoldPolicy(max_held=5, max_wait_s=60, idle_after_s=600)
+    sd = prom.file_sd_dir / f"{namespace}_{service}_activator.json"
+    async with (
+        Fleet(service, namespace=namespace, replicas=0, config=FAST, file_sd_dir=prom.file_sd_dir) as fleet,
+        activator(fleet.url, policy) as act,
+    ):
+        labels = {"namespace": namespace, "app_kubernetes_io_instance": service, "pod": "held-activator"}
+        write_file_sd(sd, [target_group(act.metrics_url.removeprefix("http://"), labels)])
+        try:
+            await eventually(value, lambda v: v == 0, timeout=30, what="zero at rest, no replica")
+            held = [asyncio.create_task(generate(session, act.url)) for _ in range(2)]
+            # Two held over a 10 s drain, plus the keep-alive of a request within the idle window.
+            await eventually(
+                value, lambda v: v is not None and abs(v - 0.201) < 1e-9, timeout=30, what="held"
+            )
+            await fleet.scale_to(1)
+            assert [r[0] for r in await asyncio.wait_for(asyncio.gather(*held), timeout=30)] == [200, 200]
+            # Replicas Ready: the engine's own demand counts (its arrivals), the keep-alive stays.
+            await eventually(value, lambda v: v is not None and v > 0.001, timeout=30, what="engine demand")
+        finally:
+            remove_file_sd(sd)
