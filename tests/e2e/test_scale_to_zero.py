@@ -232,11 +232,11 @@ async def test_idles_to_zero_holds_a_burst_wakes_and_answers_every_held_request(
         async with background(cluster.follow(fleet), "follow-deployment"):
             # A little traffic through the activator (held while the first replica loads, or while
             # the HPA brings it back if it already let an untouched service go), then silence.
+            last_request = time.monotonic()  # the activator's idle window starts at or after this
             answers = await asyncio.wait_for(
                 asyncio.gather(*(generate(session, activator) for _ in range(3))), timeout=120
             )
             assert [a[0] for a in answers] == [200, 200, 200]
-            last_request = time.monotonic()
 
             async def at_zero() -> bool:
                 return await cluster.replicas() == 0

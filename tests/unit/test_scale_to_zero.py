@@ -103,6 +103,7 @@ def test_min_replicas_zero_renders_the_hpa_on_held_demand_and_the_activator() ->
         "--max-held=50",
         "--max-wait=240",
         "--idle-after=120",
+        "--shutdown-grace=250",
     ]
     assert deployment["spec"]["replicas"] == 2
     assert deployment["spec"]["template"]["metadata"]["labels"][LABEL_INSTANCE] == "llm"

@@ -51,6 +51,8 @@ def _args(source: ServiceSource) -> list[str]:
         f"--max-held={stz.max_held_requests}",
         f"--max-wait={stz.max_wait_seconds}",
         f"--idle-after={stz.idle_after_seconds}",
+        # Held requests may finish waiting after SIGTERM (within terminationGracePeriodSeconds).
+        f"--shutdown-grace={stz.max_wait_seconds + 10}",
     ]
 
 
