@@ -29,7 +29,6 @@ from tests.e2e.conftest import ADAPTER_NAMESPACE, METRICS_CONFIGMAP, RunningAdap
 from tests.e2e.controller_harness import (
     events_for,
     install_controller_rbac,
-    install_operator_crds,
     run_controller,
     service_configmap,
     status_of,
@@ -199,7 +198,6 @@ async def test_idles_to_zero_holds_a_burst_wakes_and_answers_every_held_request(
     prometheus = running_prometheus
     settings = control_plane.settings
     kubeconfig = await install_controller_rbac(control_plane)
-    await install_operator_crds(control_plane)
     cluster = Cluster(admin, namespace)
     config = ReplicaConfig(max_batch_size=8, token_rate=50.0, prefill_time_s=0.01)
     workdir = stack_dir / f"scale-to-zero-{namespace}"
@@ -324,7 +322,6 @@ async def test_an_api_server_without_native_scale_to_zero_gets_a_clear_error_not
             register_component(pytestconfig, process)
     try:
         kubeconfig = await install_controller_rbac(cp)
-        await install_operator_crds(cp)
         api = await load_api_client(str(cp.kubeconfig))
         try:
             admin = ApiKubeClient(api)
