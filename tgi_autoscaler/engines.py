@@ -276,6 +276,12 @@ class Engine:
         return f"{self.kind.value}_request_demand"
 
     @property
+    def held_demand_metric(self) -> str:
+        """External metric name of the demand signal of a service behind the activator (scale to
+        zero): demand plus the requests the activator holds."""
+        return f"{self.kind.value}_request_demand_with_held"
+
+    @property
     def counters(self) -> EngineCounters:
         """The series the demand signal is computed from: an arrival counter where the engine has
         one (TGI), else finished requests plus the change of requests in flight."""
@@ -300,6 +306,16 @@ class Engine:
                 f"Requests/s the service must serve: arrival rate over {demand.rate_window_s} s plus "
                 f"the queue drained over {demand.drain_s} s.",
                 query=demand.promql(self.counters),
+            )
+        )
+        served.append(
+            ServedMetric(
+                self.held_demand_metric,
+                self.metrics.queue_size,
+                "The demand signal of a service that scales to zero: demand (zero while the activator "
+                f"sees no ready replica), plus the requests the activator holds drained over "
+                f"{demand.drain_s} s, plus a keep-alive of 0.001 requests/s while the idle window runs.",
+                query=demand.promql_with_held(self.counters),
             )
         )
         return tuple(served)

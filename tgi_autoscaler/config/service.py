@@ -159,6 +159,7 @@ HostName = Annotated[str, AfterValidator(_check_host), TypeLabel("DNS name")]
 LabelName = Annotated[str, AfterValidator(_check_dns_label), TypeLabel("DNS label")]
 SectionName = Annotated[str, AfterValidator(_check_dns_subdomain), TypeLabel("listener name")]
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 AffinityOrNone = dict[str, Any] | None
 
@@ -908,13 +909,53 @@ class DemandMetricSpec(SpecModel):
     )
 
 
+class ScaleToZeroSpec(SpecModel):
+    """Scale to zero (with `minReplicas: 0`): the HPA's native scale to zero (Kubernetes v1.37+)
+    plus the activator, a small proxy in front of the Service that holds requests while no replica
+    is Ready and exports how many it holds, so that the HPA wakes the service on the first one.
+
+    Clients (and the Ingress, or the API-key proxy) reach the service through the activator's
+    Service `<service>-activator`. The HPA then scales on `<engine>_request_demand_with_held`.
+    """
+
+    idle_after_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=86400,
+        description="Scale to zero once no request has arrived for this long (the HPA then also "
+        "waits out `scaleDown.stabilizationWindowSeconds`). 900 s: a model load costs minutes, so "
+        "a service used every few minutes should stay up.",
+    )
+    max_held_requests: PositiveInt = Field(
+        default=256,
+        description="Requests one activator pod holds while no replica is Ready; more get 503 with "
+        "`Retry-After`, so a client never waits on an unbounded line.",
+    )
+    max_wait_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Longest a request is held; then 503 with `Retry-After`. Must cover a cold start "
+        "(scheduling, image pull, model load): 300 s.",
+    )
+    image: str = Field(
+        default="tgi-autoscaler",
+        description="The activator's image: this project's (it runs `tgi-autoscaler activator`).",
+    )
+    replicas: PositiveInt = Field(default=2, description="Activator replicas (2 survive a node failure).")
+    cpu_request: Quantity = Field(default="100m", description="CPU request of one activator pod.")
+    memory_request: Quantity = Field(default="96Mi", description="Memory request of one activator pod.")
+    memory_limit: Quantity = Field(default="256Mi", description="Memory limit of one activator pod.")
+
+
 class AutoscalingSpec(SpecModel):
     """HorizontalPodAutoscaler settings, tuned for servers that take minutes to become ready."""
 
-    min_replicas: PositiveInt = Field(
+    min_replicas: NonNegativeInt = Field(
         default=1,
-        description="Fewest replicas. Use 2 for availability across a node failure. "
-        "Scale to zero is not supported by the HPA without an alpha feature gate.",
+        description="Fewest replicas. Use 2 for availability across a node failure. 0 scales an idle "
+        "service to zero (see `scaleToZero`; needs the HPA's native scale to zero: Kubernetes v1.37+, "
+        "or the HPAScaleToZero feature gate on older versions).",
     )
     max_replicas: PositiveInt = Field(
         default=4,
@@ -937,6 +978,10 @@ class AutoscalingSpec(SpecModel):
         default=None, description="Optional running-batch-size metric; the HPA follows the larger demand."
     )
     cpu: CpuMetricSpec | None = Field(default=None, description="Optional CPU utilization metric.")
+    scale_to_zero: ScaleToZeroSpec = Field(
+        default_factory=ScaleToZeroSpec,
+        description="Idle window and activator of a service with `minReplicas: 0` (unused otherwise).",
+    )
     scale_up: ScaleUpSpec = Field(
         default_factory=ScaleUpSpec,
         description="Scale-up behavior. Default: no stabilization window and the larger of +100% or "
@@ -956,6 +1001,18 @@ class AutoscalingSpec(SpecModel):
         if self.min_replicas > self.max_replicas:
             issues.append(
                 _issue("minReplicas", f"must be <= maxReplicas ({self.min_replicas} > {self.max_replicas})")
+            )
+        if self.min_replicas == 0 and self.signal != "demand":
+            issues.append(
+                _issue(
+                    "minReplicas",
+                    "0 needs signal: demand (at zero there is no queue to read; the demand signal "
+                    f"counts the requests the activator holds), not signal: {self.signal}",
+                )
+            )
+        if self.min_replicas == 0 and self.cpu is not None:
+            issues.append(
+                _issue("cpu", "not with minReplicas: 0 (there is no pod to measure at zero replicas)")
             )
         if self.signal == "demand" and self.demand.target_per_replica is None:
             try:
@@ -1269,8 +1326,16 @@ class TGIServiceSpec(SpecModel):
         return self.autoscaling.demand.metric or self.engine.defaults.demand_metric
 
     @property
+    def scales_to_zero(self) -> bool:
+        """``minReplicas: 0``: the activator is rendered and the HPA scales on held demand."""
+        return self.autoscaling.min_replicas == 0
+
+    @property
     def scaling_metric(self) -> tuple[str, float]:
         """The primary External metric the HPA scales on and its AverageValue target."""
+        if self.scales_to_zero:
+            metric = self.autoscaling.demand.metric or self.engine.defaults.held_demand_metric
+            return metric, self.autoscaling.demand_target()
         if self.autoscaling.signal == "demand":
             return self.demand_metric, self.autoscaling.demand_target()
         return self.queue_metric, self.autoscaling.queue.target_per_replica

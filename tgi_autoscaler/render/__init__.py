@@ -26,6 +26,7 @@ from tgi_autoscaler.config.constants import (
     LABEL_OWNER_NAMESPACE,
     MANAGED_BY,
 )
+from tgi_autoscaler.render.activator import render_activator
 from tgi_autoscaler.render.alerts import render_prometheus_rule
 from tgi_autoscaler.render.auth_proxy import render_auth_proxy
 from tgi_autoscaler.render.autoscaling import render_hpa
@@ -144,6 +145,7 @@ def render_service(source: ServiceSource, options: RenderOptions | None = None) 
     objects.append(render_hpa(source))
     if options.prometheus_operator:
         objects.append(render_pod_monitor(source))
+    objects.extend(render_activator(source, options))
     objects.extend(obj for obj in auth if obj["kind"] != "ConfigMap")
     objects.append(render_ingress(source))
     objects.extend(render_routing(source, options))

@@ -21,6 +21,7 @@ from tgi_autoscaler.config.constants import ANNOTATION_CONFIG_HASH, COMPONENT_AU
 from tgi_autoscaler.render.meta import (
     HTTP_PORT_NAME,
     Manifest,
+    activator_name,
     auth_proxy_name,
     labels,
     object_meta,
@@ -70,7 +71,12 @@ echo "loaded $count api keys"
 def nginx_conf(source: ServiceSource) -> str:
     """nginx.conf of the proxy: key check, then a streaming pass-through to the server Service."""
     spec = source.spec
-    upstream = f"{source.name}.{source.namespace}.svc:{spec.service.port}"
+    # With scale to zero the activator holds requests while the server has no replica.
+    upstream = (
+        f"{activator_name(source.name)}.{source.namespace}.svc:80"
+        if spec.scales_to_zero
+        else f"{source.name}.{source.namespace}.svc:{spec.service.port}"
+    )
     ingress = spec.ingress
     return f"""worker_processes auto;
 pid /tmp/nginx.pid;

@@ -34,6 +34,12 @@ class ControlPlaneSettings:
     hpa_downscale_stabilization_s: float = 10.0
     hpa_tolerance: float = 0.1
     start_timeout_s: float = 120.0
+    # Passed to kube-apiserver and kube-controller-manager, e.g. ("HPAScaleToZero=false",).
+    feature_gates: tuple[str, ...] = ()
+
+    @property
+    def feature_gate_args(self) -> list[str]:
+        return [f"--feature-gates={','.join(self.feature_gates)}"] if self.feature_gates else []
 
 
 @dataclass(frozen=True)
@@ -192,6 +198,7 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
+                *self.settings.feature_gate_args,
             ],
             log_path=self.workdir / "kube-apiserver.log",
         )
@@ -219,6 +226,7 @@ class ControlPlane:
                 f"--horizontal-pod-autoscaler-tolerance={s.hpa_tolerance}",
                 "--concurrent-horizontal-pod-autoscaler-syncs=5",
                 "--v=2",
+                *s.feature_gate_args,
             ],
             log_path=self.workdir / "kube-controller-manager.log",
         )
