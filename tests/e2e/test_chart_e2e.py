@@ -73,9 +73,7 @@ def _kube(cp: ControlPlane, home: Path, *args: str) -> str:
 
 async def _get(cp: ControlPlane, obj: dict[str, Any]) -> tuple[int, Any]:
     api_version, kind = obj["apiVersion"], obj["kind"]
-    plural = {"PodDisruptionBudget": "poddisruptionbudgets", "APIService": "apiservices"}.get(
-        kind, kind.lower() + ("es" if kind.endswith("s") else "s")
-    )
+    plural = kind.lower() + "s"  # every kind the chart renders forms its plural this way
     prefix = "/api/v1" if api_version == "v1" else f"/apis/{api_version}"
     namespace = obj["metadata"].get("namespace")
     scope = f"/namespaces/{namespace}" if namespace else ""

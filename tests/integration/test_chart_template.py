@@ -190,7 +190,7 @@ BAD_VALUES: list[tuple[dict[str, str], str, str]] = [
     ({"adapter.replica": "2"}, "/adapter", "replica"),
     ({"adapter.resources.limits.memory": "lots"}, "/adapter/resources/limits/memory", "lots"),
     ({"adapter.metrics.metrics[0].name": "x"}, "/adapter/metrics/metrics/0", "query"),
-    ({"certificate.mode": "manual"}, "/certificate/mode", "manual"),
+    ({"certificate.mode": "manual"}, "/certificate/mode", "must be one of 'generate'"),
     ({"controller.shutdownGraceSeconds": "60"}, "/controller/shutdownGraceSeconds", "maximum"),
     ({"image.digest": "latest"}, "/image/digest", "does not match pattern"),
     ({"adapter.service.port": "70000"}, "/adapter/service/port", "maximum"),
