@@ -245,5 +245,5 @@ async def test_install_upgrade_uninstall(
             return (await _get(cp, obj))[0] == 404
 
         await wait_for(gone, timeout=60, what=f"{obj['kind']} {obj['metadata']['name']} to be deleted")
-    releases = json.loads(_kube(cp, tmp_path, "list", "-n", NS, "-a", "-o", "json"))
+    releases = json.loads(_kube(cp, tmp_path, "list", "-n", NS, "-o", "json"))
     assert releases == []
