@@ -26,6 +26,7 @@ import asyncio
 import base64
 import json
 import os
+import resource
 import shutil
 import ssl
 import statistics
@@ -62,11 +63,10 @@ def _run(
 
 
 def _limits() -> list[str]:
-    nofile = subprocess.run(
-        ["sh", "-c", "ulimit -Hn"], capture_output=True, text=True, check=True
-    ).stdout.strip()
-    nproc_text = subprocess.run(["sh", "-c", "ulimit -Hu"], capture_output=True, text=True, check=True).stdout
-    nproc = 32768 if nproc_text.strip() == "unlimited" else min(32768, int(nproc_text))
+    """The host's hard limits (podman's defaults for root exceed them on some VMs, see the docstring)."""
+    nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    nproc_max = resource.getrlimit(resource.RLIMIT_NPROC)[1]
+    nproc = 32768 if nproc_max == resource.RLIM_INFINITY else min(32768, nproc_max)
     return ["--ulimit", f"nofile={nofile}:{nofile}", "--ulimit", f"nproc={nproc}:{nproc}"]
 
 
