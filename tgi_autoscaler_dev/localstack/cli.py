@@ -26,6 +26,7 @@ EXTRA_BUILDS: tuple[tuple[str, str], ...] = (
     ("tgi_autoscaler_dev.localstack.kube_state_metrics", "ensure_kube_state_metrics"),
     ("tgi_autoscaler_dev.localstack.crds", "ensure_prometheus_operator_crds"),
     ("tgi_autoscaler_dev.localstack.crds", "ensure_routing_crds"),
+    ("tgi_autoscaler_dev.localstack.helm", "ensure_helm"),
 )
 
 

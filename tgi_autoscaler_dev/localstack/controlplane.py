@@ -220,6 +220,7 @@ class ControlPlane:
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={pki.service_account_key}",
                 f"--root-ca-file={pki.cluster_ca.cert_path}",
+                # Canonical names: v1.37 no longer knows cloud-node-lifecycle and refuses to start.
                 "--controllers=*,-node-ipam-controller,-node-lifecycle-controller,-persistentvolume-binder-controller",
                 f"--horizontal-pod-autoscaler-sync-period={s.hpa_sync_period_s}s",
                 f"--horizontal-pod-autoscaler-downscale-stabilization={s.hpa_downscale_stabilization_s}s",

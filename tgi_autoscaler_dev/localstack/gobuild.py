@@ -7,6 +7,8 @@ start in seconds. Two build shapes cover everything:
 
 - ``go_install``: a module that builds with plain ``go install pkg@version`` (controller-gen,
   prometheus-adapter).
+- ``build_in_module``: a module whose release build sets version variables through ``-ldflags``
+  (Helm), built inside its own downloaded directory so its committed go.sum pins every dependency.
 - ``build_in_wrapper``: a module that cannot, because its own go.mod points staging modules at
   local directories (``k8s.io/kubernetes``) or because it has no ``main`` package we can name
   (etcd's server). A small generated wrapper module requires it, adds the ``replace`` directives a
@@ -31,6 +33,7 @@ from pathlib import Path
 __all__ = [
     "BuildError",
     "GoModule",
+    "build_in_module",
     "build_in_wrapper",
     "cache_root",
     "go_command",
@@ -192,4 +195,37 @@ def go_install(package: str, version: str, *, bin_dir: Path, label: str) -> Path
     )
     if not target.exists():
         raise BuildError(f"{label}: go install succeeded but {target} is missing")
+    return target
+
+
+def module_dir(module: str, version: str) -> Path:
+    """The source directory of ``module@version`` in the Go module cache (downloaded if missing)."""
+    out = subprocess.run(
+        [go_command(), "mod", "download", "-json", f"{module}@{version}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
+    if out.returncode != 0 or not info.get("Dir"):
+        raise BuildError(f"go mod download {module}@{version} failed:\n{out.stdout}{out.stderr}")
+    return Path(info["Dir"])
+
+
+def build_in_module(
+    module: str, version: str, package: str, *, target: Path, ldflags: str, label: str
+) -> Path:
+    """Build ``package`` (relative to the module root) of ``module@version`` into ``target``."""
+    if target.exists():
+        return target
+    source = module_dir(module, version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    run_with_progress(
+        [go_command(), "build", "-v", "-trimpath", f"-ldflags={ldflags}", "-o", str(partial), package],
+        cwd=source,
+        label=label,
+        env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"},
+    )
+    partial.replace(target)
     return target
