@@ -57,6 +57,7 @@ __all__ = [
     "create_gpu_nodes",
     "delete_gpu_nodes",
     "ensure_kwok",
+    "ensure_kwok_files",
     "gpu_node",
     "kwok_config",
     "pod_stages",
@@ -118,6 +119,12 @@ def ensure_kwok(version: str = KWOK_VERSION) -> KwokBinary:
             partial.chmod(0o644)  # the module cache is read-only
             partial.replace(target)
     return KwokBinary(binary, stages)
+
+
+def ensure_kwok_files() -> list[Path]:
+    """:func:`ensure_kwok`'s files, for ``localstack build`` to list."""
+    built = ensure_kwok()
+    return [built.binary, *built.node_stages]
 
 
 @dataclass(frozen=True)
