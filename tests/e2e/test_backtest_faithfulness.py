@@ -295,7 +295,9 @@ def measured_sync_period(record: HpaRecord) -> float:
     sync. Writes are numbered by whole nominal periods between them (a sync that changes nothing
     writes nothing) and the period is the least-squares slope of time over number.
     """
-    times = [at for at, *_ in record.writes]
+    # Only syncs that read the metric: a sync that failed to (the first pod still loading) is
+    # re-queued by the controller's error backoff, not by the period.
+    times = [at for at, _, value, _ in record.writes if value is not None]
     if len(times) < 3:
         return SYNC_PERIOD_S
     numbers = [0]
