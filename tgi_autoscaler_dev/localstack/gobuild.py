@@ -97,7 +97,7 @@ def run_with_progress(argv: Sequence[str], *, cwd: Path, label: str, env: Mappin
     print(f"[build] {label}: done in {elapsed:.0f}s", flush=True)
 
 
-def _module_download(module: str, version: str) -> dict[str, str]:
+def _module_download(module: str, version: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
     """``go mod download -json module@version``: the module's cache paths (``Dir``, ``GoMod``)."""
     out = subprocess.run(
         [go_command(), "mod", "download", "-json", f"{module}@{version}"],
@@ -105,6 +105,7 @@ def _module_download(module: str, version: str) -> dict[str, str]:
         text=True,
         check=False,
         cwd=cache_root() if cache_root().exists() else None,
+        env={**os.environ, **env} if env else None,
     )
     if out.returncode != 0:
         raise BuildError(f"go mod download {module}@{version} failed:\n{out.stdout}{out.stderr}")
@@ -121,9 +122,13 @@ def module_gomod(module: str, version: str) -> str:
     return Path(gomod).read_text()
 
 
-def module_dir(module: str, version: str) -> Path:
-    """The unpacked source of ``module@version`` in the Go module cache (read-only), downloading it."""
-    info = _module_download(module, version)
+def module_dir(module: str, version: str, *, env: Mapping[str, str] | None = None) -> Path:
+    """The unpacked source of ``module@version`` in the Go module cache (read-only), downloading it.
+
+    ``env`` adds to the go command's environment (e.g. ``GONOSUMDB`` for a module the checksum
+    database cannot vouch for through the proxy).
+    """
+    info = _module_download(module, version, env)
     directory = info.get("Dir")
     if not directory:
         raise BuildError(f"go mod download {module}@{version} returned no source: {info.get('Error')}")
@@ -196,20 +201,6 @@ def go_install(package: str, version: str, *, bin_dir: Path, label: str) -> Path
     if not target.exists():
         raise BuildError(f"{label}: go install succeeded but {target} is missing")
     return target
-
-
-def module_dir(module: str, version: str) -> Path:
-    """The source directory of ``module@version`` in the Go module cache (downloaded if missing)."""
-    out = subprocess.run(
-        [go_command(), "mod", "download", "-json", f"{module}@{version}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    info = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
-    if out.returncode != 0 or not info.get("Dir"):
-        raise BuildError(f"go mod download {module}@{version} failed:\n{out.stdout}{out.stderr}")
-    return Path(info["Dir"])
 
 
 def build_in_module(

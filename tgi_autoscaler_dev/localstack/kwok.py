@@ -27,9 +27,7 @@ downloaded module when kwok is built and kept next to the binary.
 from __future__ import annotations
 
 import asyncio
-import json
 import shutil
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,7 +37,11 @@ from urllib.parse import quote
 import yaml
 
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
-from tgi_autoscaler_dev.localstack.gobuild import BuildError, cache_root, go_command, go_install
+from tgi_autoscaler_dev.localstack.gobuild import (
+    cache_root,
+    go_install,
+    module_dir,
+)
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, http_ok, wait_for
 
 __all__ = [
@@ -87,19 +89,6 @@ class KwokBinary:
     node_stages: tuple[Path, ...]
 
 
-def _module_dir(version: str) -> Path:
-    out = subprocess.run(
-        [go_command(), "mod", "download", "-json", f"{KWOK_MODULE}@{version}"],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    info = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
-    if out.returncode != 0 or not info.get("Dir"):
-        raise BuildError(f"go mod download {KWOK_MODULE}@{version} failed:\n{out.stdout}{out.stderr}")
-    return Path(info["Dir"])
-
-
 def ensure_kwok(version: str = KWOK_VERSION) -> KwokBinary:
     """kwok ``version`` and its node stages, built and copied into ``<cache>/kwok-<version>`` if missing."""
     root = cache_root() / f"kwok-{version}"
@@ -111,7 +100,7 @@ def ensure_kwok(version: str = KWOK_VERSION) -> KwokBinary:
         # with exactly the dependency versions kwok pins.
         go_install(f"{KWOK_MODULE}/cmd/kwok", version, bin_dir=root / "bin", label=f"kwok {version}")
     if not all(p.exists() for p in stages):
-        source = _module_dir(version)
+        source = module_dir(KWOK_MODULE, version)
         stages_dir.mkdir(parents=True, exist_ok=True)
         for rel, target in zip(_NODE_STAGES, stages, strict=True):
             partial = target.with_suffix(".partial")
