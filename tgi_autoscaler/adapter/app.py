@@ -26,13 +26,16 @@ Contract with ``tgi_autoscaler.adapter.server`` (TLS, authentication, authorizat
   No token or credential is ever logged.
 - Typed state lives under ``web.AppKey``s (``SETTINGS_KEY``, ``DEFINITIONS_KEY``, ``PROMETHEUS_KEY``,
   ``METRICS_KEY``, ``READER_KEY`` in ``handlers``). The caller owns the ``PrometheusQuerier`` (start
-  and close it) and the definition watchers; the app owns only its cache.
+  and close it) and the definition watchers; the app owns its cache and the grouped prefetch, whose
+  background refresh runs while the app is running (``cleanup_ctx``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import cast
 
 import structlog
@@ -41,6 +44,7 @@ from aiohttp.typedefs import Middleware as AioMiddleware
 from prometheus_client import CollectorRegistry
 
 from tgi_autoscaler.adapter import status
+from tgi_autoscaler.adapter.answers import Answer
 from tgi_autoscaler.adapter.cache import SingleFlightCache
 from tgi_autoscaler.adapter.definitions import DefinitionStore
 from tgi_autoscaler.adapter.errors import AdapterError
@@ -58,7 +62,8 @@ from tgi_autoscaler.adapter.handlers import (
 )
 from tgi_autoscaler.adapter.handlers_discovery import DOCUMENTS_KEY, READINESS_KEY, Documents, routes
 from tgi_autoscaler.adapter.own_metrics import UNKNOWN_METRIC, AdapterMetrics
-from tgi_autoscaler.adapter.prometheus import InstantResult, PrometheusQuerier
+from tgi_autoscaler.adapter.prefetch import Prefetcher
+from tgi_autoscaler.adapter.prometheus import PrometheusQuerier
 from tgi_autoscaler.adapter.security import USER_KEY
 from tgi_autoscaler.config.metrics import AdapterSettings
 
@@ -132,6 +137,19 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+def _running(prefetcher: Prefetcher) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The prefetch loop runs while the app serves (started and stopped with it)."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(prefetcher.run(), name="prefetch")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
 def build_app(
     settings: AdapterSettings,
     *,
@@ -145,13 +163,24 @@ def build_app(
     metrics = metrics or AdapterMetrics(CollectorRegistry())
     stack: list[Middleware] = [_access_and_errors, *middlewares]
     app = web.Application(middlewares=cast("list[AioMiddleware]", stack))
-    cache: SingleFlightCache[str, InstantResult] = SingleFlightCache(settings.cache.ttl_seconds)
+    cache: SingleFlightCache[str, Answer] = SingleFlightCache(settings.cache.ttl_seconds)
+    prefetcher = None
+    if settings.prefetch.enabled:
+        prefetcher = Prefetcher(
+            settings.prefetch, prometheus=prometheus, definitions=definitions, metrics=metrics
+        )
+        app.cleanup_ctx.append(_running(prefetcher))
     app[SETTINGS_KEY] = settings
     app[DEFINITIONS_KEY] = definitions
     app[PROMETHEUS_KEY] = prometheus
     app[METRICS_KEY] = metrics
     app[READER_KEY] = MetricReader(
-        prometheus=prometheus, definitions=definitions, cache=cache, metrics=metrics
+        prometheus=prometheus,
+        definitions=definitions,
+        cache=cache,
+        metrics=metrics,
+        max_data_age_s=settings.data_age.bound_seconds,
+        prefetcher=prefetcher,
     )
     app[DOCUMENTS_KEY] = Documents(definitions)
     app[READINESS_KEY] = readiness or (lambda: [] if definitions.loaded else ["metric-definitions"])

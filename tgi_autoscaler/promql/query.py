@@ -19,8 +19,9 @@ from tgi_autoscaler.promql.template import QueryTemplate
 __all__ = ["BuiltQuery", "QueryBuilder", "exact_match_labels"]
 
 # The HPA asks for the same (namespace, selector) every sync period; remembering the result of the
-# parse-convert-render pipeline makes a cache-hit read cheap. Bounded: cleared when full.
-_MEMO_SIZE: Final = 1024
+# parse-convert-render pipeline makes a read cheap; one entry per selector being read (10,000 HPAs
+# are 10,000 selectors). Bounded: cleared when full.
+_MEMO_SIZE: Final = 16384
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,7 @@ class BuiltQuery:
     promql: str
     matchers: tuple[Matcher, ...]
     metric_labels: Mapping[str, str]
+    matchers_text: str = ""  # the matcher list as substituted for the placeholder
 
 
 def exact_match_labels(requirements: tuple[Requirement, ...]) -> dict[str, str]:
@@ -77,8 +79,10 @@ class QueryBuilder:
             namespace_label=self.namespace_label,
             label_map=self.label_map,
         )
+        text = format_matchers(matchers)
         return BuiltQuery(
-            promql=self.template.render(format_matchers(matchers)),
+            promql=self.template.render(text),
             matchers=tuple(matchers),
             metric_labels=exact_match_labels(requirements),
+            matchers_text=text,
         )
