@@ -591,8 +591,12 @@ def _self_ratio(
 def _self_data_age(ctx: _SelfCtx) -> list[Scenario]:
     limit = ctx.t.data_age_seconds
     base = "tgi_autoscaler_adapter_data_age_seconds"
-    served = {"metric": "tgi_request_demand", "selector": "app.kubernetes.io/instance=llama"}
-    fresh = {"metric": "tgi_request_demand", "selector": "app.kubernetes.io/instance=other"}
+    served = {
+        "metric": "tgi_request_demand",
+        "metric_namespace": "llm",
+        "selector": "app.kubernetes.io/instance=llama",
+    }
+    fresh = {**served, "selector": "app.kubernetes.io/instance=other"}
     tl = ctx.tl
     fires = Scenario("fires-and-resolves")
     # One selector's data ages past the limit (frozen samples) while another's stays fresh.

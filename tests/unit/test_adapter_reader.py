@@ -184,7 +184,9 @@ async def test_the_age_of_the_data_is_recorded_per_selector_not_the_evaluation_t
         for family in metrics.data_ages.collect()
         for sample in family.samples
     }
-    assert exported == {(("metric", "tgi_queue_size"), ("namespace", "ns"), ("selector", "app=a")): 10.0}
+    assert exported == {
+        (("metric", "tgi_queue_size"), ("metric_namespace", "ns"), ("selector", "app=a")): 10.0
+    }
 
 
 async def test_data_older_than_the_bound_is_a_503_naming_its_age() -> None:

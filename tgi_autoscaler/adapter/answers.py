@@ -78,7 +78,8 @@ def by_group(result: InstantResult, labels: Sequence[str]) -> dict[tuple[str, ..
             stamp = float(sample.value)
             times[key] = min(times.get(key, stamp), stamp)
     evaluated_at = result.evaluated_at
+    # A group may have a data time and no value (a rate() over samples older than its window).
     return {
-        key: Answer(values=tuple(found), data_time=times.get(key), evaluated_at=evaluated_at)
-        for key, found in values.items()
+        key: Answer(values=tuple(values.get(key, ())), data_time=times.get(key), evaluated_at=evaluated_at)
+        for key in values.keys() | times.keys()
     }

@@ -110,7 +110,7 @@ class MetricReader:
         }
         # Last rendering per request: while the same definition gets the same answer (from the
         # cache or one prefetch), the response bytes are the same too.
-        self._rendered: dict[tuple[str, str, str], tuple[MetricDefinition, Answer, bytes, float]] = {}
+        self._rendered: dict[tuple[str, str, str], tuple[MetricDefinition, Answer, bytes]] = {}
 
     async def read(self, metric: str, namespace: str, selector: str) -> tuple[dict[str, Any], CacheOutcome]:
         """The ``ExternalMetricValueList`` for the request, and how it was served."""
@@ -141,19 +141,21 @@ class MetricReader:
         else:
             answer, outcome = await self._cache.get(built.promql, lambda: self._query(definition, built))
         self._cache_counters[outcome].inc()
+        if answer.data_time is not None:
+            # Checked before the value: frozen samples may leave a rate() empty, and that is
+            # data too old (503), not data missing (404).
+            age = max(self._clock() - answer.data_time, 0.0)
+            self._metrics.sample_age.observe(age)
+            self._metrics.data_ages.record(metric, namespace, selector, age)
+            if age > self._max_age:
+                raise DataTooOld(metric, namespace, selector, age_s=age, bound_s=self._max_age)
         key = (metric, namespace, selector)
         rendered = self._rendered.get(key)
         if rendered is None or rendered[0] is not definition or rendered[1] is not answer:
-            encoded, data_time = self._render(definition, built, answer, namespace, selector)
-            rendered = (definition, answer, encoded, data_time)
+            rendered = (definition, answer, self._render(definition, built, answer, namespace, selector))
             if len(self._rendered) >= _RENDERED_SIZE:
                 self._rendered.clear()
             self._rendered[key] = rendered
-        age = max(self._clock() - rendered[3], 0.0)
-        self._metrics.sample_age.observe(age)
-        self._metrics.data_ages.record(metric, namespace, selector, age)
-        if age > self._max_age:
-            raise DataTooOld(metric, namespace, selector, age_s=age, bound_s=self._max_age)
         return rendered[2], outcome
 
     async def _query(self, definition: MetricDefinition, built: BuiltQuery) -> Answer:
@@ -175,7 +177,7 @@ class MetricReader:
         answer: Answer,
         namespace: str,
         selector: str,
-    ) -> tuple[bytes, float]:
+    ) -> bytes:
         raw = _single_value(definition, answer, namespace=namespace, selector=selector)
         try:
             value = format_quantity(raw)
@@ -192,7 +194,7 @@ class MetricReader:
             "value": value,
         }
         body = {"kind": LIST_KIND, "apiVersion": GROUP_VERSION, "metadata": {}, "items": [item]}
-        return encode_json(body), data_time
+        return encode_json(body)
 
 
 def _single_value(definition: MetricDefinition, answer: Answer, *, namespace: str, selector: str) -> str:

@@ -26,8 +26,10 @@ _AGE_IDLE_S: Final = 120.0
 
 
 class DataAges(Collector):
-    """``tgi_autoscaler_adapter_data_age_seconds{metric, namespace, selector}``: the data's age at the
-    last read of each selector, kept while it is read (the HPA reads every 15 s), bounded in count."""
+    """``tgi_autoscaler_adapter_data_age_seconds{metric, metric_namespace, selector}``: the data's age
+    at the last read of each selector, kept while it is read (the HPA reads every 15 s), bounded in
+    count. ``metric_namespace`` is the request's namespace (``namespace`` is the adapter's own once
+    Prometheus scrapes it)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         self._clock = clock
@@ -53,7 +55,7 @@ class DataAges(Collector):
             f"{_PREFIX}_data_age_seconds",
             "Age of the newest samples behind the value (timestamp() in PromQL, the oldest series "
             "counting) at the last read of each metric, namespace and label selector.",
-            labels=("metric", "namespace", "selector"),
+            labels=("metric", "metric_namespace", "selector"),
         )
         for (metric, namespace, selector), (age, _) in list(self._ages.items()):
             family.add_metric((metric, namespace, selector), age)

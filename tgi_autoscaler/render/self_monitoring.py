@@ -166,15 +166,15 @@ def self_alert_rules(
         _rule(
             "TGIAutoscalerAdapterStaleSamples",
             expr=(
-                f"max by (namespace, metric, selector) ({ADAPTER}_data_age_seconds{sel})\n"
+                f"max by (namespace, metric_namespace, metric, selector) ({ADAPTER}_data_age_seconds{sel})\n"
                 f"> {t.data_age_seconds!r}"
             ),
             for_=t.data_age_for,
             severity="warning",
             summary="The data behind an external metric the adapter serves is {value}s old",
             description=(
-                "The newest samples behind the external metric and selector named by this alert's "
-                f"metric and selector labels (adapter in {namespace}) are {{value}}s old, above "
+                "The newest samples behind the external metric, namespace and selector named by this "
+                f"alert's metric, metric_namespace and selector labels (adapter in {namespace}) are {{value}}s old, above "
                 f"{t.data_age_seconds:g}s (timestamp() of the samples, not the query's time): HPAs "
                 "scale on old data, or get 503s past the adapter's dataAge bound. Check first: "
                 "Prometheus' scrape interval and target health for the engine pods, exporters that "
