@@ -174,7 +174,8 @@ def self_alert_rules(
             summary="The data behind an external metric the adapter serves is {value}s old",
             description=(
                 "The newest samples behind the external metric, namespace and selector named by this "
-                f"alert's metric, metric_namespace and selector labels (adapter in {namespace}) are {{value}}s old, above "
+                "alert's metric, metric_namespace and selector labels "
+                f"(adapter in {namespace}) are {{value}}s old, above "
                 f"{t.data_age_seconds:g}s (timestamp() of the samples, not the query's time): HPAs "
                 "scale on old data, or get 503s past the adapter's dataAge bound. Check first: "
                 "Prometheus' scrape interval and target health for the engine pods, exporters that "
