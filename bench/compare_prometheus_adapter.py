@@ -170,7 +170,13 @@ def _say(text: str) -> None:
 
 
 def _our_adapter(
-    name: str, stack: Stack, *, cache_ttl: float | None, profile: Path | None, prefetch: bool = True
+    name: str,
+    stack: Stack,
+    *,
+    cache_ttl: float | None,
+    profile: Path | None,
+    prefetch: bool = True,
+    extra: Sequence[str] = (),
 ) -> Server:
     port = free_port()
     flags = [
@@ -185,6 +191,7 @@ def _our_adapter(
         flags.append(f"--cache-ttl={cache_ttl:g}")
     if not prefetch:
         flags.append("--no-prefetch")
+    flags += extra
     if profile is None:
         argv = [sys.executable, "-m", "tgi_autoscaler", "--log-format", "json", "adapter", *flags]
     else:
