@@ -36,7 +36,7 @@ import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import cast
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
@@ -87,6 +87,20 @@ def _user_name(request: web.Request) -> str | None:
     return user.name if user is not None else None
 
 
+def _duration_child(metrics: AdapterMetrics, endpoint: str, metric: str, code: int) -> Any:
+    # ``labels()`` takes a lock and builds a key on every call: remember the children.
+    children = metrics.duration_children
+    key = (endpoint, metric, code)
+    child = children.get(key)
+    if child is None:
+        if len(children) > 4096:  # bounded: metric labels are bounded, codes nearly so
+            children.clear()
+        child = children[key] = metrics.request_duration.labels(
+            endpoint=endpoint, metric=metric, code=str(code)
+        )
+    return child
+
+
 @web.middleware
 async def _access_and_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
@@ -116,9 +130,7 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
     metrics = request.app[METRICS_KEY]
     known = request.app[DEFINITIONS_KEY]
     metric_label = "" if not info.metric else (info.metric if info.metric in known else UNKNOWN_METRIC)
-    metrics.request_duration.labels(
-        endpoint=info.endpoint, metric=metric_label, code=str(response.status)
-    ).observe(duration)
+    _duration_child(metrics, info.endpoint, metric_label, response.status).observe(duration)
     if info.endpoint not in ("health", "metrics") or response.status >= 400:
         fields = {
             "method": request.method,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from typing import Final
+from typing import Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
@@ -74,6 +74,7 @@ class AdapterMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=registry,
         )
+        self.duration_children: dict[tuple[str, str, int], Any] = {}
         self.prometheus_query_duration = Histogram(
             f"{_PREFIX}_prometheus_query_duration_seconds",
             "Time of instant queries sent to Prometheus, by outcome.",

@@ -51,14 +51,7 @@ log = structlog.get_logger(__name__)
 
 def group_key(built: BuiltQuery) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
     """(label names, values) if every matcher pins a distinct label to a non-empty value, else None."""
-    labels: list[str] = []
-    values: list[str] = []
-    for matcher in sorted(built.matchers):
-        if matcher.op is not MatchOp.EQUAL or not matcher.value or (labels and labels[-1] == matcher.label):
-            return None
-        labels.append(matcher.label)
-        values.append(matcher.value)
-    return tuple(labels), tuple(values)
+    return built.exact
 
 
 @dataclass

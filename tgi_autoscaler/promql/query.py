@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from tgi_autoscaler.promql.convert import requirements_to_matchers
-from tgi_autoscaler.promql.matchers import Matcher, format_matchers
+from tgi_autoscaler.promql.matchers import Matcher, MatchOp, format_matchers
 from tgi_autoscaler.promql.selector import Operator, Requirement, parse_selector
 from tgi_autoscaler.promql.template import QueryTemplate
 
@@ -32,6 +32,9 @@ class BuiltQuery:
     matchers: tuple[Matcher, ...]
     metric_labels: Mapping[str, str]
     matchers_text: str = ""  # the matcher list as substituted for the placeholder
+    # (label names, values) when every matcher pins a distinct label to a non-empty value: the
+    # selectors a grouped query by those labels answers exactly. Sorted by label name.
+    exact: tuple[tuple[str, ...], tuple[str, ...]] | None = None
 
 
 def exact_match_labels(requirements: tuple[Requirement, ...]) -> dict[str, str]:
@@ -85,4 +88,16 @@ class QueryBuilder:
             matchers=tuple(matchers),
             metric_labels=exact_match_labels(requirements),
             matchers_text=text,
+            exact=_exact(matchers),
         )
+
+
+def _exact(matchers: list[Matcher]) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
+    labels: list[str] = []
+    values: list[str] = []
+    for matcher in sorted(matchers):
+        if matcher.op is not MatchOp.EQUAL or not matcher.value or (labels and labels[-1] == matcher.label):
+            return None
+        labels.append(matcher.label)
+        values.append(matcher.value)
+    return tuple(labels), tuple(values)
