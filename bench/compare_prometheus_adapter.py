@@ -492,7 +492,9 @@ async def start_stack(
         log_path=workdir / "tgi-exporter.log",
     )
     await exporter.start()
-    write_file_sd(prom.file_sd_dir / "bench.json", file_sd_groups(services, f"127.0.0.1:{port}"))
+    write_file_sd(
+        prom.file_sd_dir / "bench.json", file_sd_groups(services, f"127.0.0.1:{port}", per_namespace=lean)
+    )
     pods = pods_layout[1] * pods_layout[2]
 
     async def all_pods_scraped() -> bool:

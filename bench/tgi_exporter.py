@@ -94,8 +94,14 @@ def layout(namespaces: int, services: int, pods: int) -> Layout:
     return Layout(tuple(out))
 
 
-def file_sd_groups(services: tuple[Service, ...], address: str) -> list[dict[str, Any]]:
-    """One file_sd target per service; the series carry their own ``namespace``/``pod`` labels."""
+def file_sd_groups(
+    services: tuple[Service, ...], address: str, *, per_namespace: bool = False
+) -> list[dict[str, Any]]:
+    """One file_sd target per service (or per namespace: thousands of targets would cost the
+    exporter more than the series); the series carry their own ``namespace``/``pod`` labels."""
+    if per_namespace:
+        namespaces = sorted({s.namespace for s in services})
+        return [{"targets": [address], "labels": {"__metrics_path__": f"/metrics/{ns}"}} for ns in namespaces]
     return [{"targets": [address], "labels": {"__metrics_path__": s.path}} for s in services]
 
 
@@ -198,6 +204,9 @@ def render_service(service: Service, now: float) -> str:
 
 def _app(services: tuple[Service, ...], *, lean: bool = False) -> web.Application:
     by_path = {s.path: _template(s, lean=lean) for s in services}
+    by_namespace: dict[str, list[_Template]] = {}
+    for s in services:
+        by_namespace.setdefault(f"/metrics/{s.namespace}", []).append(by_path[s.path])
 
     async def metrics(request: web.Request) -> web.Response:
         template = by_path.get(request.path)
@@ -205,8 +214,30 @@ def _app(services: tuple[Service, ...], *, lean: bool = False) -> web.Applicatio
             raise web.HTTPNotFound(text=f"no service at {request.path}\n")
         return web.Response(text=_render(template, time.time()), content_type="text/plain", charset="utf-8")
 
+    async def namespace_metrics(request: web.Request) -> web.Response:
+        templates = by_namespace.get(request.path)
+        if templates is None:
+            raise web.HTTPNotFound(text=f"no namespace at {request.path}\n")
+        now = time.time()
+        # Each metric family once, its samples together, as the exposition format wants.
+        headers: dict[str, list[str]] = {}
+        samples: dict[str, list[str]] = {}
+        for template in templates:
+            family = ""
+            for line in _render(template, now).splitlines(keepends=True):
+                if line.startswith("# HELP "):
+                    family = line.split(" ", 3)[2]
+                if line.startswith("#"):
+                    if len(headers.setdefault(family, [])) < 2:
+                        headers[family].append(line)
+                else:
+                    samples.setdefault(family, []).append(line)
+        lines = [line for family in headers for line in (*headers[family], *samples.get(family, ()))]
+        return web.Response(text="".join(lines), content_type="text/plain", charset="utf-8")
+
     app = web.Application()
     app.router.add_get("/metrics/{namespace}/{service}", metrics)
+    app.router.add_get("/metrics/{namespace}", namespace_metrics)
     return app
 
 
