@@ -51,7 +51,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from compare_report import Measured, write_section
+from compare_report import SECTION_HEADING, Measured, write_section
 from compare_text import Results, Sanity, render
 from metrics_load import (
     Identity,
@@ -613,7 +613,8 @@ async def run(args: argparse.Namespace) -> int:
     print()
     print(text)
     if not args.no_docs:
-        write_section(DOCS, text)
+        heading = SECTION_HEADING + (", one selector per HPA" if args.distinct else "")
+        write_section(DOCS, text, heading)
         _say(f"written to {DOCS.relative_to(REPO)}")
     return 0
 
