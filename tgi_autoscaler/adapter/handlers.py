@@ -149,6 +149,10 @@ class MetricReader:
             self._metrics.data_ages.record(metric, namespace, selector, age)
             if age > self._max_age:
                 raise DataTooOld(metric, namespace, selector, age_s=age, bound_s=self._max_age)
+        if outcome is CacheOutcome.PREFETCH:
+            # A selector is read once per HPA sync and its grouped answer renewed every refresh, so
+            # a remembered rendering would only cost memory.
+            return self._render(definition, built, answer, namespace, selector), outcome
         key = (metric, namespace, selector)
         rendered = self._rendered.get(key)
         if rendered is None or rendered[0] is not definition or rendered[1] is not answer:
