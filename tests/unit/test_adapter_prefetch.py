@@ -177,3 +177,22 @@ async def test_a_grouped_query_prometheus_rejects_disables_the_group() -> None:
 def test_the_staleness_bound_must_cover_the_refresh() -> None:
     with pytest.raises(ValueError, match=r"maxStalenessSeconds \(1\) must be at least refreshSeconds \(2\)"):
         PrefetchSettings(refresh_seconds=2, max_staleness_seconds=1)
+
+
+async def test_a_grouped_query_that_timed_out_in_prometheus_is_tried_again() -> None:
+    settings = PrefetchSettings(refresh_seconds=1, max_staleness_seconds=2)
+    async with running(settings) as (reader, prometheus, clock, prefetcher):
+        prometheus.failure = PrometheusQueryError(
+            "expanding series: context deadline exceeded", reason="execution"
+        )
+        with pytest.raises(PrometheusQueryError):
+            await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-1")
+        prometheus.failure = None
+        clock.now += 1.5
+        prefetcher.wake()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            body, outcome = await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-1")
+            if outcome is CacheOutcome.PREFETCH:
+                break
+        assert (body["items"][0]["value"], outcome) == ("1", CacheOutcome.PREFETCH)

@@ -15,8 +15,9 @@ Bounds, so a prefetched answer is never worse than a direct query:
   never a zero;
 - a group no read has used for ``idleSeconds`` stops being refreshed and is forgotten, as is one
   whose definition was reloaded (its next read starts the new one);
-- a grouped query Prometheus rejects (``PrometheusQueryError``) disables the group until its
-  definition changes; its selectors are read one query each, as before.
+- a grouped query Prometheus rejects as invalid (``bad_data``) disables the group until its
+  definition changes; its selectors are read one query each, as before. Other failures (a query
+  that timed out in Prometheus) are retried at the next refresh.
 
 The first read of a new group waits for the group's first evaluation instead of sending its own
 query, so a fleet of HPAs starting together costs one query per definition.
@@ -154,6 +155,9 @@ class Prefetcher:
         try:
             result = await self._prometheus.query(group.promql)
         except PrometheusQueryError as exc:
+            if exc.reason != "bad_data":  # e.g. "execution: context deadline exceeded": try again
+                self._metrics.prefetch_queries.labels(outcome="unavailable").inc()
+                return
             group.broken = True
             self._metrics.prefetch_queries.labels(outcome="rejected").inc()
             log.warning(
