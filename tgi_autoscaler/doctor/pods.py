@@ -31,7 +31,8 @@ ProblemKind = Literal[
     "not-ready",
 ]
 
-_INSUFFICIENT = re.compile(r"Insufficient ([A-Za-z0-9./_-]+)")
+# A resource name may contain dots (nvidia.com/gpu); the sentence's own period is not part of it.
+_INSUFFICIENT = re.compile(r"Insufficient ([A-Za-z0-9_-]+(?:[./][A-Za-z0-9_-]+)*)")
 _IMAGE_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 _CRASH_REASONS = frozenset({"CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError"})
 
