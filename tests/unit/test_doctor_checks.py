@@ -170,7 +170,7 @@ def test_a_healthy_service_has_every_link_ok_and_exits_0() -> None:
     assert exit_code(findings) == 0
     assert "healthy" in format_table(findings)
     series = next(f for f in findings if f.link == "series")
-    assert "from 1 pods (1 pods Running), newest sample 3s old" in series.seen
+    assert "from 1 pods (1 pods Ready), newest sample 3s old" in series.seen
 
 
 Change = Callable[[ServiceSnapshot], ServiceSnapshot]
@@ -479,7 +479,7 @@ def test_pods_that_cannot_run_come_before_the_series_they_do_not_export() -> Non
     assert first.link == "pods"
     assert "2 nodes, 2 with nvidia.com/gpu, 2 allocatable in all" in first.seen
     series = next(f for f in findings if f.link == "series")
-    assert (series.status, "no pod of the service is Running" in series.seen) == ("broken", True)
+    assert (series.status, "no pod of the service is Ready" in series.seen) == ("broken", True)
 
 
 def test_a_pod_still_loading_next_to_a_ready_one_is_not_a_failure() -> None:

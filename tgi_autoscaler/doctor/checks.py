@@ -397,14 +397,15 @@ def check_series(svc: ServiceSnapshot) -> Finding:
     prom = svc.prometheus
     if isinstance(prom, Unreadable) or isinstance(prom.selected, Unreadable):
         return Finding("series", "unknown", "not reached: Prometheus cannot be queried")
-    running = [] if isinstance(svc.pods, Unreadable) else _running(svc.pods)
+    # A pod exports its series once its server is up, which is when it turns Ready.
+    ready = [] if isinstance(svc.pods, Unreadable) else [p for p in _running(svc.pods) if _ready(p)]
     query = f"{prom.queue_series}{{{prom.matchers}}}"
     if not prom.selected:
-        if not running and not isinstance(svc.pods, Unreadable):
+        if not ready and not isinstance(svc.pods, Unreadable):
             return Finding(
                 "series",
                 "broken",
-                f"no series {query}: no pod of the service is Running (see the pods link)",
+                f"no series {query}: no pod of the service is Ready (see the pods link)",
                 "fix the pods first",
             )
         others = [] if isinstance(prom.in_namespace, Unreadable) else prom.in_namespace
@@ -422,7 +423,7 @@ def check_series(svc: ServiceSnapshot) -> Finding:
         return Finding(
             "series",
             "broken",
-            f"no series {query}: Prometheus does not scrape the service's {len(running)} Running pods",
+            f"no series {query}: Prometheus does not scrape the service's {len(ready)} Ready pods",
             "check Prometheus' targets page: the PodMonitor (or scrape annotations) must select the pods, "
             "and the Prometheus Operator's podMonitorSelector must select the PodMonitor",
         )
@@ -430,14 +431,14 @@ def check_series(svc: ServiceSnapshot) -> Finding:
     age = max(0.0, svc.now - _newest(prom.selected))
     seen = (
         f"{len(prom.selected)} series {query} from {len(pods_seen)} pods "
-        f"({len(running)} pods Running), newest sample {age:.0f}s old"
+        f"({len(ready)} pods Ready), newest sample {age:.0f}s old"
     )
-    missing = sorted({str((p.get("metadata") or {}).get("name")) for p in running} - pods_seen)
+    missing = sorted({str((p.get("metadata") or {}).get("name")) for p in ready} - pods_seen)
     if pods_seen and missing:
         return Finding(
             "series",
             "broken",
-            f"{seen}; no series from Running pod(s) {', '.join(missing[:5])}",
+            f"{seen}; no series from Ready pod(s) {', '.join(missing[:5])}",
             "those pods are not scraped: check their /metrics port and Prometheus' targets page",
         )
     return Finding("series", "ok", seen)
