@@ -130,14 +130,15 @@ class Doctor:
                 return code == 0 and service["firstBroken"] is None
             return code == 1 and service["firstBroken"] == link
 
-        await wait_for(
-            named,
-            timeout=timeout,
-            interval=1.0,
-            what=f"doctor to name {link or 'no broken link'}: {self.last}",
-        )
+        try:
+            await wait_for(named, timeout=timeout, interval=1.0, what=f"doctor to name {link}")
+        except TimeoutError:
+            pytest.fail(f"doctor never named {link or 'no broken link'}; its last report: {self.last}")
         assert self.last is not None
-        return self.last
+        report = self.last
+        # The table as a user sees it, in the test's output (docs/doctor.md shows these).
+        print(f"\n$ tgi-autoscaler doctor {SERVICE} -n {self.namespace}\n{await self.table()}")
+        return report
 
     def finding(self, link: str) -> dict[str, Any]:
         assert self.last is not None
