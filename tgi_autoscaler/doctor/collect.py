@@ -55,7 +55,13 @@ from tgi_autoscaler.promql.errors import PromQLError
 from tgi_autoscaler.render import source_from_configmap
 from tgi_autoscaler.render.dashboard import configmap_name
 
-__all__ = ["collect_cluster", "collect_service", "prometheus_url_of_adapter", "service_names"]
+__all__ = [
+    "collect_cluster",
+    "collect_service",
+    "prometheus_snapshot",
+    "prometheus_url_of_adapter",
+    "service_names",
+]
 
 T = TypeVar("T")
 _KUBE_ERRORS = (ApiError, TransportError)
@@ -141,7 +147,7 @@ async def _series(
         return Unreadable(f"Prometheus query {query}", describe(exc))
 
 
-async def _prometheus(
+async def prometheus_snapshot(
     url: str | None, namespace: str, series: str, selector: str
 ) -> PrometheusSnapshot | Unreadable:
     if url is None:
@@ -233,7 +239,7 @@ async def collect_service(
         metric = spec.scaling_metric[0] if spec is not None else ENGINES[EngineKind(engine)].demand_metric
         wanted = [(metric, pod_selector)]
     reads = [await _metric_read(client, namespace, metric, selector) for metric, selector in wanted]
-    prometheus = await _prometheus(prometheus_url, namespace, queue_series, wanted[0][1])
+    prometheus = await prometheus_snapshot(prometheus_url, namespace, queue_series, wanted[0][1])
 
     applied = controller.applied if controller is not None else ()
     rule_expected = f"PrometheusRule/{namespace}/{name}" in applied or (
