@@ -222,6 +222,16 @@ def test_diagnose_pod(
     assert problem.pod == "llama-7d9f8b6c5d-x2x4z"
 
 
+def test_untolerated_taints_only_of_the_nodes_the_pod_selects() -> None:
+    selected = gpu_node("gpu-0", taints=[{"key": "pool", "value": "a", "effect": "NoSchedule"}])
+    selected["metadata"]["labels"] = {"pool": "a"}
+    other = gpu_node("gpu-9", taints=[{"key": "pool", "value": "b", "effect": "NoSchedule"}])
+    other["metadata"]["labels"] = {"pool": "b"}
+    the_pod = pod()
+    the_pod["spec"]["nodeSelector"] = {"pool": "a"}
+    assert untolerated_taints(the_pod, [selected, other]) == ["pool=a:NoSchedule"]
+
+
 def test_a_running_ready_pod_has_no_problem() -> None:
     assert diagnose_pod(pod(phase="Running", node="gpu-0", conditions=READY), [], []) is None
 

@@ -81,11 +81,16 @@ def _tolerates(toleration: Mapping[str, Any], taint: Mapping[str, Any]) -> bool:
 
 
 def untolerated_taints(pod: Obj, nodes: Sequence[Obj]) -> list[str]:
-    """The ``NoSchedule``/``NoExecute`` taints on ``nodes`` the pod does not tolerate, as
-    ``key=value:Effect``, each once."""
+    """The ``NoSchedule``/``NoExecute`` taints the pod does not tolerate on the nodes its
+    ``nodeSelector`` selects, as ``key=value:Effect``, each once."""
     tolerations = (pod.get("spec") or {}).get("tolerations") or ()
+    selector = (pod.get("spec") or {}).get("nodeSelector") or {}
     seen: list[str] = []
     for node in nodes:
+        # Only nodes the pod selects: their taints are what keeps it off them.
+        labels = (node.get("metadata") or {}).get("labels") or {}
+        if any(labels.get(k) != v for k, v in selector.items()):
+            continue
         for taint in (node.get("spec") or {}).get("taints") or ():
             if taint.get("effect") not in ("NoSchedule", "NoExecute"):
                 continue
