@@ -176,9 +176,14 @@ async def service_stack(
     pool: GpuNodePool,
     workdir: Path,
     service_spec: str,
+    *,
+    operator: bool = False,
 ) -> AsyncIterator[Stack]:
+    """The service running; with ``operator`` the Prometheus Operator's CRDs are installed first, so
+    the controller renders a PrometheusRule (loaded into Prometheus whenever the API serves it)."""
     kubeconfig = await install_controller_rbac(control_plane)
-    await install_operator_crds(control_plane)
+    if operator:
+        await install_operator_crds(control_plane)
     api = await load_api_client(control_plane.kubeconfig)
     admin = ApiKubeClient(api)
     try:
@@ -193,7 +198,8 @@ async def service_stack(
         ):
             await admin.create(CONFIGMAP, namespace, service_configmap(SERVICE, namespace, service_spec))
             rules_path = workdir / f"{namespace}.rules.yml"
-            await load_rules(admin, prometheus, namespace, rules_path)
+            if await admin.get_path("/apis/monitoring.coreos.com/v1") is not None:
+                await load_rules(admin, prometheus, namespace, rules_path)
             try:
                 yield Stack(Doctor(control_plane, prometheus, namespace), admin, pool, rules_path)
             finally:
@@ -220,7 +226,7 @@ async def stack(
 
 
 @pytest.mark.timeout(420)
-async def test_healthy_stack_exits_0_and_each_process_stopped_is_named(
+async def test_healthy_stack_exits_0_then_prometheus_and_the_adapter_stopped_are_named(
     stack: Stack, adapter: RunningAdapter, running_prometheus: PrometheusServer
 ) -> None:
     doctor = stack.doctor
@@ -229,13 +235,6 @@ async def test_healthy_stack_exits_0_and_each_process_stopped_is_named(
     assert {f["status"] for f in report["services"][0]["findings"]} == {"ok"}
     assert "1 pods, 1 Running, 1 Ready" in doctor.finding("pods")["seen"]
     assert "healthy: every link checked is ok" in await doctor.table()
-
-    # The rule file is not loaded: the PrometheusRule exists, Prometheus does not evaluate it.
-    await running_prometheus.set_rule_files([])
-    await doctor.until("rules")
-    assert "Prometheus does not evaluate" in doctor.finding("rules")["seen"]
-    await running_prometheus.set_rule_files([stack.rules_path])
-    await doctor.until(None)
 
     # Prometheus stopped: the adapter answers 503 naming Prometheus; the HPA holds.
     await running_prometheus.stop()
@@ -258,6 +257,30 @@ async def test_healthy_stack_exits_0_and_each_process_stopped_is_named(
     finally:
         await adapter.process.start()
     await doctor.until(None, timeout=120)
+
+
+@pytest.mark.timeout(300)
+async def test_a_rule_file_not_loaded_is_named(
+    control_plane: ControlPlane,
+    adapter: RunningAdapter,
+    running_prometheus: PrometheusServer,
+    gpu_nodes: GpuNodes,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """The PrometheusRule exists (the operator's CRDs are installed), Prometheus does not evaluate it."""
+    pool = await gpu_nodes(count=1, gpus_per_node=1)
+    async with service_stack(
+        control_plane, running_prometheus, namespace, pool, tmp_path, spec(pool), operator=True
+    ) as running:
+        await running.doctor.until(None, timeout=120)
+        assert "Prometheus evaluates the" in running.doctor.finding("rules")["seen"]
+        await running_prometheus.set_rule_files([])
+        await running.doctor.until("rules")
+        assert "Prometheus does not evaluate" in running.doctor.finding("rules")["seen"]
+        assert "ruleSelector" in running.doctor.finding("rules")["fix"]
+        await running_prometheus.set_rule_files([running.rules_path])
+        await running.doctor.until(None)
 
 
 @pytest.mark.timeout(300)
