@@ -234,7 +234,7 @@ class ControlPlane:
                 f"--root-ca-file={pki.cluster_ca.cert_path}",
                 # nodelifecycle stays on: it lifts the not-ready taint the API server puts on every
                 # new node once kwok reports the node Ready, as in a cluster.
-                "--controllers=*,-nodeipam,-cloud-node-lifecycle,-persistentvolume-binder",
+                "--controllers=*,-node-ipam-controller,-persistentvolume-binder-controller",
                 f"--horizontal-pod-autoscaler-sync-period={s.hpa_sync_period_s}s",
                 f"--horizontal-pod-autoscaler-downscale-stabilization={s.hpa_downscale_stabilization_s}s",
                 f"--horizontal-pod-autoscaler-tolerance={s.hpa_tolerance}",
