@@ -204,7 +204,11 @@ PROMETHEUS_DOWN = MetricRead(
     "cannot connect to Prometheus (Connection refused)",
 )
 UNKNOWN_METRIC = MetricRead(
-    "tgi_queue_sizee", SELECTOR, 404, "NotFound", "no external metric named 'tgi_queue_sizee' is defined"
+    "tgi_queue_sizee",
+    SELECTOR,
+    404,
+    "NotFound",
+    'externalmetricvaluelist.external.metrics.k8s.io "tgi_queue_sizee" not found',
 )
 FAILED_GET = [
     {"type": "AbleToScale", "status": "True", "reason": "SucceededGetScale"},

@@ -495,7 +495,12 @@ def check_hpa(svc: ServiceSnapshot) -> Finding:
             "let the controller own the HPA (autoscaling.signal in the service spec)",
         )
     for read in svc.metric_reads:
-        if read.status == 404 and "no external metric named" in read.message:
+        # The adapter answers an unknown metric as kube-apiserver's NotFound does:
+        # `externalmetricvaluelist.external.metrics.k8s.io "<metric>" not found`.
+        unknown = "no external metric named" in read.message or (
+            "externalmetricvaluelist" in read.message and read.message.endswith("not found")
+        )
+        if read.status == 404 and unknown:
             return Finding(
                 "hpa",
                 "broken",
