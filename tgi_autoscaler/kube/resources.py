@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import quote
 
 __all__ = [
-    "BACKENDTRAFFICPOLICY",
+    "APISERVICE",
     "CONFIGMAP",
     "DEPLOYMENT",
     "EVENT",
@@ -25,6 +25,8 @@ __all__ = [
     "INGRESS",
     "LEASE",
     "MONITORING_GROUP_VERSION",
+    "NODE",
+    "POD",
     "PODMONITOR",
     "PROMETHEUSRULE",
     "PVC",
@@ -69,6 +71,9 @@ CONFIGMAP = ResourceType("", "v1", "ConfigMap", "configmaps")
 SERVICE = ResourceType("", "v1", "Service", "services")
 PVC = ResourceType("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 EVENT = ResourceType("", "v1", "Event", "events")
+POD = ResourceType("", "v1", "Pod", "pods")
+NODE = ResourceType("", "v1", "Node", "nodes", namespaced=False)
+APISERVICE = ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", namespaced=False)
 DEPLOYMENT = ResourceType("apps", "v1", "Deployment", "deployments")
 HPA = ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 INGRESS = ResourceType("networking.k8s.io", "v1", "Ingress", "ingresses")
