@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
+from tgi_autoscaler.config.constants import FIELD_MANAGER
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
 from tgi_autoscaler.controller.resources import CRD_KINDS, MANAGED_KINDS
@@ -156,8 +157,17 @@ async def status_of(client: ApiKubeClient, namespace: str, name: str) -> dict[st
 
 
 async def events_for(client: ApiKubeClient, namespace: str, name: str) -> list[KubeObject]:
+    """The controller's events about objects named ``name``.
+
+    The HPA shares the service's name and records events of its own (FailedGetExternalMetric while
+    no adapter answers), so events are told apart by their reporting component.
+    """
     listed = await client.list(EVENT, namespace=namespace)
-    return [e for e in listed.items if e.get("involvedObject", {}).get("name") == name]
+    return [
+        e
+        for e in listed.items
+        if e.get("involvedObject", {}).get("name") == name and e.get("reportingComponent") == FIELD_MANAGER
+    ]
 
 
 @dataclass
