@@ -66,7 +66,7 @@ from tgi_autoscaler_dev.localstack.process import background, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.localstack.watch import ApiSession
 from tgi_autoscaler_dev.sim.fleet import Fleet
-from tgi_autoscaler_dev.sim.follow import following_pods
+from tgi_autoscaler_dev.sim.follow import PodTimeline, following_pods
 from tgi_autoscaler_dev.sim.loadgen import LoadReport, LoadSpec, ScheduledRequest, run_load
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
 from tgi_autoscaler_dev.sim.pods import pod_labels
@@ -311,6 +311,30 @@ def measured_sync_period(record: HpaRecord) -> float:
     return round(slope, 4)
 
 
+def pod_startups(
+    timelines: dict[str, PodTimeline], record: HpaRecord, zero: float
+) -> list[tuple[str, float, float, float, float, float]]:
+    """Each pod the HPA added during the trace: (name, and in trace time the scale-up's status
+    write, the pod first seen, bound, Running with its replica listed, Ready with it serving)."""
+    ups = [b[0] for a, b in itertools.pairwise(record.writes) if b[1] > a[1]]
+    rows: list[tuple[str, float, float, float, float, float]] = []
+    for name, line in sorted(timelines.items(), key=lambda item: item[1].seen):
+        scheduled, running, serving = line.scheduled, line.running, line.serving
+        if line.seen < zero or scheduled is None or running is None or serving is None:
+            continue
+        # The pods exist before the status write that reports the scale-up is seen: the
+        # controller updates the scale, then its status.
+        write = max((t for t in ups if t <= line.seen + 1.0), default=None)
+        if write is None:
+            continue
+        seen = line.seen
+        write, seen, scheduled, running, serving = (
+            round(t - zero, 3) for t in (write, seen, scheduled, running, serving)
+        )
+        rows.append((name, write, seen, scheduled, running, serving))
+    return rows
+
+
 def attainment_live(report: LoadReport) -> float:
     met = sum(1 for r in report.requests if r.outcome == "ok" and r.ttft_s <= TTFT_SLO_S)
     return met / report.planned  # a request never sent (none here) counts as a miss
@@ -363,7 +387,7 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
                 fleet,
                 kubeconfig=control_plane.kubeconfig,
                 label_selector=f"app.kubernetes.io/instance={SERVICE}",
-            ),
+            ) as follower,
             background(api.watch(hpas, SERVICE, record.seen), "watch-hpa"),
         ):
 
@@ -389,6 +413,8 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
             )
             report = await run_load(fleet.url, spec)
     zero = report.started_at
+    startups = pod_startups(follower.timelines, record, zero)
+    write_to_serving = sorted(serving - write for _, write, *_, serving in startups)
 
     period = measured_sync_period(record)
     assert SYNC_PERIOD_S <= period < SYNC_PERIOD_S * 1.1, f"sync period {period} s"
@@ -440,6 +466,11 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
         "send_lag_p50_p99_max_ms": [round(1000 * lags[int(q * (len(lags) - 1))], 1) for q in (0.5, 0.99, 1)],
         "load": report.summary(),
         "last_scale_times": sorted({s for *_, s in record.writes if s}),
+        "scale_write_to_serving_s_min_median_max": [
+            round(write_to_serving[i], 3) for i in (0, len(write_to_serving) // 2, -1)
+        ]
+        if write_to_serving
+        else None,
         "loadavg": [round(x, 2) for x in os.getloadavg()],
     }
     table = "\n".join(
@@ -449,6 +480,9 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
     print(json.dumps(summary, indent=1))
     print(table)
     print("real status writes (trace time, desired, metric total):", writes)
+    print("pods added (trace time: scale-up write, seen, bound, Running, serving):")
+    for name, *times in startups:
+        print(f"  {name} " + " ".join(f"{t:7.2f}" for t in times))
     assert report.planned == len(trace)
     assert best.steps >= trace.duration / SYNC_PERIOD_S - 2
     assert max(r for _, _, r, _ in best.rows) > MIN_REPLICAS, "the step never scaled the Deployment up"
