@@ -26,7 +26,7 @@ Three things the comparison has to get right, all real (not fitted to make it pa
   from the pod's start and serves once kwok reports it Ready.
 - A scale-up reaches a serving replica through the ReplicaSet controller, kube-scheduler, kwok's
   Running and Ready stages and the follower, so the real cold start is the Ready delay plus their
-  latency (0.04-0.14 s on an idle machine, more when its cores are contended). The replay's
+  latency (measured: 0.04-0.14 s at load average 2.7, 0.18-0.46 s at 5.4). The replay's
   cold start is the median measured from each scale-up's status write to the new replica serving
   (the test prints every added pod's path, first seen, bound, Running and serving).
 
