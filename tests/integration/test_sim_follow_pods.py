@@ -82,3 +82,29 @@ async def test_terminating_pods_leave_at_once_and_their_replicas_drain(tmp_path:
         assert fleet.serving == 1
         assert fleet.file_sd_path is not None
         assert targets(fleet.file_sd_path) == ["b"]
+
+
+async def test_the_timeline_records_each_pods_first_bound_running_serving_and_terminating(
+    tmp_path: Path,
+) -> None:
+    pending = pod("a", "2", "Pending")
+    bound = pod("a", "3", "Pending")
+    bound["spec"] = {"nodeName": "gpu-0"}
+    running = {**pod("a", "4", "Running"), "spec": bound["spec"]}
+    ready = {**pod("a", "5", "Running", ready=True), "spec": bound["spec"]}
+    deleting = {**pod("a", "6", "Running", ready=True, deleting=True), "spec": bound["spec"]}
+    script = [event(kind, obj) for kind, obj in [("MODIFIED", bound), ("MODIFIED", running)]]
+    script += [event("MODIFIED", ready), event("MODIFIED", ready), event("MODIFIED", deleting)]
+    client = ScriptedClient([ObjectList([pending, pod("c", "1", "Pending")], "2")], [script])
+    async with Fleet("llama", namespace="ns", replicas=0, file_sd_dir=tmp_path) as fleet:
+        follower = PodFollower(fleet, client, label_selector="app.kubernetes.io/instance=llama")
+        async with background(follower.run(), "follow"):
+            await asyncio.wait_for(client.idle.wait(), timeout=10)
+        a, c = follower.timelines["a"], follower.timelines["c"]
+        assert a.scheduled is not None
+        assert a.running is not None
+        assert a.serving is not None
+        assert a.terminating is not None
+        assert a.seen <= a.scheduled <= a.running <= a.serving <= a.terminating
+        assert (c.scheduled, c.running, c.serving, c.terminating) == (None, None, None, None)
+        assert fleet.replicas == ()

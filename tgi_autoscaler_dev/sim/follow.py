@@ -14,6 +14,11 @@ the fleet equal to them:
 - a Pending pod (not scheduled, or scheduled but not started) has no replica.
 
 The decision is a pure function of the pod (:func:`pod_state`); the fleet does the I/O.
+
+``PodFollower.timelines`` keeps, per pod, when the follower first saw it, bound to a node,
+Running (its replica listed), Ready (its replica serving) and terminating, on the event loop's
+clock: the measured path from a scale-up to a serving replica, which a replay's cold start has to
+match (the API's own timestamps have a resolution of one second).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +38,7 @@ from tgi_autoscaler.kube.resources import ResourceType
 from tgi_autoscaler.kube.watch import ChangeType, Reflector, WatchPolicy
 from tgi_autoscaler_dev.sim.fleet import Fleet
 
-__all__ = ["POD", "PodFollower", "PodState", "following_pods", "pod_state"]
+__all__ = ["POD", "PodFollower", "PodState", "PodTimeline", "following_pods", "pod_state"]
 
 log = structlog.get_logger(__name__)
 
@@ -56,6 +62,17 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     return "ready" if ready else "loading"
 
 
+@dataclass
+class PodTimeline:
+    """When the follower first saw one pod in each state (event-loop time, seconds)."""
+
+    seen: float
+    scheduled: float | None = None  # bound to a node
+    running: float | None = None  # its replica started: listed for Prometheus, loading
+    serving: float | None = None  # Ready: its replica takes traffic
+    terminating: float | None = None
+
+
 class PodFollower:
     """Keeps ``fleet`` equal to the pods of ``label_selector`` in the fleet's namespace."""
 
@@ -72,6 +89,7 @@ class PodFollower:
             policy=WatchPolicy(retry_failed_handlers=True),
         )
         self._log = log.bind(namespace=fleet.namespace, selector=label_selector)
+        self.timelines: dict[str, PodTimeline] = {}
 
     @property
     def synced(self) -> asyncio.Event:
@@ -85,12 +103,28 @@ class PodFollower:
     async def _changed(self, change: ChangeType, pod: KubeObject, _old: KubeObject | None) -> None:
         name = str(pod["metadata"]["name"])
         state: PodState = "absent" if change == "DELETED" else pod_state(pod)
+        clock = asyncio.get_running_loop().time
+        timeline = self.timelines.setdefault(name, PodTimeline(seen=clock()))
+        if timeline.scheduled is None and (pod.get("spec") or {}).get("nodeName"):
+            timeline.scheduled = clock()
         if state in ("loading", "ready"):
             await self.fleet.add_pod(name, pod["metadata"].get("labels") or {})
+            if timeline.running is None:
+                timeline.running = clock()
             if state == "ready":
                 self.fleet.pod_ready(name)
+                if timeline.serving is None:
+                    timeline.serving = clock()
+                    self._log.debug(
+                        "pod_serving",
+                        pod=name,
+                        created_to_serving_s=round(timeline.serving - timeline.seen, 3),
+                        running_to_serving_s=round(timeline.serving - timeline.running, 3),
+                    )
         else:
             await self.fleet.remove_pod(name)
+            if (state == "terminating" or change == "DELETED") and timeline.terminating is None:
+                timeline.terminating = clock()
 
 
 @contextlib.asynccontextmanager
