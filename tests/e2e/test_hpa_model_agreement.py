@@ -248,11 +248,14 @@ async def test_real_hpa_rescales_exactly_as_the_model_says(
             seen.append(await _rescale_sizes(control_plane, namespace))
             return seen[-1] == expected
 
-        await wait_for(
-            rescaled_as_modelled,
-            timeout=60,
-            what=f"rescale events {expected} (model) for {case.id}; last seen {seen[-1:]}",
-        )
+        try:
+            await wait_for(
+                rescaled_as_modelled, timeout=60, what=f"rescale events {expected} (model) for {case.id}"
+            )
+        except TimeoutError as exc:
+            # The message is built once the wait is over, so it shows what the real HPA did.
+            last = seen[-1] if seen else "no event list could be read"
+            raise AssertionError(f"{exc}; the real HPA's rescales: {last}") from exc
         # And nothing more happens over the model's window of syncs.
         settled_at = time.monotonic()
         await wait_for(
