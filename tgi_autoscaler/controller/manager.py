@@ -30,7 +30,7 @@ from tgi_autoscaler.config.constants import (
     SERVICE_CONFIGMAP_KEY,
 )
 from tgi_autoscaler.controller.apply import ObjectRef, owner_of, ref_of
-from tgi_autoscaler.controller.discovery import PrometheusOperatorDiscovery
+from tgi_autoscaler.controller.discovery import AutoscalerMode, KedaDiscovery, PrometheusOperatorDiscovery
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.leader import LeaderElectionConfig, LeaderElector
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
@@ -40,12 +40,13 @@ from tgi_autoscaler.controller.reconciler import (
     Renderer,
     SourceBuilder,
 )
-from tgi_autoscaler.controller.resources import MANAGED_KINDS, OPERATOR_KINDS
+from tgi_autoscaler.controller.resources import KEDA_KINDS, MANAGED_KINDS, OPERATOR_KINDS
 from tgi_autoscaler.controller.workqueue import WorkQueue
 from tgi_autoscaler.kube.client import KubeClient, KubeObject
 from tgi_autoscaler.kube.resources import CONFIGMAP, ResourceType
 from tgi_autoscaler.kube.retry import Backoff, RetryPolicy
 from tgi_autoscaler.kube.watch import ChangeType, ObjectKey, Reflector, Store, WatchPolicy, object_key
+from tgi_autoscaler.render.source import KedaOptions
 
 __all__ = ["Controller", "ControllerSettings"]
 
@@ -68,10 +69,15 @@ class ControllerSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     leader_election: LeaderElectionConfig | None = None
     identity: str = "tgi-autoscaler"
+    # hpa: our HPA on the adapter; keda: KEDA ScaledObjects; auto: keda where KEDA owns external metrics.
+    autoscaler: AutoscalerMode = "hpa"
+    keda: KedaOptions | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.autoscaler != "hpa" and self.keda is None:
+            raise ValueError(f"--autoscaler {self.autoscaler} needs --keda-prometheus-url")
 
     @property
     def owned_namespaces(self) -> tuple[str | None, ...]:
@@ -138,6 +144,7 @@ class Controller:
         self._rand = rand
         self.caches = _Caches()
         self.discovery = PrometheusOperatorDiscovery(client)
+        self.keda_discovery = KedaDiscovery(client, settings.autoscaler)
         self.recorder = EventRecorder(client, component=settings.field_manager, instance=settings.identity)
         self.reconciler = Reconciler(
             client,
@@ -146,6 +153,7 @@ class Controller:
             build_source=build_source,
             render=render,
             prometheus_operator=lambda: bool(self.discovery.available),
+            keda=lambda: self.settings.keda if self.keda_discovery.use_keda else None,
             settings=ReconcilerSettings(
                 field_manager=settings.field_manager,
                 dashboard_namespace=settings.dashboard_namespace,
@@ -158,6 +166,8 @@ class Controller:
         self._watch_tasks: list[asyncio.Task[None]] = []
         self._operator_watch_tasks: list[asyncio.Task[None]] = []
         self._operator_reflectors: list[Reflector] = []
+        self._keda_watch_tasks: list[asyncio.Task[None]] = []
+        self._keda_reflectors: list[Reflector] = []
         self._queue: WorkQueue[ObjectKey] | None = None
         self._lead_task: asyncio.Task[None] | None = None
         self._ended_leads: list[asyncio.Task[None]] = []  # cancelled on lost leases, awaited at shutdown
@@ -173,10 +183,11 @@ class Controller:
     @property
     def ready(self) -> bool:
         """Caches filled and the cluster's capabilities known: able to reconcile correctly."""
-        reflectors = self._reflectors + self._operator_reflectors
+        reflectors = self._reflectors + self._operator_reflectors + self._keda_reflectors
         return (
             self._running
             and self.discovery.available is not None
+            and self.keda_discovery.known
             and all(r.synced.is_set() for r in reflectors)
         )
 
@@ -208,7 +219,7 @@ class Controller:
         for ns in service_namespaces:
             self._reflectors.append(self._reflector(CONFIGMAP, ns, SERVICE_SELECTOR, self.caches.services))
         for rt in MANAGED_KINDS:
-            if rt in OPERATOR_KINDS:
+            if rt in OPERATOR_KINDS or rt in KEDA_KINDS:
                 continue
             for ns in self.settings.owned_namespaces:
                 store = self.caches.owned_stores[rt.kind]
@@ -217,18 +228,30 @@ class Controller:
             self._watch_tasks.append(self._spawn(reflector.run(), f"watch-{reflector.rt.plural}"))
 
     def _set_operator_watches(self, available: bool) -> None:
-        if available and not self._operator_reflectors:
-            for rt in OPERATOR_KINDS:
+        self._set_crd_watches(
+            OPERATOR_KINDS, available, self._operator_reflectors, self._operator_watch_tasks
+        )
+
+    def _set_crd_watches(
+        self,
+        kinds: tuple[ResourceType, ...],
+        available: bool,
+        reflectors: list[Reflector],
+        tasks: list[asyncio.Task[None]],
+    ) -> None:
+        """Watch ``kinds`` while their CRDs are served, and forget them once they are not."""
+        if available and not reflectors:
+            for rt in kinds:
                 for ns in self.settings.owned_namespaces:
                     reflector = self._reflector(rt, ns, OWNED_SELECTOR, self.caches.owned_stores[rt.kind])
-                    self._operator_reflectors.append(reflector)
-                    self._operator_watch_tasks.append(self._spawn(reflector.run(), f"watch-{rt.plural}"))
-        elif not available and self._operator_reflectors:
-            for task in self._operator_watch_tasks:
+                    reflectors.append(reflector)
+                    tasks.append(self._spawn(reflector.run(), f"watch-{rt.plural}"))
+        elif not available and reflectors:
+            for task in tasks:
                 task.cancel()
-            self._operator_watch_tasks.clear()
-            self._operator_reflectors.clear()
-            for rt in OPERATOR_KINDS:  # the CRDs are gone, and with them every such object
+            tasks.clear()
+            reflectors.clear()
+            for rt in kinds:  # the CRDs are gone, and with them every such object
                 self.caches.owned_stores[rt.kind] = Store(index=owner_of)
 
     # -- event handlers (synchronous, cheap) ------------------------------------------------------
@@ -342,8 +365,16 @@ class Controller:
         failures = 0
         while True:
             try:
-                if await self.discovery.refresh():
+                operator_changed = await self.discovery.refresh()
+                keda_changed = await self.keda_discovery.refresh()
+                if operator_changed or keda_changed:
                     self._set_operator_watches(bool(self.discovery.available))
+                    self._set_crd_watches(
+                        KEDA_KINDS,
+                        bool(self.keda_discovery.crds),
+                        self._keda_reflectors,
+                        self._keda_watch_tasks,
+                    )
                     self._discovered.set()
                     for key in self._all_keys():
                         self._enqueue(key)
@@ -400,12 +431,13 @@ class Controller:
         elector: LeaderElector | None,
         elector_task: asyncio.Task[None] | None,
     ) -> None:
-        background = [*loops, *self._watch_tasks, *self._operator_watch_tasks]
+        background = [*loops, *self._watch_tasks, *self._operator_watch_tasks, *self._keda_watch_tasks]
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         self._watch_tasks.clear()
         self._operator_watch_tasks.clear()
+        self._keda_watch_tasks.clear()
         # Let in-flight reconciles finish; queued ones are left to the next leader's full resync.
         if self._queue is not None:
             self._queue.shutdown()

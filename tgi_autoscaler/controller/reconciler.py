@@ -53,7 +53,7 @@ from tgi_autoscaler.kube.client import KubeClient, KubeObject
 from tgi_autoscaler.kube.errors import ApiError, TransportError
 from tgi_autoscaler.kube.resources import CONFIGMAP, HPA
 from tgi_autoscaler.kube.watch import ObjectKey
-from tgi_autoscaler.render.source import RenderOptions, ServiceSource
+from tgi_autoscaler.render.source import KedaOptions, RenderOptions, ServiceSource
 
 __all__ = [
     "Caches",
@@ -195,6 +195,7 @@ class Reconciler:
         build_source: SourceBuilder,
         render: Renderer,
         prometheus_operator: Callable[[], bool],
+        keda: Callable[[], KedaOptions | None] = lambda: None,
         settings: ReconcilerSettings | None = None,
         on_applied: Callable[[str, str], None] = lambda kind, change: None,
     ) -> None:
@@ -205,6 +206,7 @@ class Reconciler:
         self._build_source = build_source
         self._render = render
         self._operator = prometheus_operator
+        self._keda = keda
         self.settings = settings or ReconcilerSettings()
         self.expectations = Expectations()
         self._last_full_apply: dict[ObjectKey, float] = {}
@@ -263,7 +265,9 @@ class Reconciler:
         try:
             source = self._build_source(configmap)
             options = RenderOptions(
-                prometheus_operator=self._operator(), dashboard_namespace=self.settings.dashboard_namespace
+                prometheus_operator=self._operator(),
+                dashboard_namespace=self.settings.dashboard_namespace,
+                keda=self._keda(),
             )
             rendered = self._render(source, options)
         except ConfigError as exc:

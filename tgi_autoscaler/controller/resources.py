@@ -17,15 +17,17 @@ from tgi_autoscaler.kube.resources import (
     PODMONITOR,
     PROMETHEUSRULE,
     PVC,
+    SCALEDOBJECT,
     SERVICE,
     ResourceType,
     kind_of,
 )
 
-__all__ = ["MANAGED_KINDS", "OPERATOR_KINDS", "resource_for"]
+__all__ = ["KEDA_KINDS", "MANAGED_KINDS", "OPERATOR_KINDS", "resource_for"]
 
 # Every kind the renderer may produce, i.e. every kind the controller applies, watches for drift
-# and prunes. The last two exist only where prometheus-operator's CRDs are installed.
+# and prunes. PrometheusRule and PodMonitor exist only where prometheus-operator's CRDs are
+# installed, ScaledObject only where KEDA's are.
 MANAGED_KINDS: tuple[ResourceType, ...] = (
     CONFIGMAP,
     PVC,
@@ -35,8 +37,10 @@ MANAGED_KINDS: tuple[ResourceType, ...] = (
     INGRESS,
     PROMETHEUSRULE,
     PODMONITOR,
+    SCALEDOBJECT,
 )
 OPERATOR_KINDS: tuple[ResourceType, ...] = (PROMETHEUSRULE, PODMONITOR)
+KEDA_KINDS: tuple[ResourceType, ...] = (SCALEDOBJECT,)
 
 
 def resource_for(obj: Mapping[str, Any]) -> ResourceType:

@@ -15,16 +15,19 @@ from typing import Any
 from urllib.parse import quote
 
 __all__ = [
+    "APISERVICE",
     "CONFIGMAP",
     "DEPLOYMENT",
     "EVENT",
     "HPA",
     "INGRESS",
+    "KEDA_GROUP_VERSION",
     "LEASE",
     "MONITORING_GROUP_VERSION",
     "PODMONITOR",
     "PROMETHEUSRULE",
     "PVC",
+    "SCALEDOBJECT",
     "SERVICE",
     "SUBJECT_ACCESS_REVIEW",
     "TOKEN_REVIEW",
@@ -73,6 +76,9 @@ LEASE = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
 MONITORING_GROUP_VERSION = "monitoring.coreos.com/v1"
 PROMETHEUSRULE = ResourceType("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules")
 PODMONITOR = ResourceType("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors")
+KEDA_GROUP_VERSION = "keda.sh/v1alpha1"
+SCALEDOBJECT = ResourceType("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
+APISERVICE = ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", namespaced=False)
 TOKEN_REVIEW = ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False)
 SUBJECT_ACCESS_REVIEW = ResourceType(
     "authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False
@@ -89,6 +95,8 @@ WELL_KNOWN_KINDS: tuple[ResourceType, ...] = (
     LEASE,
     PROMETHEUSRULE,
     PODMONITOR,
+    SCALEDOBJECT,
+    APISERVICE,
     TOKEN_REVIEW,
     SUBJECT_ACCESS_REVIEW,
 )

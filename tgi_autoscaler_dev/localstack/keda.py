@@ -1,0 +1,134 @@
+"""KEDA (operator and metrics API server) built from its Go module, with its CRDs, for the local stack.
+
+The KEDA backend's ScaledObjects must be proven against the real thing: the CRD schema from the
+module's ``config/crd/bases`` (what KEDA's release applies) for server-side dry runs, and the real
+operator and metrics server for the end-to-end test and the side-by-side benchmark.
+
+KEDA's own go.mod carries ``replace`` directives that its build needs; a module's replaces do not
+apply when it is required by another module, so ``go install pkg@version`` would resolve different
+(and here unlicensed or missing) versions. The binaries are therefore built through a wrapper module
+that requires KEDA and takes over its replace directives, read from the go.mod the proxy serves.
+Cached under ``<cache>/keda-<version>/bin`` like every other Go binary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+from pathlib import Path
+from typing import Final
+
+from tgi_autoscaler_dev.localstack.gobuild import (
+    BuildError,
+    GoModule,
+    build_in_wrapper,
+    cache_root,
+    go_command,
+    module_gomod,
+)
+
+__all__ = [
+    "KEDA_CRD_FILES",
+    "KEDA_MODULE",
+    "KEDA_VERSION",
+    "ensure_keda",
+    "keda_binaries",
+    "keda_crds",
+    "keda_replaces",
+]
+
+KEDA_VERSION: Final = "v2.21.0"
+KEDA_MODULE: Final = "github.com/kedacore/keda/v2"
+_PACKAGES: Final = (f"{KEDA_MODULE}/cmd/operator", f"{KEDA_MODULE}/cmd/adapter")
+# The CRDs a ScaledObject needs to be accepted and reconciled (the operator watches all four).
+KEDA_CRD_FILES: Final = (
+    "keda.sh_scaledobjects.yaml",
+    "keda.sh_scaledjobs.yaml",
+    "keda.sh_triggerauthentications.yaml",
+    "keda.sh_clustertriggerauthentications.yaml",
+)
+# ``old [v] => new v``: one replace line of a go.mod (inside or outside a block).
+_REPLACE_LINE = re.compile(r"^\s*(?:replace\s+)?(\S+)(?:\s+v\S+)?\s+=>\s+(\S+)\s+(v\S+)\s*$")
+
+
+def keda_replaces(gomod: str) -> dict[str, str]:
+    """The replace directives of KEDA's go.mod that point a module at another version of itself.
+
+    ``GoModule.replaces`` writes ``mod => mod version``; a replace to a different module path or to a
+    local directory cannot be taken over that way and is refused with a BuildError naming it.
+    """
+    replaces: dict[str, str] = {}
+    in_block = False
+    for raw in gomod.splitlines():
+        line = raw.split("//", 1)[0].rstrip()
+        if line.strip() == "replace (":
+            in_block = True
+            continue
+        if in_block and line.strip() == ")":
+            in_block = False
+            continue
+        if not (in_block or line.lstrip().startswith("replace ")):
+            continue
+        match = _REPLACE_LINE.match(line)
+        if match is None:
+            if line.strip():
+                raise BuildError(f"KEDA go.mod: cannot take over replace directive {line.strip()!r}")
+            continue
+        old, new, version = match.groups()
+        if old != new:
+            raise BuildError(f"KEDA go.mod: replace {old} => {new} names another module; not supported")
+        replaces[old] = version
+    return replaces
+
+
+def _module_dir(version: str) -> Path:
+    out = subprocess.run(
+        [go_command(), "mod", "download", "-json", f"{KEDA_MODULE}@{version}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    info = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
+    if out.returncode != 0 or not info.get("Dir"):
+        raise BuildError(f"go mod download {KEDA_MODULE}@{version} failed:\n{out.stdout}{out.stderr}")
+    return Path(info["Dir"])
+
+
+def keda_crds(version: str = KEDA_VERSION) -> list[Path]:
+    """KEDA's CRD manifests from the module's ``config/crd/bases`` (downloaded once by the go command)."""
+    bases = _module_dir(version) / "config" / "crd" / "bases"
+    paths = [bases / name for name in KEDA_CRD_FILES]
+    missing = [str(path) for path in paths if not path.exists()]
+    if missing:
+        raise BuildError(f"KEDA {version}: CRD manifests missing from the module: {', '.join(missing)}")
+    return paths
+
+
+def keda_binaries(version: str = KEDA_VERSION) -> tuple[Path, Path]:
+    """Where the cached operator and metrics API server live (built or not)."""
+    bin_dir = cache_root() / f"keda-{version}" / "bin"
+    return bin_dir / "operator", bin_dir / "adapter"
+
+
+def ensure_keda(version: str = KEDA_VERSION) -> list[Path]:
+    """The KEDA operator and metrics API server binaries, built into the cache unless present."""
+    binaries = keda_binaries(version)
+    if all(path.exists() for path in binaries):
+        return list(binaries)
+    bin_dir = binaries[0].parent
+    build_in_wrapper(
+        GoModule(
+            module=KEDA_MODULE,
+            version=version,
+            packages=list(_PACKAGES),
+            replaces=keda_replaces(module_gomod(KEDA_MODULE, version)),
+        ),
+        workdir=bin_dir.parent / "src",
+        bin_dir=bin_dir,
+        label=f"KEDA {version} (operator, metrics API server)",
+    )
+    missing = [str(path) for path in binaries if not path.exists()]
+    if missing:
+        raise BuildError(f"KEDA {version}: build finished but {', '.join(missing)} missing")
+    return list(binaries)
