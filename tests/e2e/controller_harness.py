@@ -20,15 +20,17 @@ from typing import Any
 import yaml
 from prometheus_client import CollectorRegistry
 
+from tgi_autoscaler.controller.discovery import AutoscalerMode
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
 from tgi_autoscaler.controller.resources import MANAGED_KINDS
 from tgi_autoscaler.kube.client import ApiKubeClient, KubeObject
 from tgi_autoscaler.kube.connect import load_api_client
 from tgi_autoscaler.kube.resources import CONFIGMAP, EVENT, ResourceType
-from tgi_autoscaler.render import render_service, source_from_configmap
+from tgi_autoscaler.render import KedaOptions, render_service, source_from_configmap
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 from tgi_autoscaler_dev.localstack.crds import crd_names, ensure_prometheus_operator_crds
+from tgi_autoscaler_dev.localstack.keda import keda_crds
 from tgi_autoscaler_dev.localstack.process import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -54,6 +56,18 @@ async def install_operator_crds(control_plane: ControlPlane) -> None:
     for path in paths:
         (await control_plane.kubectl("apply", "--server-side", "-f", str(path))).check()
     for name in crd_names():
+        (
+            await control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        ).check()
+
+
+async def install_keda_crds(control_plane: ControlPlane) -> None:
+    """KEDA's CRDs from its Go module (no build needed), Established before returning."""
+    paths = await asyncio.to_thread(keda_crds)
+    for path in paths:
+        (await control_plane.kubectl("apply", "--server-side", "-f", str(path))).check()
+    for path in paths:
+        name = str(yaml.safe_load(path.read_text())["metadata"]["name"])
         (
             await control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
         ).check()
@@ -103,9 +117,9 @@ async def owned_objects(client: ApiKubeClient, namespaces: list[str], owner: str
     """Every object labelled as owned by the service ConfigMap ``owner``, across ``namespaces``."""
     found: set[str] = set()
     kinds: list[ResourceType] = list(MANAGED_KINDS)
-    served = await client.get_path("/apis/monitoring.coreos.com/v1")
-    if served is None:
-        kinds = [k for k in kinds if k.group != "monitoring.coreos.com"]
+    for group_version in ("monitoring.coreos.com/v1", "keda.sh/v1alpha1"):
+        if await client.get_path(f"/apis/{group_version}") is None:
+            kinds = [k for k in kinds if k.api_version != group_version]
     for rt in kinds:
         for ns in namespaces:
             listed = await client.list(
@@ -140,6 +154,8 @@ async def run_controller(
     dashboard_namespace: str | None = None,
     discovery_period_s: float = 1.0,
     resync_period_s: float = 300.0,
+    autoscaler: AutoscalerMode = "hpa",
+    keda: KedaOptions | None = None,
 ) -> AsyncIterator[RunningController]:
     """An in-process controller (no leader election), stopped gracefully on exit."""
     api = await load_api_client(str(kubeconfig))
@@ -153,6 +169,8 @@ async def run_controller(
             resync_period_s=resync_period_s,
             watch_timeout_s=30,
             identity="e2e",
+            autoscaler=autoscaler,
+            keda=keda,
         ),
         metrics=ControllerMetrics.create(registry),
         build_source=source_from_configmap,
