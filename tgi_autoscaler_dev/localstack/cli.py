@@ -25,6 +25,8 @@ from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 EXTRA_BUILDS: tuple[tuple[str, str], ...] = (
     ("tgi_autoscaler_dev.localstack.kube_state_metrics", "ensure_kube_state_metrics"),
     ("tgi_autoscaler_dev.localstack.crds", "ensure_prometheus_operator_crds"),
+    # The KEDA backend's e2e test runs the real KEDA operator and metrics server.
+    ("tgi_autoscaler_dev.localstack.keda", "ensure_keda"),
 )
 
 

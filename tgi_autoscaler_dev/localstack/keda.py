@@ -9,13 +9,20 @@ apply when it is required by another module, so ``go install pkg@version`` would
 (and here unlicensed or missing) versions. The binaries are therefore built through a wrapper module
 that requires KEDA and takes over its replace directives, read from the go.mod the proxy serves.
 Cached under ``<cache>/keda-<version>/bin`` like every other Go binary.
+
+``KedaProcesses`` runs both against the local API server as KEDA's manifests run them in a cluster:
+the operator serves its gRPC metrics service with mutual TLS (``ca.crt``, ``tls.crt``, ``tls.key`` in
+one certificate directory, here issued by the control plane's cluster CA), and the metrics server
+asks it for every value the HPA reads, behind ``v1beta1.external.metrics.k8s.io``.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import subprocess
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
@@ -27,11 +34,16 @@ from tgi_autoscaler_dev.localstack.gobuild import (
     go_command,
     module_gomod,
 )
+from tgi_autoscaler_dev.localstack.pki import CertAuthority, KeyPair
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port
 
 __all__ = [
+    "KEDA_APISERVICE_SERVICE",
     "KEDA_CRD_FILES",
     "KEDA_MODULE",
+    "KEDA_NAMESPACE",
     "KEDA_VERSION",
+    "KedaProcesses",
     "ensure_keda",
     "keda_binaries",
     "keda_crds",
@@ -48,6 +60,8 @@ KEDA_CRD_FILES: Final = (
     "keda.sh_triggerauthentications.yaml",
     "keda.sh_clustertriggerauthentications.yaml",
 )
+KEDA_NAMESPACE: Final = "keda"
+KEDA_APISERVICE_SERVICE: Final = "keda-metrics-apiserver"
 # ``old [v] => new v``: one replace line of a go.mod (inside or outside a block).
 _REPLACE_LINE = re.compile(r"^\s*(?:replace\s+)?(\S+)(?:\s+v\S+)?\s+=>\s+(\S+)\s+(v\S+)\s*$")
 
@@ -132,3 +146,88 @@ def ensure_keda(version: str = KEDA_VERSION) -> list[Path]:
     if missing:
         raise BuildError(f"KEDA {version}: build finished but {', '.join(missing)} missing")
     return list(binaries)
+
+
+@dataclass(frozen=True)
+class KedaProcesses:
+    """KEDA's operator and metrics API server for one control plane, as supervised processes."""
+
+    operator: ManagedProcess
+    metrics_server: ManagedProcess
+    metrics_server_port: int
+    operator_metrics_port: int
+
+    @classmethod
+    def create(
+        cls,
+        *,
+        workdir: Path,
+        kubeconfig: Path,
+        ca: CertAuthority,
+        serving: KeyPair,
+        version: str = KEDA_VERSION,
+        extra_env: dict[str, str] | None = None,
+    ) -> KedaProcesses:
+        """``serving``: the metrics server's certificate for ``keda-metrics-apiserver.keda.svc``."""
+        operator_bin, adapter_bin = keda_binaries(version)
+        certs = workdir / "certs"
+        certs.mkdir(parents=True, exist_ok=True)
+        # One pair for both ends of KEDA's mutual-TLS gRPC link, as KEDA's cert rotation issues it.
+        grpc = ca.issue(
+            "keda-grpc",
+            common_name="keda-operator.keda.svc",
+            dns_names=["keda-operator.keda.svc", "localhost"],
+            ip_addresses=["127.0.0.1"],
+            client=True,
+            server=True,
+        )
+        shutil.copyfile(ca.cert_path, certs / "ca.crt")
+        shutil.copyfile(grpc.cert, certs / "tls.crt")
+        shutil.copyfile(grpc.key, certs / "tls.key")
+        grpc_port, adapter_port, operator_metrics, probes, adapter_metrics = (free_port() for _ in range(5))
+        env = {
+            "KUBECONFIG": str(kubeconfig),
+            "WATCH_NAMESPACE": "",
+            "POD_NAMESPACE": KEDA_NAMESPACE,
+            "KEDA_CLUSTER_OBJECT_NAMESPACE": KEDA_NAMESPACE,
+            "KEDA_HTTP_DEFAULT_TIMEOUT": "3000",
+            **(extra_env or {}),
+        }
+        operator = ManagedProcess(
+            name="keda-operator",
+            argv=[
+                str(operator_bin),
+                "--leader-elect=false",
+                f"--metrics-bind-address=127.0.0.1:{operator_metrics}",
+                f"--health-probe-bind-address=127.0.0.1:{probes}",
+                f"--metrics-service-bind-address=127.0.0.1:{grpc_port}",
+                f"--cert-dir={certs}",
+                "--enable-cert-rotation=false",
+                "--enable-webhook-patching=false",
+                "--enable-apiservice-patching=false",
+                f"--ca-dir={certs}",
+                "--zap-log-level=info",
+            ],
+            log_path=workdir / "keda-operator.log",
+            env=env,
+        )
+        metrics_server = ManagedProcess(
+            name="keda-metrics-apiserver",
+            argv=[
+                str(adapter_bin),
+                f"--secure-port={adapter_port}",
+                "--bind-address=127.0.0.1",
+                f"--tls-cert-file={serving.cert}",
+                f"--tls-private-key-file={serving.key}",
+                f"--cert-dir={certs}",
+                f"--metrics-service-address=127.0.0.1:{grpc_port}",
+                f"--port={adapter_metrics}",
+                f"--lister-kubeconfig={kubeconfig}",
+                f"--authentication-kubeconfig={kubeconfig}",
+                f"--authorization-kubeconfig={kubeconfig}",
+                "--v=1",
+            ],
+            log_path=workdir / "keda-metrics-apiserver.log",
+            env=env,
+        )
+        return cls(operator, metrics_server, adapter_port, operator_metrics)
