@@ -30,7 +30,6 @@ from tgi_autoscaler.kube.resources import CONFIGMAP, EVENT, ResourceType
 from tgi_autoscaler.render import KedaOptions, render_service, source_from_configmap
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 from tgi_autoscaler_dev.localstack.crds import crd_names, ensure_prometheus_operator_crds
-from tgi_autoscaler_dev.localstack.keda import keda_crds
 from tgi_autoscaler_dev.localstack.process import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,18 +55,6 @@ async def install_operator_crds(control_plane: ControlPlane) -> None:
     for path in paths:
         (await control_plane.kubectl("apply", "--server-side", "-f", str(path))).check()
     for name in crd_names():
-        (
-            await control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
-        ).check()
-
-
-async def install_keda_crds(control_plane: ControlPlane) -> None:
-    """KEDA's CRDs from its Go module (no build needed), Established before returning."""
-    paths = await asyncio.to_thread(keda_crds)
-    for path in paths:
-        (await control_plane.kubectl("apply", "--server-side", "-f", str(path))).check()
-    for path in paths:
-        name = str(yaml.safe_load(path.read_text())["metadata"]["name"])
         (
             await control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
         ).check()

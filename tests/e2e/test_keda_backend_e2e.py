@@ -20,7 +20,6 @@ from kubernetes_asyncio import client as k8s_client
 from tests.e2e.controller_harness import (
     EXAMPLES,
     install_controller_rbac,
-    install_keda_crds,
     install_operator_crds,
     owned_objects,
     run_controller,
@@ -31,6 +30,7 @@ from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.resources import CONFIGMAP, HPA, SCALEDOBJECT
 from tgi_autoscaler.render import KedaOptions
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.keda import install_keda_crds
 from tgi_autoscaler_dev.localstack.process import wait_for
 
 pytestmark = pytest.mark.e2e

@@ -12,19 +12,17 @@ must not move for longer than the downscale stabilization window.
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-import yaml
 from kubernetes_asyncio import client as k8s_client
 
 from tests.conftest import register_component
 from tests.e2e.controller_harness import (
     install_controller_rbac,
-    install_keda_crds,
     install_operator_crds,
     run_controller,
     service_configmap,
@@ -33,20 +31,9 @@ from tests.e2e.test_adapter_hpa import closed_loop_load
 from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT, HPA
 from tgi_autoscaler.render import KedaOptions
-from tgi_autoscaler_dev.localstack.aggregation import (
-    LocalApiService,
-    apiservice_available,
-    apiservice_objects,
-    issue_serving_cert,
-)
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
-from tgi_autoscaler_dev.localstack.keda import (
-    KEDA_APISERVICE_SERVICE,
-    KEDA_NAMESPACE,
-    KedaProcesses,
-    ensure_keda,
-)
-from tgi_autoscaler_dev.localstack.process import background, http_ok, wait_for
+from tgi_autoscaler_dev.localstack.keda import running_keda
+from tgi_autoscaler_dev.localstack.process import background, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
@@ -54,7 +41,6 @@ from tgi_autoscaler_dev.sim.model import ReplicaConfig
 pytestmark = pytest.mark.e2e
 
 SERVICE = "llama-keda"
-APISERVICE = "v1beta1.external.metrics.k8s.io"
 SPEC = """\
 model:
   id: meta-llama/Llama-2-7b-chat-hf
@@ -70,69 +56,14 @@ autoscaling:
 """
 
 
-async def _apply(control_plane: ControlPlane, objects: list[dict[str, Any]]) -> None:
-    manifest = yaml.safe_dump_all(objects)
-    (
-        await control_plane.kubectl(
-            "apply",
-            "--server-side",
-            "--force-conflicts",
-            "--field-manager=e2e",
-            "-f",
-            "-",
-            input_text=manifest,
-        )
-    ).check()
-
-
 @pytest.fixture
 async def keda(
     control_plane: ControlPlane, pytestconfig: pytest.Config, tmp_path: Path
 ) -> AsyncIterator[None]:
     """Real KEDA owning external metrics for one test; the previous APIService restored after."""
-    await asyncio.to_thread(ensure_keda)
-    await install_keda_crds(control_plane)
-    assert control_plane.pki is not None
-    status, previous = await control_plane.request(
-        "GET", f"/apis/apiregistration.k8s.io/v1/apiservices/{APISERVICE}"
-    )
-    serving = issue_serving_cert(control_plane.pki.cluster_ca, KEDA_APISERVICE_SERVICE, KEDA_NAMESPACE)
-    processes = KedaProcesses.create(
-        workdir=tmp_path / "keda",
-        kubeconfig=Path(control_plane.kubeconfig),
-        ca=control_plane.pki.cluster_ca,
-        serving=serving,
-    )
-    api = LocalApiService(
-        group="external.metrics.k8s.io",
-        version="v1beta1",
-        service_name=KEDA_APISERVICE_SERVICE,
-        service_namespace=KEDA_NAMESPACE,
-        port=processes.metrics_server_port,
-        ca_bundle=control_plane.pki.cluster_ca.cert_path,
-    )
-    for process in (processes.operator, processes.metrics_server):
-        register_component(pytestconfig, process)
-    await processes.operator.start()
-    try:
-        await processes.operator.wait_ready(
-            lambda: http_ok(f"http://127.0.0.1:{processes.operator_metrics_port}/metrics"), timeout=120
-        )
-        await processes.metrics_server.start()
-        await _apply(control_plane, apiservice_objects(api))
-        await wait_for(
-            lambda: apiservice_available(control_plane, APISERVICE), timeout=120, what="KEDA's APIService"
-        )
+    on_process = functools.partial(register_component, pytestconfig)
+    async with running_keda(control_plane, tmp_path / "keda", on_process=on_process):
         yield
-    finally:
-        await processes.metrics_server.stop()
-        await processes.operator.stop()
-        if status == 200 and isinstance(previous, dict):
-            previous["metadata"] = {"name": APISERVICE, "labels": previous["metadata"].get("labels") or {}}
-            previous.pop("status", None)
-            await _apply(control_plane, [previous])
-        else:
-            await control_plane.request("DELETE", f"/apis/apiregistration.k8s.io/v1/apiservices/{APISERVICE}")
 
 
 @pytest.mark.timeout(900)

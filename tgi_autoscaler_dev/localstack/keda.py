@@ -18,14 +18,26 @@ asks it for every value the HPA reads, behind ``v1beta1.external.metrics.k8s.io`
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import re
 import shutil
 import subprocess
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
+import yaml
+
+from tgi_autoscaler_dev.localstack.aggregation import (
+    LocalApiService,
+    apiservice_available,
+    apiservice_objects,
+    issue_serving_cert,
+)
+from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 from tgi_autoscaler_dev.localstack.gobuild import (
     BuildError,
     GoModule,
@@ -35,7 +47,7 @@ from tgi_autoscaler_dev.localstack.gobuild import (
     module_gomod,
 )
 from tgi_autoscaler_dev.localstack.pki import CertAuthority, KeyPair
-from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, http_ok, wait_for
 
 __all__ = [
     "KEDA_APISERVICE_SERVICE",
@@ -45,9 +57,11 @@ __all__ = [
     "KEDA_VERSION",
     "KedaProcesses",
     "ensure_keda",
+    "install_keda_crds",
     "keda_binaries",
     "keda_crds",
     "keda_replaces",
+    "running_keda",
 ]
 
 KEDA_VERSION: Final = "v2.21.0"
@@ -231,3 +245,78 @@ class KedaProcesses:
             env=env,
         )
         return cls(operator, metrics_server, adapter_port, operator_metrics)
+
+
+_APISERVICE: Final = "v1beta1.external.metrics.k8s.io"
+_APISERVICE_PATH: Final = f"/apis/apiregistration.k8s.io/v1/apiservices/{_APISERVICE}"
+
+
+async def _apply(cp: ControlPlane, objects: list[dict[str, Any]]) -> None:
+    manifest = yaml.safe_dump_all(objects)
+    args = ("apply", "--server-side", "--force-conflicts", "--field-manager=localstack", "-f", "-")
+    (await cp.kubectl(*args, input_text=manifest)).check()
+
+
+async def install_keda_crds(cp: ControlPlane, version: str = KEDA_VERSION) -> None:
+    """KEDA's CRDs from its Go module (no build needed), Established before returning."""
+    paths = await asyncio.to_thread(keda_crds, version)
+    for path in paths:
+        (await cp.kubectl("apply", "--server-side", "-f", str(path))).check()
+    for path in paths:
+        name = str(yaml.safe_load(path.read_text())["metadata"]["name"])
+        (await cp.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")).check()
+
+
+@contextlib.asynccontextmanager
+async def running_keda(
+    cp: ControlPlane,
+    workdir: Path,
+    *,
+    on_process: Callable[[ManagedProcess], None] = lambda process: None,
+) -> AsyncIterator[KedaProcesses]:
+    """Real KEDA owning ``v1beta1.external.metrics.k8s.io`` until exit; the previous owner restored.
+
+    Builds KEDA first if it is not cached (minutes on a cold cache). ``on_process`` sees each
+    process before it starts (the tests attach their logs to failure reports).
+    """
+    await asyncio.to_thread(ensure_keda)
+    await install_keda_crds(cp)
+    if cp.pki is None:
+        raise RuntimeError("the control plane has not been started (no PKI yet)")
+    status, previous = await cp.request("GET", _APISERVICE_PATH)
+    processes = KedaProcesses.create(
+        workdir=workdir,
+        kubeconfig=Path(cp.kubeconfig),
+        ca=cp.pki.cluster_ca,
+        serving=issue_serving_cert(cp.pki.cluster_ca, KEDA_APISERVICE_SERVICE, KEDA_NAMESPACE),
+    )
+    api = LocalApiService(
+        group="external.metrics.k8s.io",
+        version="v1beta1",
+        service_name=KEDA_APISERVICE_SERVICE,
+        service_namespace=KEDA_NAMESPACE,
+        port=processes.metrics_server_port,
+        ca_bundle=cp.pki.cluster_ca.cert_path,
+    )
+    for process in (processes.operator, processes.metrics_server):
+        on_process(process)
+    try:
+        await processes.operator.start()
+        await processes.operator.wait_ready(
+            lambda: http_ok(f"http://127.0.0.1:{processes.operator_metrics_port}/metrics"), timeout=120
+        )
+        await processes.metrics_server.start()
+        await _apply(cp, apiservice_objects(api))
+        await wait_for(lambda: apiservice_available(cp, _APISERVICE), timeout=120, what="KEDA's APIService")
+        yield processes
+    finally:
+        await processes.metrics_server.stop()
+        await processes.operator.stop()
+        if status == 200 and isinstance(previous, dict):
+            # Put back whoever served external metrics before (the e2e session's adapter).
+            labels = (previous.get("metadata") or {}).get("labels") or {}
+            restored = {**previous, "metadata": {"name": _APISERVICE, "labels": labels}}
+            restored.pop("status", None)
+            await _apply(cp, [restored])
+        else:
+            await cp.request("DELETE", _APISERVICE_PATH)
