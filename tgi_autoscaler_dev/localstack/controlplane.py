@@ -213,7 +213,7 @@ class ControlPlane:
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={pki.service_account_key}",
                 f"--root-ca-file={pki.cluster_ca.cert_path}",
-                "--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-persistentvolume-binder",
+                "--controllers=*,-nodeipam,-nodelifecycle,-persistentvolume-binder",
                 f"--horizontal-pod-autoscaler-sync-period={s.hpa_sync_period_s}s",
                 f"--horizontal-pod-autoscaler-downscale-stabilization={s.hpa_downscale_stabilization_s}s",
                 f"--horizontal-pod-autoscaler-tolerance={s.hpa_tolerance}",
