@@ -20,6 +20,7 @@ from tgi_autoscaler.log import configure_logging
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("adapter", "tgi_autoscaler.adapter.cli", "serve external.metrics.k8s.io from Prometheus"),
     ("controller", "tgi_autoscaler.controller.cli", "turn service ConfigMaps into running services"),
+    ("activator", "tgi_autoscaler.activator.cli", "hold requests to a scaled-to-zero service until it wakes"),
     ("render", "tgi_autoscaler.render.cli", "print the Kubernetes objects of a service (offline)"),
     ("status", "tgi_autoscaler.controller.status_cli", "show every service's phase and replicas"),
     ("docs", "tgi_autoscaler.config.docs", "generate docs/configuration.md from the service spec"),

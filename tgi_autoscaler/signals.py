@@ -16,6 +16,14 @@ from one definition used by the adapter's defaults, the renderer and the backtes
 TGI counts arrivals (``tgi_request_count`` is incremented when a request comes in). vLLM and SGLang
 count requests when they finish, so for them arrivals are finished requests plus the change in
 requests in flight over the same window: equal on average, a little noisier.
+
+A service that scales to zero has no pods, hence no engine series, while it is idle; its requests
+wait in the activator (``tgi_autoscaler.activator``) instead. ``DemandSignal.promql_with_held``
+serves that service's signal: the engine's demand, read as zero only while the activator reports no
+ready replica (never because Prometheus lost the pods' series), plus the held requests drained over
+the same horizon as a queue, plus a keep-alive of 0.001 requests/s while a request arrived within
+the idle window, so that ``ceil(signal / target)`` keeps one replica until the window has passed
+and asks for one on the first held request. No activator series is an error, as ever.
 """
 
 from __future__ import annotations
@@ -24,7 +32,23 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Final
 
-__all__ = ["DEFAULT_DEMAND", "DemandSignal", "EngineCounters", "SignalKind"]
+__all__ = [
+    "ACTIVATOR_ACTIVE",
+    "ACTIVATOR_HELD",
+    "ACTIVATOR_UPSTREAM_READY",
+    "DEFAULT_DEMAND",
+    "KEEP_ALIVE_RPS",
+    "DemandSignal",
+    "EngineCounters",
+    "SignalKind",
+]
+
+# The activator's gauges the held-demand signal reads (one series per activator pod).
+ACTIVATOR_HELD: Final = "tgi_autoscaler_activator_held_requests"
+ACTIVATOR_UPSTREAM_READY: Final = "tgi_autoscaler_activator_upstream_ready"
+ACTIVATOR_ACTIVE: Final = "tgi_autoscaler_activator_active"
+# The smallest demand the HPA can tell from zero (one milli-unit): one replica at any target.
+KEEP_ALIVE_RPS: Final = 0.001
 
 
 class SignalKind(StrEnum):
@@ -73,6 +97,17 @@ class DemandSignal:
             f" / {self.rate_window_s}"
         )
         return f"sum(rate({series.finished}{{$matchers}}{w})) + {inflight_change} + {backlog}"
+
+    def promql_with_held(self, series: EngineCounters) -> str:
+        """The query of a service behind the activator: demand plus held requests plus keep-alive.
+
+        The engine's part falls back to zero only through ``max(ready) == 0``: with replicas
+        Ready, missing engine series stay missing and the query has no sample (an error).
+        """
+        engine = f"({self.promql(series)}) or (max({ACTIVATOR_UPSTREAM_READY}{{$matchers}}) == 0)"
+        held = f"sum({ACTIVATOR_HELD}{{$matchers}}) / {self.drain_s}"
+        keep_alive = f"max({ACTIVATOR_ACTIVE}{{$matchers}}) * {KEEP_ALIVE_RPS}"
+        return f"({engine}) + {held} + {keep_alive}"
 
 
 DEFAULT_DEMAND: Final = DemandSignal()

@@ -17,6 +17,7 @@ SUBCOMMANDS: tuple[Subcommand, ...] = (
         "build or run the local control plane and Prometheus",
     ),
     ("demo", "tgi_autoscaler_dev.demo", "run the whole autoscaling loop locally and plot it"),
+    ("chart", "tgi_autoscaler_dev.chart", "generate the Helm chart's values, schema and README"),
 )
 
 

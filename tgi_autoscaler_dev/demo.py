@@ -1,12 +1,13 @@
 """``python -m tgi_autoscaler_dev demo``: the whole loop on one machine, live in the terminal, then a plot.
 
-What runs, all real except the GPUs: etcd, kube-apiserver and kube-controller-manager (its HPA
-controller does the scaling), Prometheus scraping simulated TGI pods, the adapter registered as
-``v1beta1.external.metrics.k8s.io`` behind the aggregation layer, and the controller turning the demo
-service's ConfigMap into a Deployment and HPA. There is no kubelet, so the simulator plays the pods:
-it follows the Deployment's replica count (each new pod becomes ready after a start-up delay, like a
-GPU pod loading a model). A load spike fills the queue; the HPA reads it through the adapter and
-scales up; when the spike ends the queue drains and the HPA scales down one pod at a time.
+What runs, all real except the GPUs: etcd, kube-apiserver, kube-controller-manager (its HPA
+controller does the scaling) and kube-scheduler, Prometheus scraping simulated TGI pods, the adapter
+registered as ``v1beta1.external.metrics.k8s.io`` behind the aggregation layer, and the controller
+turning the demo service's ConfigMap into a Deployment and HPA. kwok plays the kubelet of fake GPU
+nodes: the scheduler binds the Deployment's pods to them, kwok runs each and makes it Ready after a
+start-up delay (a GPU pod loading its model), and the simulator follows those pods (one replica per
+Running pod, serving once Ready). A load spike fills the queue; the HPA reads it through the adapter
+and scales up; when the spike ends the queue drains and the HPA scales down one pod at a time.
 """
 
 from __future__ import annotations
@@ -31,9 +32,11 @@ from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler_dev.localstack.aggregation import apiservice_available, apiservice_objects, local_adapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
+from tgi_autoscaler_dev.localstack.kwok import GpuNodePool, Kwok, KwokSettings, create_gpu_nodes
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.follow import following_pods
 from tgi_autoscaler_dev.sim.loadgen import LoadSpec, run_load
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
 from tgi_autoscaler_dev.sim.traces import Spike
@@ -111,6 +114,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     parser.add_argument("--base-rps", type=float, default=1.0, help="request rate before and after")
     parser.add_argument("--spike-seconds", type=float, default=60.0)
     parser.add_argument("--pod-start-delay", type=float, default=5.0, help="seconds until a new pod is ready")
+    parser.add_argument("--gpu-nodes", type=int, default=2, help="fake GPU nodes (kwok)")
+    parser.add_argument("--gpus-per-node", type=int, default=4, help="nvidia.com/gpu of each node")
     parser.add_argument("--max-seconds", type=float, default=300.0, help="stop after this long in any case")
     parser.add_argument("--plot", type=Path, default=None, help="PNG path (default: <workdir>/demo.png)")
     parser.add_argument("--verbose", action="store_true", help="show the simulator's and load's log events")
@@ -147,16 +152,28 @@ async def _demo(args: argparse.Namespace, workdir: Path) -> int:
         settings=ControlPlaneSettings(hpa_sync_period_s=3, hpa_downscale_stabilization_s=20),
     )
     prom = PrometheusServer(workdir / "prometheus")
+    pool = GpuNodePool(name="gpu", count=args.gpu_nodes, gpus_per_node=args.gpus_per_node)
+    kwok = Kwok(cp, workdir / "kwok", settings=KwokSettings(ready_delay_s=args.pod_start_delay))
     started = time.monotonic()
-    say.step("starting etcd, kube-apiserver, kube-controller-manager (building them first if needed)")
+    say.step(
+        "starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler "
+        "(building them first if needed)"
+    )
     await cp.start()
     say.step(f"control plane up in {time.monotonic() - started:.1f}s; KUBECONFIG={cp.kubeconfig}")
-    await prom.start()
-    say.step(f"Prometheus {prom.url}, scraping every second")
     try:
+        await kwok.start()
+        await create_gpu_nodes(cp, pool)
+        say.step(
+            f"kwok: {pool.count} GPU nodes x {pool.gpus_per_node} {pool.product}, "
+            f"pods Ready {args.pod_start_delay:g}s after they start"
+        )
+        await prom.start()
+        say.step(f"Prometheus {prom.url}, scraping every second")
         return await _with_stack(args, workdir, cp, prom, say)
     finally:
         await prom.stop()
+        await kwok.stop()
         await cp.stop()
 
 
@@ -196,7 +213,7 @@ async def _with_stack(
         )
         say.step(f"applied ConfigMap {NAMESPACE}/{SERVICE}; the controller renders Deployment, HPA, ...")
         await wait_for(lambda: _exists(cp, _hpa_path()), timeout=60, what="the controller to create the HPA")
-        say.step("HPA created; starting simulated pods that follow the Deployment's replicas")
+        say.step("HPA created; simulated TGI servers follow the Deployment's pods")
         return await _loop(args, workdir, cp, prom, say)
 
 
@@ -206,22 +223,19 @@ async def _loop(
     state = DemoState()
     trace = Spike(base=args.base_rps, peak_rate=args.spike_rps, start=20.0, duration=args.spike_seconds)
     load_seconds = 20.0 + args.spike_seconds + 20.0
-    labels = {
-        "app.kubernetes.io/name": "tgi",
-        "app.kubernetes.io/instance": SERVICE,
-        "app.kubernetes.io/managed-by": "tgi-autoscaler",
-        "app.kubernetes.io/component": "server",
-    }
-    replica = DEMO_REPLICA
-    async with Fleet(
-        SERVICE,
-        namespace=NAMESPACE,
-        replicas=1,
-        config=replica,
-        labels=labels,
-        file_sd_dir=prom.file_sd_dir,
-    ) as fleet:
-        follower = asyncio.create_task(_follow_deployment(cp, fleet, args.pod_start_delay), name="follow")
+    async with (
+        Fleet(
+            SERVICE, namespace=NAMESPACE, replicas=0, config=DEMO_REPLICA, file_sd_dir=prom.file_sd_dir
+        ) as fleet,
+        following_pods(
+            fleet, kubeconfig=cp.kubeconfig, label_selector=f"app.kubernetes.io/instance={SERVICE}"
+        ),
+    ):
+
+        async def first_pod_serves() -> bool:
+            return fleet.serving >= 1
+
+        await wait_for(first_pod_serves, timeout=120, what="the first pod to be Ready")
         load = asyncio.create_task(
             run_load(
                 fleet.url,
@@ -254,9 +268,6 @@ async def _loop(
                     break
                 await asyncio.sleep(2.0)
         finally:
-            follower.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await follower
             if not load.done():
                 load.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -286,25 +297,6 @@ def _hpa_path() -> str:
     return f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/{SERVICE}"
 
 
-async def _follow_deployment(cp: ControlPlane, fleet: Fleet, start_delay: float) -> None:
-    """Keep the simulated pods in step with the Deployment, with a start-up delay for new pods."""
-    path = f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{SERVICE}"
-    pending_since: float | None = None
-    while True:
-        status, body = await cp.request("GET", path)
-        if status == 200:
-            want = int(body.get("spec", {}).get("replicas") or 1)
-            if want < fleet.size:
-                await fleet.scale_to(want)
-                pending_since = None
-            elif want > fleet.size:
-                pending_since = pending_since or time.monotonic()
-                if time.monotonic() - pending_since >= start_delay:
-                    await fleet.scale_to(want)
-                    pending_since = None
-        await asyncio.sleep(0.5)
-
-
 async def _sample(cp: ControlPlane, prom: PrometheusServer, fleet: Fleet, t: float, rps: float) -> Sample:
     _, hpa = await cp.request("GET", _hpa_path())
     status = hpa.get("status", {}) if isinstance(hpa, dict) else {}
@@ -320,7 +312,7 @@ async def _sample(cp: ControlPlane, prom: PrometheusServer, fleet: Fleet, t: flo
         demand=demand,
         desired=int(status.get("desiredReplicas") or 0),
         current=int(status.get("currentReplicas") or 0),
-        ready=fleet.size,
+        ready=fleet.serving,
     )
 
 

@@ -5,6 +5,11 @@ the adapter's own RBAC and metrics ConfigMap from ``manifests/adapter`` to the c
 the adapter the token of its ServiceAccount (so the manifests' RBAC is what it runs with), starts
 ``python -m tgi_autoscaler adapter`` on loopback with a serving certificate for the Service's DNS
 name, and registers the APIService through an ExternalName Service pointing at ``localhost``.
+
+``kwok`` (session-scoped) runs kwok against the control plane, so pods on its fake nodes are
+Running and then Ready one second later (a pod's ``pod-ready.stage.kwok.x-k8s.io/delay`` annotation
+sets its own load time); ``gpu_nodes`` creates a dedicated pool of fake GPU nodes for one test
+(tainted with its own name, so the test's capacity is exactly what it asked for) and deletes it after.
 """
 
 from __future__ import annotations
@@ -12,7 +17,8 @@ from __future__ import annotations
 import json
 import ssl
 import sys
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,13 @@ from tgi_autoscaler_dev.localstack.aggregation import (
     issue_serving_cert,
 )
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.kwok import (
+    GpuNodePool,
+    Kwok,
+    KwokSettings,
+    create_gpu_nodes,
+    delete_gpu_nodes,
+)
 from tgi_autoscaler_dev.localstack.pki import CertAuthority, KeyPair
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
@@ -210,3 +223,42 @@ async def adapter(
             "DELETE", f"/apis/apiregistration.k8s.io/v1/apiservices/{VERSION}.{GROUP}"
         )
         await process.stop()
+
+
+@pytest.fixture(scope="session")
+async def kwok(
+    control_plane: ControlPlane, stack_dir: Path, pytestconfig: pytest.Config
+) -> AsyncIterator[Kwok]:
+    running = Kwok(control_plane, stack_dir / "kwok", settings=KwokSettings(ready_delay_s=1.0))
+    try:
+        await running.start()
+    finally:
+        if running.started:
+            register_component(pytestconfig, running.process)
+    try:
+        yield running
+    finally:
+        await running.stop()
+
+
+GpuNodes = Callable[..., Awaitable[GpuNodePool]]
+
+
+@pytest.fixture
+async def gpu_nodes(kwok: Kwok, control_plane: ControlPlane) -> AsyncIterator[GpuNodes]:
+    """``await gpu_nodes(count, gpus_per_node)``: a dedicated pool of Ready kwok GPU nodes."""
+    pools: list[GpuNodePool] = []
+
+    async def create(count: int = 2, gpus_per_node: int = 8) -> GpuNodePool:
+        pool = GpuNodePool(
+            name=f"gpu-{uuid.uuid4().hex[:6]}", count=count, gpus_per_node=gpus_per_node, dedicated=True
+        )
+        pools.append(pool)
+        await create_gpu_nodes(control_plane, pool)
+        return pool
+
+    try:
+        yield create
+    finally:
+        for pool in pools:
+            await delete_gpu_nodes(control_plane, pool)

@@ -4,7 +4,9 @@ The controller authenticates as its ServiceAccount (a client certificate for
 ``system:serviceaccount:tgi-autoscaler:tgi-autoscaler-controller``) with exactly the RBAC from
 ``manifests/controller``: a test passing here also proves those permissions are sufficient.
 prometheus-operator's CRDs come from controller-gen (``tgi_autoscaler_dev.localstack.crds``), so
-PodMonitor and PrometheusRule objects are validated against the real schema.
+PodMonitor and PrometheusRule objects are validated against the real schema; Gateway API's, the
+Inference Extension's and Envoy Gateway's come from their Go modules at pinned versions
+(``ensure_routing_crds``), so HTTPRoute, InferencePool and BackendTrafficPolicy objects are too.
 """
 
 from __future__ import annotations
@@ -23,13 +25,18 @@ from prometheus_client import CollectorRegistry
 from tgi_autoscaler.controller.discovery import AutoscalerMode
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
-from tgi_autoscaler.controller.resources import MANAGED_KINDS
+from tgi_autoscaler.controller.resources import CRD_KINDS, KEDA_KINDS, MANAGED_KINDS
 from tgi_autoscaler.kube.client import ApiKubeClient, KubeObject
 from tgi_autoscaler.kube.connect import load_api_client
 from tgi_autoscaler.kube.resources import CONFIGMAP, EVENT, ResourceType
 from tgi_autoscaler.render import KedaOptions, render_service, source_from_configmap
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
-from tgi_autoscaler_dev.localstack.crds import crd_names, ensure_prometheus_operator_crds
+from tgi_autoscaler_dev.localstack.crds import (
+    crd_names,
+    ensure_prometheus_operator_crds,
+    ensure_routing_crds,
+    routing_crd_names,
+)
 from tgi_autoscaler_dev.localstack.process import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -71,6 +78,30 @@ async def remove_operator_crds(control_plane: ControlPlane) -> None:
     await wait_for(gone, timeout=60, what="monitoring.coreos.com/v1 to disappear from discovery")
 
 
+async def install_routing_crds(control_plane: ControlPlane) -> None:
+    paths = await asyncio.to_thread(ensure_routing_crds)
+    for path in paths:
+        (await control_plane.kubectl("apply", "--server-side", "-f", str(path))).check()
+    for name in routing_crd_names():
+        (
+            await control_plane.kubectl("wait", "--for=condition=Established", f"crd/{name}", "--timeout=60s")
+        ).check()
+
+
+async def remove_routing_crds(control_plane: ControlPlane) -> None:
+    for name in routing_crd_names():
+        await control_plane.kubectl("delete", f"crd/{name}", "--ignore-not-found", "--wait=true")
+
+    async def gone() -> bool:
+        for group_version in ("gateway.networking.k8s.io/v1", "inference.networking.k8s.io/v1"):
+            status, _ = await control_plane.request("GET", f"/apis/{group_version}")
+            if status != 404:
+                return False
+        return True
+
+    await wait_for(gone, timeout=60, what="the Gateway API groups to disappear from discovery")
+
+
 def example_configmap(filename: str, namespace: str) -> KubeObject:
     """One of manifests/examples, moved into the test's namespace."""
     doc: KubeObject = yaml.safe_load((EXAMPLES / filename).read_text())
@@ -103,10 +134,13 @@ def expected_objects(
 async def owned_objects(client: ApiKubeClient, namespaces: list[str], owner: str) -> set[str]:
     """Every object labelled as owned by the service ConfigMap ``owner``, across ``namespaces``."""
     found: set[str] = set()
-    kinds: list[ResourceType] = list(MANAGED_KINDS)
-    for group_version in ("monitoring.coreos.com/v1", "keda.sh/v1alpha1"):
-        if await client.get_path(f"/apis/{group_version}") is None:
-            kinds = [k for k in kinds if k.api_version != group_version]
+    kinds: list[ResourceType] = []
+    for rt in MANAGED_KINDS:
+        if rt in CRD_KINDS + KEDA_KINDS:  # listed only where its CRD is installed
+            document = await client.get_path(f"/apis/{rt.api_version}")
+            if rt.plural not in {r["name"] for r in (document or {}).get("resources", [])}:
+                continue
+        kinds.append(rt)
     for rt in kinds:
         for ns in namespaces:
             listed = await client.list(

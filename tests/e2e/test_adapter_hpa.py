@@ -1,9 +1,9 @@
 """The whole loop: the real HPA controller scales a Deployment on the simulated TGI queue via the adapter.
 
-Pods stay Pending (there is no kubelet), so simulated replicas follow the Deployment's
-``spec.replicas`` instead: a fleet that the HPA effectively controls. The control plane runs the
-HPA controller with a short sync period and downscale stabilization window, so the test observes
-in seconds what a cluster does in minutes.
+The Deployment's pods run on kwok GPU nodes (scheduled by kube-scheduler, Running and Ready by
+kwok), and simulated replicas follow those pods: a fleet that the HPA controls through the real
+Deployment and ReplicaSet. The control plane runs the HPA controller with a short sync period and
+downscale stabilization window, so the test observes in seconds what a cluster does in minutes.
 """
 
 from __future__ import annotations
@@ -17,11 +17,13 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.e2e.conftest import RunningAdapter
+from tests.e2e.conftest import GpuNodes, RunningAdapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
-from tgi_autoscaler_dev.localstack.process import background, wait_for
+from tgi_autoscaler_dev.localstack.kwok import GPU_RESOURCE, GpuNodePool
+from tgi_autoscaler_dev.localstack.process import wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.follow import following_pods
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
 from tgi_autoscaler_dev.sim.pods import pod_labels
 
@@ -31,7 +33,7 @@ SERVICE = "llama"
 MAX_REPLICAS = 4
 
 
-def deployment(namespace: str) -> dict[str, Any]:
+def deployment(namespace: str, pool: GpuNodePool) -> dict[str, Any]:
     labels = pod_labels(SERVICE)
     return {
         "apiVersion": "apps/v1",
@@ -42,7 +44,17 @@ def deployment(namespace: str) -> dict[str, Any]:
             "selector": {"matchLabels": labels},
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "tgi", "image": "registry.invalid/tgi:1"}]},
+                "spec": {
+                    "nodeSelector": pool.node_selector,
+                    "tolerations": pool.tolerations,
+                    "containers": [
+                        {
+                            "name": "tgi",
+                            "image": "registry.invalid/tgi:1",
+                            "resources": {"limits": {GPU_RESOURCE: "1"}},
+                        }
+                    ],
+                },
             },
         },
     }
@@ -96,15 +108,6 @@ class Cluster:
         return next((c for c in conditions if c["type"] == kind), None)
 
 
-async def follow_deployment(cluster: Cluster, fleet: Fleet) -> None:
-    """Keep the simulated replicas at the Deployment's replica count (what a kubelet would do)."""
-    while True:
-        want = await cluster.replicas()
-        if want != fleet.size:
-            await fleet.scale_to(want)
-        await asyncio.sleep(0.5)
-
-
 @contextlib.asynccontextmanager
 async def closed_loop_load(url: str, clients: int, *, max_new_tokens: int) -> AsyncIterator[None]:
     """``clients`` users each sending one request after another until the block exits."""
@@ -130,11 +133,16 @@ async def closed_loop_load(url: str, clients: int, *, max_new_tokens: int) -> As
 
 @pytest.mark.timeout(600)
 async def test_hpa_scales_up_on_queue_holds_through_a_prometheus_outage_then_scales_down(
-    adapter: RunningAdapter, control_plane: ControlPlane, prometheus: PrometheusServer, namespace: str
+    adapter: RunningAdapter,
+    control_plane: ControlPlane,
+    prometheus: PrometheusServer,
+    gpu_nodes: GpuNodes,
+    namespace: str,
 ) -> None:
     settings = control_plane.settings
     cluster = Cluster(control_plane, namespace)
-    for obj in (deployment(namespace), hpa(namespace)):
+    pool = await gpu_nodes(count=2, gpus_per_node=MAX_REPLICAS // 2)
+    for obj in (deployment(namespace, pool), hpa(namespace)):
         path = (
             f"/apis/apps/v1/namespaces/{namespace}/deployments"
             if obj["kind"] == "Deployment"
@@ -147,10 +155,17 @@ async def test_hpa_scales_up_on_queue_holds_through_a_prometheus_outage_then_sca
     config = ReplicaConfig(max_batch_size=1, token_rate=10.0)
     async with (
         Fleet(
-            SERVICE, namespace=namespace, replicas=1, config=config, file_sd_dir=prometheus.file_sd_dir
+            SERVICE, namespace=namespace, replicas=0, config=config, file_sd_dir=prometheus.file_sd_dir
         ) as fleet,
-        background(follow_deployment(cluster, fleet), "follow-deployment"),
+        following_pods(
+            fleet, kubeconfig=control_plane.kubeconfig, label_selector=f"app.kubernetes.io/instance={SERVICE}"
+        ),
     ):
+
+        async def first_pod_serves() -> bool:
+            return fleet.serving == 1
+
+        await wait_for(first_pod_serves, timeout=60, interval=0.2, what="the first pod to be Ready")
         async with closed_loop_load(fleet.url, 8, max_new_tokens=20):
 
             async def scaled_up() -> bool:

@@ -1,8 +1,9 @@
 """``backtest`` predicts what the real HPA does: one trace, replayed live and offline, compared sync by sync.
 
 Live: the trace's requests are sent at their exact arrival times (streaming, so each request's time
-to first token is measured at the client) to simulated pods that follow the Deployment (a new pod
-loads for ``START_DELAY_S``, discoverable but without series, as in a cluster), scraped by
+to first token is measured at the client) to simulated pods that follow the Deployment's real pods
+(kube-scheduler binds them to kwok GPU nodes, kwok runs them and makes them Ready ``START_DELAY_S``
+later; a Running pod's replica is discoverable but without series until Ready, as in a cluster), scraped by
 Prometheus every second; the adapter serves the demand signal with compressed time constants and
 kube-controller-manager's HPA scales the Deployment on it. The HPA's status is watched, so every
 status write (about one per sync) is seen with its time.
@@ -21,7 +22,8 @@ Two things the comparison has to get right, both real (not fitted to make it pas
   a pod that only appears in the file_sd file when it is Ready is scraped up to ~10 s later
   (Prometheus applies discovery updates every 5 s), and meanwhile the traffic it takes is missing
   from the signal (1-3 requests/s too low after each scale-up, in a run where the simulator did
-  that). The fleet's ``start_delay_s`` gives the first behaviour, the one the model assumes.
+  that). The pod follower gives the first behaviour, the one the model assumes: a replica is listed
+  from the pod's start and serves once kwok reports it Ready.
 
 The real controller's sync phase relative to the trace is unknown, so the replay is run with the
 trace shifted by each of a few offsets within one sync period and the best-aligned offset is used
@@ -47,7 +49,7 @@ import aiohttp
 import pytest
 import yaml
 
-from tests.e2e.conftest import ADAPTER_NAMESPACE, METRICS_CONFIGMAP, RunningAdapter
+from tests.e2e.conftest import ADAPTER_NAMESPACE, METRICS_CONFIGMAP, GpuNodes, RunningAdapter
 from tgi_autoscaler.backtest.policies import demand_policy
 from tgi_autoscaler.backtest.requests import RequestTrace
 from tgi_autoscaler.backtest.run import RunConfig, RunResult, replay
@@ -59,10 +61,12 @@ from tgi_autoscaler.servicemodel import ColdStart
 from tgi_autoscaler.servicemodel.capacity import slo_target_rps
 from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.kwok import GPU_RESOURCE, READY_DELAY_ANNOTATION, GpuNodePool
 from tgi_autoscaler_dev.localstack.process import background, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.localstack.watch import ApiSession
 from tgi_autoscaler_dev.sim.fleet import Fleet
+from tgi_autoscaler_dev.sim.follow import following_pods
 from tgi_autoscaler_dev.sim.loadgen import LoadReport, LoadSpec, ScheduledRequest, run_load
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
 from tgi_autoscaler_dev.sim.pods import pod_labels
@@ -141,7 +145,7 @@ def metric_definition() -> dict[str, Any]:
     }
 
 
-def objects(namespace: str) -> list[tuple[str, dict[str, Any]]]:
+def objects(namespace: str, pool: GpuNodePool) -> list[tuple[str, dict[str, Any]]]:
     labels = pod_labels(SERVICE)
     deployment = {
         "apiVersion": "apps/v1",
@@ -151,8 +155,22 @@ def objects(namespace: str) -> list[tuple[str, dict[str, Any]]]:
             "replicas": MIN_REPLICAS,
             "selector": {"matchLabels": labels},
             "template": {
-                "metadata": {"labels": labels},
-                "spec": {"containers": [{"name": "tgi", "image": "registry.invalid/tgi:1"}]},
+                # The model load time, played by kwok: Running, then Ready START_DELAY_S later.
+                "metadata": {
+                    "labels": labels,
+                    "annotations": {READY_DELAY_ANNOTATION: f"{START_DELAY_S:g}s"},
+                },
+                "spec": {
+                    "nodeSelector": pool.node_selector,
+                    "tolerations": pool.tolerations,
+                    "containers": [
+                        {
+                            "name": "tgi",
+                            "image": "registry.invalid/tgi:1",
+                            "resources": {"limits": {GPU_RESOURCE: "1"}},
+                        }
+                    ],
+                },
             },
         },
     }
@@ -277,7 +295,9 @@ def measured_sync_period(record: HpaRecord) -> float:
     sync. Writes are numbered by whole nominal periods between them (a sync that changes nothing
     writes nothing) and the period is the least-squares slope of time over number.
     """
-    times = [at for at, *_ in record.writes]
+    # Only syncs that read the metric: a sync that failed to (the first pod still loading) is
+    # re-queued by the controller's error backoff, not by the period.
+    times = [at for at, _, value, _ in record.writes if value is not None]
     if len(times) < 3:
         return SYNC_PERIOD_S
     numbers = [0]
@@ -306,6 +326,7 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
     adapter: RunningAdapter,
     control_plane: ControlPlane,
     running_prometheus: PrometheusServer,
+    gpu_nodes: GpuNodes,
     namespace: str,
 ) -> None:
     trace = request_trace()
@@ -315,40 +336,42 @@ async def test_backtest_predicts_the_real_hpa_sync_by_sync(
         f"?labelSelector=app.kubernetes.io%2Finstance%3D{SERVICE}"
     )
     record = HpaRecord()
+    pool = await gpu_nodes(count=2, gpus_per_node=MAX_REPLICAS // 2)
     async with (
         demand_metric_served(control_plane),
         aiohttp.ClientSession() as session,
         Fleet(
             SERVICE,
             namespace=namespace,
-            replicas=MIN_REPLICAS,
+            replicas=0,
             config=CONFIG,
             file_sd_dir=running_prometheus.file_sd_dir,
-            start_delay_s=START_DELAY_S,
         ) as fleet,
     ):
         api = ApiSession(control_plane, session)
+        for path, obj in objects(namespace, pool):
+            status, body = await control_plane.request("POST", path, body=obj)
+            assert status == 201, body
 
         async def served() -> bool:
             status, body = await control_plane.request("GET", metric_path)
             return status == 200 and bool(body.get("items"))
 
-        await wait_for(served, timeout=60, interval=0.5, what=f"{METRIC} through the aggregation layer")
-        for path, obj in objects(namespace):
-            status, body = await control_plane.request("POST", path, body=obj)
-            assert status == 201, body
-
-        async def follow(deployment: dict[str, Any]) -> None:
-            want = int(deployment["spec"]["replicas"])
-            if want != fleet.size:
-                await fleet.scale_to(want)
-
         hpas = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers"
-        deployments = f"/apis/apps/v1/namespaces/{namespace}/deployments"
         async with (
-            background(api.watch(deployments, SERVICE, follow), "follow-deployment"),
+            following_pods(
+                fleet,
+                kubeconfig=control_plane.kubeconfig,
+                label_selector=f"app.kubernetes.io/instance={SERVICE}",
+            ),
             background(api.watch(hpas, SERVICE, record.seen), "watch-hpa"),
         ):
+
+            async def first_pod_serves() -> bool:
+                return fleet.serving == MIN_REPLICAS
+
+            await wait_for(first_pod_serves, timeout=60, interval=0.2, what="the first pod to be Ready")
+            await wait_for(served, timeout=60, interval=0.5, what=f"{METRIC} through the aggregation layer")
 
             async def read_metric() -> bool:
                 return bool(record.writes) and record.writes[-1][2] is not None

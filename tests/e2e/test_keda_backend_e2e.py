@@ -20,6 +20,7 @@ from kubernetes_asyncio import client as k8s_client
 from tests.e2e.controller_harness import (
     EXAMPLES,
     install_controller_rbac,
+    install_routing_crds,
     owned_objects,
     run_controller,
     service_configmap,
@@ -42,6 +43,8 @@ SPEC = "model:\n  id: meta-llama/Llama-2-7b-chat-hf\nautoscaling:\n  minReplicas
 async def keda_crds_installed(control_plane: ControlPlane) -> Path:
     kubeconfig = await install_controller_rbac(control_plane)
     await install_keda_crds(control_plane)
+    # The routed examples (HTTPRoute, InferencePool, BackendTrafficPolicy) next to a ScaledObject.
+    await install_routing_crds(control_plane)
     return kubeconfig
 
 
@@ -85,8 +88,8 @@ async def _dry_run(control_plane: ControlPlane, docs: list[dict[str, object]]) -
 async def test_rendered_scaled_objects_pass_server_side_dry_run_against_kedas_crds(
     control_plane: ControlPlane, keda_crds_installed: Path, namespace: str, example: str
 ) -> None:
-    # prometheus-operator's kinds are dry-run by the controller's own e2e tests; only core kinds and
-    # KEDA's are checked here, so this file needs no generated CRDs.
+    # prometheus-operator's kinds are dry-run by the controller's own e2e tests; core kinds, the
+    # routing kinds and KEDA's are checked here, so this file needs no generated CRDs.
     docs = [
         doc
         for doc in await _render(EXAMPLES / example, namespace)

@@ -1,18 +1,20 @@
 """Every PromQL expression the project emits, evaluated by a real Prometheus on simulator series.
 
-Simulated TGI, vLLM and SGLang fleets run under load (with a few invalid requests so the failure
-counter exists) and are scraped by the session Prometheus. Then:
+Simulated TGI, vLLM and SGLang fleets, each exporting its engine's own families at the pinned
+version, run under load (with a few invalid requests and a few streams whose client goes away, so
+the failure and abort counters move) and are scraped by the session Prometheus. Then:
 
-- every alert expression parses, and with thresholds set so that the condition always holds it
-  returns exactly one series for this service (when the simulator exports its inputs) and nothing
-  for a service that does not exist; with thresholds that can never be reached it returns nothing;
-- every dashboard target (per-service and self-monitoring) parses, and the targets over engine
-  series return data;
+- every alert expression parses; every one over engine series names only series the engine
+  table lists for that engine's version and the simulator exports, and with thresholds set so that
+  the condition always holds it returns exactly one series for this service and nothing for a
+  service that does not exist; with thresholds that can never be reached it returns nothing;
+- every dashboard target (per-service and self-monitoring) parses, and every target over engine
+  series names only listed, exported series and returns data;
 - the adapter's default metric templates, built for this service's selector, return one sample.
 
 An expression that reads series this environment does not have (kube-state-metrics, DCGM, the
-adapter's own metrics, and the histograms the simulator does not export for vLLM/SGLang) only has to
-be accepted by Prometheus; "data where data is expected" is decided by scraping the simulator.
+adapter's own metrics) only has to be accepted by Prometheus; those are proven against the real
+exporters elsewhere (tests/e2e/test_alerts_kube_state_metrics.py).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pytest
 
 from tgi_autoscaler.config.metrics import DEFAULT_METRIC_DEFINITIONS
 from tgi_autoscaler.config.observability import AlertsSpec
-from tgi_autoscaler.engines import engine_metrics
+from tgi_autoscaler.engines import EngineMetrics, engine_metrics
 from tgi_autoscaler.render.alerts import alert_rules
 from tgi_autoscaler.render.dashboard import SeriesSource, panel_defs
 from tgi_autoscaler.render.self_monitoring import self_alert_rules, self_panel_defs
@@ -139,27 +141,20 @@ async def loaded(prometheus: PrometheusServer) -> Snapshot:
         spec = LoadSpec(trace=Constant(rate=8.0), duration_s=20.0, max_requests=160, max_new_tokens=8)
         load = [asyncio.create_task(LoadGenerator(fleet.url, spec).run()) for fleet in running.values()]
         try:
-            async with aiohttp.ClientSession() as session:
-                for fleet in running.values():
-                    for _ in range(3):  # empty inputs: TGI's validation error, counted as a failure
-                        async with session.post(f"{fleet.url}/generate", json={"inputs": ""}) as resp:
-                            assert resp.status == 422
+            await _fail_some(running.values())
             checks = []
             for engine, fleet in running.items():
-                queue = engine_metrics(engine).queue_size
+                metrics = engine_metrics(engine)
                 ns = fleet.namespace
-                checks.append(f'count({queue}{{namespace="{ns}"}}) == 2')
-                checks.append(f'sum({queue}{{namespace="{ns}"}}) > 0')
-                if engine == "tgi":
-                    checks.append(f'rate(tgi_request_duration_count{{namespace="{ns}"}}[1m]) > 0')
-                    checks.append(f'tgi_request_failure{{namespace="{ns}"}}')
-            # The failure counter appears with its first failure; later failures make its rate > 0.
+                checks.append(f'count({metrics.queue_size}{{namespace="{ns}"}}) == 2')
+                checks.append(f'sum({metrics.queue_size}{{namespace="{ns}"}}) > 0')
+                checks.append(f'rate({metrics.request_duration}_count{{namespace="{ns}"}}[1m]) > 0')
+                checks.append(_failures(metrics, ns))
+            # A failure counter may appear with its first failure; later failures make its rate > 0.
             await _poll(prometheus, " and on () ".join(f"count({check}) > 0" for check in checks))
-            async with aiohttp.ClientSession() as session:
-                for _ in range(3):
-                    async with session.post(f"{running['tgi'].url}/generate", json={"inputs": ""}) as resp:
-                        assert resp.status == 422
-            checks.append(f'rate(tgi_request_failure{{namespace="{running["tgi"].namespace}"}}[1m]) > 0')
+            await _fail_some(running.values())
+            for engine, fleet in running.items():
+                checks.append(f"rate({_failures(engine_metrics(engine), fleet.namespace)}[1m]) > 0")
             at = await _poll(prometheus, " and on () ".join(f"count({check}) > 0" for check in checks))
             for engine, fleet in running.items():
                 exported = await _exported_names(fleet.replicas[0].url)
@@ -168,6 +163,29 @@ async def loaded(prometheus: PrometheusServer) -> Snapshot:
             # The generators stop by themselves (bounded duration and count).
             await asyncio.gather(*load, return_exceptions=True)
     return Snapshot(fleets, at)
+
+
+def _failures(metrics: EngineMetrics, namespace: str) -> str:
+    failures = metrics.failures
+    assert failures is not None, metrics.engine
+    matchers = f", {failures.matchers}" if failures.matchers else ""
+    return f'{failures.name}{{namespace="{namespace}"{matchers}}}'
+
+
+async def _fail_some(fleets: Any) -> None:
+    """Three invalid requests (refused before the engine) and three streams dropped by their client
+    (TGI's ``dropped``, vLLM's and SGLang's aborted requests) per fleet."""
+    async with aiohttp.ClientSession() as session:
+        for fleet in fleets:
+            for _ in range(3):  # empty inputs: TGI's validation error, counted as a failure
+                async with session.post(f"{fleet.url}/generate", json={"inputs": ""}) as resp:
+                    assert resp.status == 422
+            for _ in range(3):
+                body = {"inputs": "hello", "parameters": {"max_new_tokens": 1000}}
+                async with session.post(f"{fleet.url}/generate_stream", json=body) as resp:
+                    assert resp.status == 200
+                    # Leaving before the stream ends closes the connection: the server drops it.
+                    resp.close()
 
 
 class contextlib_fleets:
@@ -196,6 +214,20 @@ class contextlib_fleets:
             await fleet.stop()
 
 
+def _engine_names(expr: str, fleet: LoadedFleet) -> set[str] | None:
+    """The engine series an expression reads, checked against the engine table and the simulator;
+    ``None`` when it reads series of another exporter (kube-state-metrics), which this test lacks."""
+    names = set(METRIC_NAME.findall(expr))
+    if not names or any(name.startswith("kube_") for name in names):
+        return None
+    table = engine_metrics(fleet.engine)
+    unlisted = sorted(name for name in names if not table.exports(name))
+    assert not unlisted, f"{fleet.engine} {table.version} exports no {unlisted}: {expr}"
+    missing = sorted(names - fleet.exported)
+    assert not missing, f"the {fleet.engine} simulator does not export {missing}: {expr}"
+    return names
+
+
 def _expects_data(expr: str, fleet: LoadedFleet) -> bool:
     """True when every series the expression reads is exported by the simulated fleet."""
     names = set(METRIC_NAME.findall(expr))
@@ -221,24 +253,21 @@ async def test_alert_expressions_fire_on_real_series_and_stay_quiet_when_unreach
     checked_with_data = []
     for rule in always:
         result = await query_at(prometheus, rule.expr, loaded.at)
-        if _expects_data(rule.expr, fleet):
+        if _engine_names(rule.expr, fleet) is not None:
             assert len(result) == 1, (rule.alert, rule.expr, result)
             assert result[0]["metric"]["namespace"] == fleet.namespace
             checked_with_data.append(rule.alert)
             assert await query_at(prometheus, never[rule.alert].expr, loaded.at) == [], rule.alert
             assert await query_at(prometheus, ghost[rule.alert].expr, loaded.at) == [], rule.alert
-    if engine == "tgi":
-        assert sorted(checked_with_data) == sorted(
-            [
-                "TGIRequestLatencyHigh",
-                "TGIQueueWaitHigh",
-                "TGIQueueBacklogHigh",
-                "TGIErrorRatioHigh",
-                "TGIThroughputLow",
-            ]
-        )
-    else:
-        assert "TGIQueueBacklogHigh" in checked_with_data
+    assert sorted(checked_with_data) == sorted(
+        [
+            "TGIRequestLatencyHigh",
+            "TGIQueueWaitHigh",
+            "TGIQueueBacklogHigh",
+            "TGIErrorRatioHigh",
+            "TGIThroughputLow",
+        ]
+    )
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -265,15 +294,26 @@ async def test_every_dashboard_target_parses_and_engine_targets_return_data(
     prometheus: PrometheusServer, loaded: Snapshot, engine: str
 ) -> None:
     fleet = loaded.fleets[engine]
-    with_data = 0
+    engine_queries = []
     for panel in panel_defs(engine):
         for query in panel.queries:
             expr = _dashboard_expr(query.expr, fleet)
             result = await query_at(prometheus, expr, loaded.at)  # raises if rejected
-            if query.source is SeriesSource.ENGINE and _expects_data(expr, fleet):
+            if query.source is SeriesSource.ENGINE:
+                assert _engine_names(expr, fleet), (panel.title, expr)
                 assert result, (panel.title, expr)
-                with_data += 1
-    assert with_data >= (8 if engine == "tgi" else 3)
+                engine_queries.append(panel.title)
+    # Every engine panel of the dashboard is there, for every engine.
+    assert {
+        "Request rate",
+        "Request latency",
+        "Generated tokens/s",
+        "Time per output token",
+        "Queue depth",
+        "Queue wait",
+        "Batch size",
+        "Queue per replica",
+    } <= set(engine_queries)
 
 
 async def test_self_monitoring_expressions_parse(prometheus: PrometheusServer) -> None:

@@ -239,23 +239,40 @@ def _backlog_scenarios(ctx: _Ctx) -> list[Scenario]:
     return [fires, quiet, other]
 
 
+# The label values a success and a failure carry, per engine: what the rule's matchers select.
+_OUTCOME_LABELS: Mapping[str, tuple[Mapping[str, str], Mapping[str, str]]] = {
+    "tgi": ({}, {"err": "generation"}),
+    "vllm": ({"finished_reason": "length"}, {"finished_reason": "abort"}),
+    "sglang": ({}, {}),
+}
+
+
 def _error_ratio_scenarios(ctx: _Ctx) -> list[Scenario]:
     threshold = ctx.rule_threshold()
     m = ctx.svc.metrics
     assert m.failures is not None
-    assert m.requests is not None
-    failures, requests = m.failures, m.requests  # narrowed, for the closure below
+    assert m.error_base is not None
+    failures, base = m.failures.name, m.error_base  # narrowed, for the closure below
+    # vLLM counts aborts as one finished_reason of the counter the ratio divides by; SGLang and TGI
+    # count failures in a counter of their own, and the base counts every request.
+    same_family = failures == base
+    ok_labels, failed_labels = _OUTCOME_LABELS[ctx.svc.engine]
     bad_ratio = (1 + threshold) / 2
     per_step = 100.0
+
+    def add(scenario: Scenario, labels: Mapping[str, str], bad: Values, total: Values, ok: Values) -> None:
+        scenario.add(base, {**labels, **ok_labels}, ok if same_family else total)
+        scenario.add(failures, {**labels, **failed_labels}, bad)
 
     def traffic(scenario: Scenario, labels: Mapping[str, str], ratio_bad: float, ratio_good: float) -> None:
         for pod in ("a", "b"):
             pod_labels = {**labels, "pod": pod}
-            scenario.add(requests, pod_labels, ctx.tl.counter(per_step, per_step))
-            scenario.add(
-                failures,
-                {**pod_labels, "err": "generation"},
+            add(
+                scenario,
+                pod_labels,
                 ctx.tl.counter(per_step * ratio_bad, per_step * ratio_good),
+                ctx.tl.counter(per_step, per_step),
+                ctx.tl.counter(per_step * (1 - ratio_bad), per_step * (1 - ratio_good)),
             )
 
     fires = Scenario("fires-and-resolves")
@@ -269,8 +286,8 @@ def _error_ratio_scenarios(ctx: _Ctx) -> list[Scenario]:
     idle = Scenario("quiet-without-traffic")
     # Flat counters: 0 failures / 0 requests must be "no data", not NaN or +Inf breaking the rule.
     for pod in ("a", "b"):
-        idle.add(m.requests, {**ctx.pod_labels, "pod": pod}, ctx.tl.constant(50))
-        idle.add(m.failures, {**ctx.pod_labels, "pod": pod, "err": "generation"}, ctx.tl.constant(50))
+        flat = ctx.tl.constant(50)
+        add(idle, {**ctx.pod_labels, "pod": pod}, flat, flat, flat)
     ctx.expect_quiet(idle)
 
     other = Scenario("quiet-for-other-services")
@@ -284,13 +301,15 @@ def _throughput_scenarios(ctx: _Ctx) -> list[Scenario]:
     threshold = ctx.rule_threshold()
     m = ctx.svc.metrics
     assert m.successes is not None
+    successes = m.successes.name
+    ok_labels, _ = _OUTCOME_LABELS[ctx.svc.engine]
     step = ctx.tl.interval_s
     fires = Scenario("fires-and-resolves")
     # Two replicas each at T/4 req/s: T/2 in total, below the floor; afterwards 2T in total.
     for pod in ("a", "b"):
         fires.add(
-            m.successes,
-            {**ctx.pod_labels, "pod": pod},
+            successes,
+            {**ctx.pod_labels, **ok_labels, "pod": pod},
             ctx.tl.counter(threshold / 4 * step, threshold * step),
         )
         fires.add(m.queue_size, {**ctx.pod_labels, "pod": pod}, ctx.tl.constant(0))
@@ -304,7 +323,9 @@ def _throughput_scenarios(ctx: _Ctx) -> list[Scenario]:
     quiet = Scenario("quiet-above-floor")
     for pod in ("a", "b"):
         quiet.add(
-            m.successes, {**ctx.pod_labels, "pod": pod}, ctx.tl.counter(threshold * step, threshold * step)
+            successes,
+            {**ctx.pod_labels, **ok_labels, "pod": pod},
+            ctx.tl.counter(threshold * step, threshold * step),
         )
     ctx.expect_quiet(quiet)
     return [fires, never, quiet]

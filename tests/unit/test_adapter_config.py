@@ -20,6 +20,18 @@ def test_shipped_defaults_sum_each_engine_queue_over_the_selected_pods() -> None
         for d in DEFAULT_METRIC_DEFINITIONS
     }
     labels = 'namespace="ns",app_kubernetes_io_instance="s"'
+    held = {name: queries.pop(name) for name in list(queries) if name.endswith("_with_held")}
+    assert held["tgi_request_demand_with_held"] == (
+        f"((sum(rate(tgi_request_count{{{labels}}}[60s])) + sum(tgi_queue_size{{{labels}}}) / 60)"
+        f" or (max(tgi_autoscaler_activator_upstream_ready{{{labels}}}) == 0))"
+        f" + sum(tgi_autoscaler_activator_held_requests{{{labels}}}) / 60"
+        f" + max(tgi_autoscaler_activator_active{{{labels}}}) * 0.001"
+    )
+    assert sorted(held) == [
+        "sglang_request_demand_with_held",
+        "tgi_request_demand_with_held",
+        "vllm_request_demand_with_held",
+    ]
     assert queries == {
         "tgi_queue_size": f"sum(tgi_queue_size{{{labels}}})",
         "tgi_batch_current_size": f"sum(tgi_batch_current_size{{{labels}}})",

@@ -111,14 +111,40 @@ def test_invalid_alert_settings_are_rejected_naming_the_field(document: dict[str
     assert any(loc.startswith(path) for loc in locations), locations
 
 
-def test_vllm_and_sglang_skip_the_error_ratio_they_cannot_measure() -> None:
-    for engine, queue in (("vllm", "vllm:num_requests_waiting"), ("sglang", "sglang:num_queue_reqs")):
-        assert skipped_alerts(engine) == ["errorRatio"]
+def test_vllm_and_sglang_error_ratio_is_aborted_over_finished_requests() -> None:
+    expected = {
+        "vllm": (
+            "vllm:num_requests_waiting",
+            'rate(vllm:request_success_total{namespace="ns", app_kubernetes_io_instance="q", '
+            'finished_reason="abort"}[5m])',
+            'rate(vllm:request_success_total{namespace="ns", app_kubernetes_io_instance="q"}[5m])',
+        ),
+        "sglang": (
+            "sglang:num_queue_reqs",
+            'rate(sglang:num_aborted_requests_total{namespace="ns", app_kubernetes_io_instance="q"}[5m])',
+            'rate(sglang:num_requests_total{namespace="ns", app_kubernetes_io_instance="q"}[5m])',
+        ),
+    }
+    for engine, (queue, failed, finished) in expected.items():
+        assert skipped_alerts(engine) == []
         rules = {r.alert: r for r in alert_rules("q", "ns", ALL_ON, engine=engine)}
-        assert "TGIErrorRatioHigh" not in rules
+        numerator, denominator = rules["TGIErrorRatioHigh"].expr.split("\n  / ")
+        assert failed in numerator
+        assert finished in denominator
+        assert "`err` label" not in rules["TGIErrorRatioHigh"].description
         assert queue in rules["TGIQueueBacklogHigh"].expr
         assert queue in rules["TGIScalingMetricAbsent"].expr
     assert skipped_alerts("tgi") == []
+
+
+def test_successes_leave_the_aborts_out() -> None:
+    vllm = {r.alert: r for r in alert_rules("q", "ns", ALL_ON, engine="vllm")}["TGIThroughputLow"].expr
+    assert 'finished_reason!="abort"' in vllm
+    sglang = {r.alert: r for r in alert_rules("q", "ns", ALL_ON, engine="sglang")}["TGIThroughputLow"].expr
+    # Finished minus aborted, the aborts counting as zero before the first one creates the series.
+    assert "sglang:num_requests_total" in sglang.split(" - ")[0]
+    assert "sglang:num_aborted_requests_total" in sglang.split(" - ")[1]
+    assert " or 0 * " in sglang
 
 
 def test_unknown_engine_is_an_error_naming_it() -> None:

@@ -255,10 +255,11 @@ def test_min_replicas_above_max_is_rejected() -> None:
     ]
 
 
-def test_zero_min_replicas_is_rejected() -> None:
-    assert _issues("model: {id: m}\nautoscaling: {minReplicas: 0}") == [
-        "autoscaling.minReplicas: must be > 0"
+def test_negative_min_replicas_is_rejected_and_zero_scales_to_zero() -> None:
+    assert _issues("model: {id: m}\nautoscaling: {minReplicas: -1}") == [
+        "autoscaling.minReplicas: must be >= 0"
     ]
+    assert parse_service_yaml("model: {id: m}\nautoscaling: {minReplicas: 0}", source="t").scales_to_zero
 
 
 @pytest.mark.parametrize(

@@ -197,3 +197,28 @@ async def test_only_the_lease_holder_reconciles_and_a_clean_stop_hands_over() ->
 
             await eventually(repaired, what="the new leader to repair drift")
     assert first_registry.get_sample_value("tgi_autoscaler_controller_leader") == 0
+
+
+ROUTED = SPEC + "routing:\n  enabled: true\n  gateway: {name: gw}\n"
+
+
+async def test_routing_waits_for_the_gateway_api_then_its_objects_are_watched_and_pruned() -> None:
+    kube = _kube()
+    configmap = kube.find("ConfigMap", "ns", "svc")
+    assert configmap is not None
+    configmap["data"]["service.yaml"] = ROUTED
+    kube.put(configmap)
+    controller, _ = _controller(kube, discovery_period_s=0.5)
+    async with _running(controller):
+        await eventually(lambda: _phase(kube) == "Invalid", what="a routed spec without Gateway API")
+        assert kube.find("HTTPRoute", "ns", "svc") is None
+        # The CRDs arrive: the next discovery check re-renders the service and watches routes.
+        kube.discovery["/apis/gateway.networking.k8s.io/v1"] = {"resources": [{"name": "httproutes"}]}
+        await eventually(lambda: kube.find("HTTPRoute", "ns", "svc") is not None, what="the HTTPRoute")
+        await eventually(lambda: _phase(kube) == "Ready", what="the service to become Ready")
+        configmap = kube.find("ConfigMap", "ns", "svc")
+        assert configmap is not None
+        configmap["data"]["service.yaml"] = SPEC
+        kube.put(configmap)
+        await eventually(lambda: kube.find("HTTPRoute", "ns", "svc") is None, what="the route to be pruned")
+        assert kube.find("Deployment", "ns", "svc") is not None

@@ -198,6 +198,41 @@ async def test_object_rejected_by_the_api_server_in_the_dry_run_changes_nothing(
     assert recorder.recorded[-1].reason == "ApplyRejected"
 
 
+async def test_an_hpa_refused_for_min_replicas_zero_names_the_scale_to_zero_requirement() -> None:
+    kube = FakeKube()
+    kube.put(
+        _service_configmap(
+            SPEC.replace("minReplicas: 1", "minReplicas: 0").replace(
+                "  queue:\n    targetPerReplica: 10\n", ""
+            )
+        )
+    )
+    kube.discovery["/version"] = {"major": "1", "minor": "36", "gitVersion": "v1.36.3"}
+    reconciler, recorder = _reconciler(kube)
+    # What kube-apiserver answers with HPAScaleToZero off (declarative validation of minReplicas).
+    rejection = ApiError(
+        422,
+        "Invalid",
+        'HorizontalPodAutoscaler.autoscaling "llama" is invalid',
+        causes=(FieldCause("spec.minReplicas", "FieldValueInvalid", "must be greater than or equal to 1"),),
+    )
+    original_apply = kube.apply
+
+    async def refuse_zero(obj: Any, **kwargs: Any) -> KubeObject:
+        if obj["kind"] == "HorizontalPodAutoscaler" and obj["spec"]["minReplicas"] == 0:
+            raise rejection
+        return await original_apply(obj, **kwargs)
+
+    kube.apply = refuse_zero  # type: ignore[method-assign]
+    outcome = await reconciler.reconcile(KEY)
+    assert outcome.result == "invalid"
+    assert [k for k in kube.objects if k[0] not in ("ConfigMap", "Event")] == []
+    message = _status(kube)["message"]
+    assert message.startswith("autoscaling.minReplicas: 0 needs the HPA's native scale to zero")
+    assert "(v1.36.3)" in message
+    assert recorder.recorded[-1].reason == "ScaleToZeroUnsupported"
+
+
 async def test_manual_change_to_a_managed_object_is_repaired_and_reported() -> None:
     kube = FakeKube()
     kube.put(_service_configmap())

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from tgi_autoscaler.config.observability import DashboardSpec
-from tgi_autoscaler.config.service import TGIServiceSpec
+from tgi_autoscaler.config.service import TGIServiceSpec, parse_service_yaml
 from tgi_autoscaler.render.dashboard import (
     SeriesSource,
     dashboard_json,
@@ -100,10 +100,36 @@ def test_replicas_panel_reads_current_desired_max_and_available() -> None:
         assert series in exprs
 
 
-def test_vllm_dashboard_uses_vllm_names_and_drops_what_vllm_lacks() -> None:
+def test_vllm_dashboard_uses_vllm_names_and_counts_aborts_apart() -> None:
     panels = {p.title: p for p in panel_defs("vllm")}
     assert "vllm:num_requests_waiting" in panels["Queue depth"].queries[0].expr
-    assert [q.legend for q in panels["Request rate"].queries] == ["success"]
+    success, aborted = panels["Request rate"].queries
+    assert (success.legend, aborted.legend) == ("success", "aborted")
+    assert 'finished_reason!="abort"' in success.expr
+    assert 'finished_reason="abort"' in aborted.expr
+    assert "vllm:inter_token_latency_seconds_bucket" in panels["Time per output token"].queries[0].expr
+
+
+def test_sglang_time_per_output_token_reads_the_histogram_sglang_exports() -> None:
+    panels = {p.title: p for p in panel_defs("sglang")}
+    assert "sglang:inter_token_latency_seconds_bucket" in panels["Time per output token"].queries[0].expr
+
+
+def test_a_spec_on_an_older_release_gets_that_releases_names() -> None:
+    older = parse_service_yaml(
+        "model: {id: m}\nengine: {kind: vllm, image: 'vllm/vllm-openai:v0.10.2'}\n"
+        "alerts: {latencyP95: {threshold: 1}}",
+        source="test",
+    )
+    dashboard = render_dashboard_configmap("q", "ns", older, {})
+    assert dashboard is not None
+    text = next(iter(dashboard["data"].values()))
+    assert "vllm:time_per_output_token_seconds_bucket" in text
+    assert "vllm:inter_token_latency_seconds" not in text
+    pinned_spec = parse_service_yaml("model: {id: m}\nengine: {kind: vllm}", source="t")
+    pinned = render_dashboard_configmap("q", "ns", pinned_spec, {})
+    assert pinned is not None
+    assert "vllm:inter_token_latency_seconds_bucket" in next(iter(pinned["data"].values()))
 
 
 def test_gpu_panel_follows_the_configured_dcgm_labels() -> None:

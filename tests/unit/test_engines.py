@@ -15,12 +15,14 @@ from tgi_autoscaler.config.service import parse_service_yaml
 from tgi_autoscaler.engines import (
     ENGINES,
     TOKEN_ENV,
+    Counted,
     Engine,
     EngineKind,
     Launch,
     Quantization,
     ServedMetric,
     engine_metrics,
+    image_version,
 )
 from tgi_autoscaler.render import RenderOptions, ServiceSource, render_service
 from tgi_autoscaler.render.observability_docs import alerts_and_dashboards_markdown
@@ -148,7 +150,9 @@ def test_unknown_engine_names_are_refused_by_name() -> None:
 
 
 def _facts(entry: Engine) -> list[str]:
-    series = (value for value in dataclasses.astuple(entry.metrics)[1:] if isinstance(value, str))
+    fields = [getattr(entry.metrics, f.name) for f in dataclasses.fields(entry.metrics)][1:]
+    series = [value for value in fields if isinstance(value, str)]
+    series += [name for value in fields if isinstance(value, Counted) for name in value.names]
     names = [entry.image, *series]
     return [name for name in names if ":" in name or "/" in name]
 
@@ -163,3 +167,48 @@ def test_no_module_but_the_engine_table_spells_an_engines_image_or_series() -> N
         literals = re.findall(r"\"([^\"\n]*)\"", path.read_text(encoding="utf-8"))
         offenders += [f"{path.relative_to(PACKAGE)}: {fact}" for fact in facts if fact in literals]
     assert offenders == []
+
+
+@pytest.mark.parametrize(
+    ("image", "version"),
+    [
+        ("vllm/vllm-openai:v0.11.0", (0, 11, 0)),
+        ("vllm/vllm-openai:v0.10.2", (0, 10, 2)),
+        ("lmsysorg/sglang:v0.4.3.post2-cu124", (0, 4, 3)),
+        ("registry.local:5000/mirror/sglang:0.5", (0, 5, 0)),
+        ("ghcr.io/huggingface/text-generation-inference:3.3.5", (3, 3, 5)),
+        ("vllm/vllm-openai:latest", None),
+        ("vllm/vllm-openai", None),
+        ("registry.local:5000/vllm", None),
+        ("vllm/vllm-openai@sha256:" + "a" * 64, None),
+    ],
+)
+def test_the_release_an_image_runs_is_read_from_its_tag(
+    image: str, version: tuple[int, int, int] | None
+) -> None:
+    assert image_version(image) == version
+
+
+def test_a_renamed_series_follows_the_image_tag_and_the_pinned_names_are_the_default() -> None:
+    vllm, sglang = ENGINES[EngineKind.VLLM], ENGINES[EngineKind.SGLANG]
+    assert vllm.metrics_for(vllm.image) is vllm.metrics
+    assert vllm.metrics_for("vllm/vllm-openai:latest") is vllm.metrics
+    older = vllm.metrics_for("vllm/vllm-openai:v0.10.2")
+    assert older.decode_latency == "vllm:time_per_output_token_seconds"
+    assert not older.exports("vllm:inter_token_latency_seconds_bucket")
+    assert older.exports("vllm:time_per_output_token_seconds_bucket")
+    assert (
+        sglang.metrics_for("lmsysorg/sglang:v0.4.3").decode_latency == "sglang:time_per_output_token_seconds"
+    )
+    assert sglang.metrics_for("lmsysorg/sglang:v0.4.4").decode_latency == "sglang:inter_token_latency_seconds"
+    assert engine_metrics("vllm", "vllm/vllm-openai:v0.9.0").decode_latency == older.decode_latency
+
+
+@pytest.mark.parametrize("kind", list(EngineKind))
+def test_every_series_an_entry_names_is_in_its_exported_list(kind: EngineKind) -> None:
+    m = ENGINES[kind].metrics
+    fields = [getattr(m, f.name) for f in dataclasses.fields(m)]
+    names = [v for v in fields if isinstance(v, str) and v != m.engine and v != m.version]
+    names += [name for v in fields if isinstance(v, Counted) for name in v.names]
+    names = [n for n in names if n != m.failure_label]
+    assert [n for n in names if not m.exports(n)] == []

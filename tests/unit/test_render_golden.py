@@ -31,10 +31,12 @@ CASES = [(path, RenderOptions(), f"{path.stem}.yaml") for path in EXAMPLES] + [
 ]
 
 
-def test_there_are_three_examples() -> None:
+def test_there_are_five_examples() -> None:
     assert [p.name for p in EXAMPLES] == [
         "llama2-70b-sharded.yaml",
         "llama2-7b-chat.yaml",
+        "llama3-8b-gateway.yaml",
+        "llama3-8b-inferencepool.yaml",
         "mistral-7b-awq.yaml",
     ]
 

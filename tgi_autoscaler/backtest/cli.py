@@ -35,7 +35,7 @@ from tgi_autoscaler.backtest.requests import (
     scale_trace,
     shaped_trace,
 )
-from tgi_autoscaler.backtest.run import RunConfig
+from tgi_autoscaler.backtest.run import RunConfig, ScaleToZero
 from tgi_autoscaler.backtest.study import run_study
 from tgi_autoscaler.config.errors import ConfigError
 from tgi_autoscaler.config.service import TGIServiceSpec
@@ -77,7 +77,22 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         choices=policy_names(),
         help="policy to replay (repeatable; default: all)",
     )
-    scaling.add_argument("--min", type=int, default=1, dest="min_replicas", help="minReplicas")
+    scaling.add_argument(
+        "--min",
+        type=int,
+        default=1,
+        dest="min_replicas",
+        help="minReplicas (0: scale to zero, with the activator)",
+    )
+    scaling.add_argument(
+        "--idle-after", type=float, default=900.0, help="with --min 0: idle window before scaling to zero, s"
+    )
+    scaling.add_argument(
+        "--max-held", type=int, default=256, help="with --min 0: requests the activator holds"
+    )
+    scaling.add_argument(
+        "--max-wait", type=float, default=300.0, help="with --min 0: longest a request is held, s"
+    )
     scaling.add_argument("--max", type=int, default=10, dest="max_replicas", help="maxReplicas")
     scaling.add_argument("--slo-ttft", type=float, default=2.0, help="time-to-first-token SLO, s")
     scaling.add_argument("--attainment", type=float, default=0.99, help="share of requests within the SLO")
@@ -180,11 +195,26 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
         )
         slo = Slo(args.slo_ttft, args.attainment)
         bounds = (args.min_replicas, args.max_replicas)
+        to_zero = (
+            ScaleToZero(idle_after_s=args.idle_after, max_held=args.max_held, max_wait_s=args.max_wait)
+            if args.min_replicas == 0
+            else None
+        )
         if service is not None:
             scaling = service.autoscaling
             params = scaling.capacity.server_params()
             slo = Slo(scaling.slo.time_to_first_token_seconds, scaling.slo.attainment)
             bounds = (scaling.min_replicas, scaling.max_replicas)
+            stz = scaling.scale_to_zero
+            to_zero = (
+                ScaleToZero(
+                    idle_after_s=stz.idle_after_seconds,
+                    max_held=stz.max_held_requests,
+                    max_wait_s=stz.max_wait_seconds,
+                )
+                if service.scales_to_zero
+                else None
+            )
         cold = replace(ColdStart(), median_s=args.cold_start, sigma=args.cold_start_sigma)
         config = RunConfig(
             params,
@@ -193,6 +223,7 @@ def run(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO |
             max_replicas=bounds[1],
             scrape_interval_s=args.scrape_interval,
             seed=args.seed,
+            scale_to_zero=to_zero,
         )
         if not 0 < slo.attainment < 1:
             raise ParamsError(f"--attainment: must be between 0 and 1 (got {slo.attainment})")

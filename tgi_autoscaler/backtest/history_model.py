@@ -98,7 +98,7 @@ class HistorySeries:
 
 def _history_series(engine: Engine) -> HistorySeries | None:
     m = engine.metrics
-    requests = m.requests or m.successes
+    requests = m.requests or m.finished
     if requests is None or m.prompt_tokens is None or m.output_tokens is None:
         return None
     if m.decode_latency is None or m.running is None:

@@ -15,6 +15,7 @@ __all__ = [
     "ANNOTATION_PROMETHEUS_SCRAPE",
     "ANNOTATION_STATUS",
     "APP_NAME",
+    "COMPONENT_ACTIVATOR",
     "COMPONENT_AUTH_PROXY",
     "COMPONENT_SERVER",
     "FIELD_MANAGER",
@@ -42,6 +43,7 @@ APP_NAME: Final = "tgi"
 MANAGED_BY: Final = "tgi-autoscaler"
 COMPONENT_SERVER: Final = "server"
 COMPONENT_AUTH_PROXY: Final = "auth-proxy"
+COMPONENT_ACTIVATOR: Final = "activator"
 
 # The ConfigMaps the controller watches: selected by this label, spec stored under this data key.
 LABEL_SERVICE_CONFIGMAP: Final = "tgi-autoscaler.io/service"

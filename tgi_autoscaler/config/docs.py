@@ -250,6 +250,10 @@ or PrometheusRule is rendered. Examples: `manifests/examples/`.
 - `resources.shmSize` < `resources.memoryLimit` (memory-backed `/dev/shm` counts against the limit);
   limits >= requests.
 - `ingress.host` is required when the Ingress is enabled; `auth.apiKeysSecret` when auth is enabled.
+- `routing.gateway` is required when routing is enabled, `routing.inferencePool` with
+  `backend: InferencePool`, which cannot be combined with `auth` (the pool reaches the pods directly,
+  past the API-key proxy). A controller on a cluster without the Gateway API, Inference Extension or
+  Envoy Gateway CRDs a spec needs reports it Invalid, naming the field.
 - The service name must be a DNS-1035 label of at most 52 characters (so `<name>-auth-proxy` fits).
 
 ## Engines

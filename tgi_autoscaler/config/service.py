@@ -31,6 +31,7 @@ from tgi_autoscaler.config.observability import AlertsSpec, DashboardSpec, parse
 from tgi_autoscaler.engines import ENGINES, Engine, EngineKind, Quantization
 from tgi_autoscaler.k8s.names import (
     MAX_DNS_SUBDOMAIN_LENGTH,
+    is_dns1123_label,
     is_dns1123_subdomain,
     is_env_var_name,
     is_extended_resource_name,
@@ -49,9 +50,13 @@ __all__ = [
     "CpuMetricSpec",
     "CreateClaimSpec",
     "Dtype",
+    "EndpointPickerSpec",
     "EngineKind",
     "EngineSpec",
     "EnvVar",
+    "EnvoyGatewayRateLimitSpec",
+    "GatewayRefSpec",
+    "InferencePoolSpec",
     "IngressSpec",
     "LivenessProbeSpec",
     "ModelSpec",
@@ -63,6 +68,7 @@ __all__ = [
     "ReadinessProbeSpec",
     "ResourcesSpec",
     "RolloutSpec",
+    "RoutingSpec",
     "ScaleDownSpec",
     "ScaleUpSpec",
     "ScalingPolicy",
@@ -113,6 +119,15 @@ def _check_dns_subdomain(value: str) -> str:
     return value
 
 
+def _check_dns_label(value: str) -> str:
+    if not is_dns1123_label(value):
+        raise ValueError(
+            f"{value!r} is not a valid namespace name (lower-case letters, digits and '-', starting and "
+            "ending with a letter or digit, at most 63 characters)"
+        )
+    return value
+
+
 def _check_env_name(value: str) -> str:
     if not is_env_var_name(value):
         raise ValueError(f"{value!r} is not a valid environment variable name")
@@ -141,7 +156,10 @@ Duration = Annotated[str, AfterValidator(_check_duration), TypeLabel("duration")
 ObjectName = Annotated[str, AfterValidator(_check_dns_subdomain), TypeLabel("object name")]
 EnvName = Annotated[str, AfterValidator(_check_env_name), TypeLabel("env var name")]
 HostName = Annotated[str, AfterValidator(_check_host), TypeLabel("DNS name")]
+LabelName = Annotated[str, AfterValidator(_check_dns_label), TypeLabel("DNS label")]
+SectionName = Annotated[str, AfterValidator(_check_dns_subdomain), TypeLabel("listener name")]
 PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
 Port = Annotated[int, Field(ge=1, le=65535)]
 AffinityOrNone = dict[str, Any] | None
 
@@ -891,13 +909,53 @@ class DemandMetricSpec(SpecModel):
     )
 
 
+class ScaleToZeroSpec(SpecModel):
+    """Scale to zero (with `minReplicas: 0`): the HPA's native scale to zero (Kubernetes v1.37+)
+    plus the activator, a small proxy in front of the Service that holds requests while no replica
+    is Ready and exports how many it holds, so that the HPA wakes the service on the first one.
+
+    Clients (and the Ingress, or the API-key proxy) reach the service through the activator's
+    Service `<service>-activator`. The HPA then scales on `<engine>_request_demand_with_held`.
+    """
+
+    idle_after_seconds: int = Field(
+        default=900,
+        ge=1,
+        le=86400,
+        description="Scale to zero once no request has arrived for this long (the HPA then also "
+        "waits out `scaleDown.stabilizationWindowSeconds`). 900 s: a model load costs minutes, so "
+        "a service used every few minutes should stay up.",
+    )
+    max_held_requests: PositiveInt = Field(
+        default=256,
+        description="Requests one activator pod holds while no replica is Ready; more get 503 with "
+        "`Retry-After`, so a client never waits on an unbounded line.",
+    )
+    max_wait_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Longest a request is held; then 503 with `Retry-After`. Must cover a cold start "
+        "(scheduling, image pull, model load): 300 s.",
+    )
+    image: str = Field(
+        default="tgi-autoscaler",
+        description="The activator's image: this project's (it runs `tgi-autoscaler activator`).",
+    )
+    replicas: PositiveInt = Field(default=2, description="Activator replicas (2 survive a node failure).")
+    cpu_request: Quantity = Field(default="100m", description="CPU request of one activator pod.")
+    memory_request: Quantity = Field(default="96Mi", description="Memory request of one activator pod.")
+    memory_limit: Quantity = Field(default="256Mi", description="Memory limit of one activator pod.")
+
+
 class AutoscalingSpec(SpecModel):
     """HorizontalPodAutoscaler settings, tuned for servers that take minutes to become ready."""
 
-    min_replicas: PositiveInt = Field(
+    min_replicas: NonNegativeInt = Field(
         default=1,
-        description="Fewest replicas. Use 2 for availability across a node failure. "
-        "Scale to zero is not supported by the HPA without an alpha feature gate.",
+        description="Fewest replicas. Use 2 for availability across a node failure. 0 scales an idle "
+        "service to zero (see `scaleToZero`; needs the HPA's native scale to zero: Kubernetes v1.37+, "
+        "or the HPAScaleToZero feature gate on older versions).",
     )
     max_replicas: PositiveInt = Field(
         default=4,
@@ -920,6 +978,10 @@ class AutoscalingSpec(SpecModel):
         default=None, description="Optional running-batch-size metric; the HPA follows the larger demand."
     )
     cpu: CpuMetricSpec | None = Field(default=None, description="Optional CPU utilization metric.")
+    scale_to_zero: ScaleToZeroSpec = Field(
+        default_factory=ScaleToZeroSpec,
+        description="Idle window and activator of a service with `minReplicas: 0` (unused otherwise).",
+    )
     scale_up: ScaleUpSpec = Field(
         default_factory=ScaleUpSpec,
         description="Scale-up behavior. Default: no stabilization window and the larger of +100% or "
@@ -939,6 +1001,18 @@ class AutoscalingSpec(SpecModel):
         if self.min_replicas > self.max_replicas:
             issues.append(
                 _issue("minReplicas", f"must be <= maxReplicas ({self.min_replicas} > {self.max_replicas})")
+            )
+        if self.min_replicas == 0 and self.signal != "demand":
+            issues.append(
+                _issue(
+                    "minReplicas",
+                    "0 needs signal: demand (at zero there is no queue to read; the demand signal "
+                    f"counts the requests the activator holds), not signal: {self.signal}",
+                )
+            )
+        if self.min_replicas == 0 and self.cpu is not None:
+            issues.append(
+                _issue("cpu", "not with minReplicas: 0 (there is no pod to measure at zero replicas)")
             )
         if self.signal == "demand" and self.demand.target_per_replica is None:
             try:
@@ -974,7 +1048,8 @@ class ServicePortSpec(SpecModel):
 
     type: Literal["ClusterIP", "NodePort", "LoadBalancer"] = Field(
         default="ClusterIP",
-        description="Service type. `ClusterIP`: expose externally through the Ingress (and API-key proxy).",
+        description="Service type. `ClusterIP`: expose externally through the Ingress or the Gateway route "
+        "(and API-key proxy).",
     )
     port: Port = Field(default=80, description="Service port (targets the engine port).")
     annotations: dict[str, str] = Field(default_factory=dict, description="Extra Service annotations.")
@@ -1001,7 +1076,12 @@ class RateLimitSpec(SpecModel):
 
 
 class IngressSpec(SpecModel):
-    """Optional Ingress for access from outside the cluster."""
+    """Optional Ingress for access from outside the cluster.
+
+    The generated annotations are ingress-nginx's. ingress-nginx was retired by Kubernetes SIG Network
+    on 2026-03-24 (no releases, no security fixes); prefer `routing` (Gateway API) where the cluster
+    runs a Gateway implementation, and keep this for clusters that still run an Ingress controller.
+    """
 
     enabled: bool = Field(default=False, description="Render an Ingress.")
     class_name: str = Field(default="nginx", description="IngressClass (`spec.ingressClassName`).")
@@ -1048,6 +1128,103 @@ class IngressSpec(SpecModel):
         return self
 
 
+class GatewayRefSpec(SpecModel):
+    """The Gateway the HTTPRoute attaches to (`parentRefs`); TLS is the Gateway listener's business."""
+
+    name: ObjectName = Field(description="Name of the Gateway.")
+    namespace: LabelName | None = Field(
+        default=None,
+        description="Namespace of the Gateway; unset: the service's namespace. A Gateway in another "
+        "namespace must admit routes from this one (its listener's `allowedRoutes.namespaces`).",
+    )
+    section_name: SectionName | None = Field(
+        default=None,
+        description="Listener of the Gateway to attach to (`parentRefs[].sectionName`), e.g. the HTTPS "
+        "listener holding the certificate; unset: every listener that admits the route.",
+    )
+
+
+class EndpointPickerSpec(SpecModel):
+    """The endpoint picker (EPP) the gateway asks which pod of the pool gets each request."""
+
+    name: ObjectName = Field(
+        description="Service of the endpoint picker, deployed beside the pool (for example by the "
+        "inference extension's `inferencepool` Helm chart, which names it `<pool>-epp`)."
+    )
+    port: Port = Field(default=9002, description="gRPC port of the endpoint picker's ext-proc server.")
+    failure_mode: Literal["FailClose", "FailOpen"] = Field(
+        default="FailClose",
+        description="What the gateway does when the picker is unreachable: `FailClose` rejects the "
+        "request, `FailOpen` forwards it to a pod of the gateway's own choosing.",
+    )
+
+
+class InferencePoolSpec(SpecModel):
+    """The InferencePool (`inference.networking.k8s.io/v1`) selecting the service's server pods."""
+
+    endpoint_picker: EndpointPickerSpec = Field(
+        description="Endpoint picker the pool names (`spec.endpointPickerRef`)."
+    )
+
+
+class EnvoyGatewayRateLimitSpec(SpecModel):
+    """Per-client limits as an Envoy Gateway `BackendTrafficPolicy` (local rate limit) on the route.
+
+    Core Gateway API has no rate limiting; with another implementation, use its own policy resource.
+    """
+
+    requests_per_second: PositiveInt = Field(
+        description="Requests per second per client IP. A local limit: each Envoy proxy replica counts "
+        "on its own, so the effective limit is this times the number of Envoy replicas."
+    )
+
+
+class RoutingSpec(SpecModel):
+    """Optional Gateway API exposure: an HTTPRoute to a Gateway, to a Service or an InferencePool."""
+
+    enabled: bool = Field(
+        default=False, description="Render an HTTPRoute (and an InferencePool when chosen)."
+    )
+    gateway: GatewayRefSpec | None = Field(default=None, description="The Gateway (required when enabled).")
+    hostnames: list[HostName] = Field(
+        default_factory=list,
+        max_length=16,
+        description="Host names the route answers (`spec.hostnames`); empty: every host of the listener.",
+    )
+    path: str = Field(default="/", pattern=r"^/", description="Path prefix routed to the service.")
+    backend: Literal["Service", "InferencePool"] = Field(
+        default="Service",
+        description="Where the route sends requests. `Service`: the server's Service (or the API-key "
+        "proxy's), balanced by the gateway. `InferencePool`: an InferencePool whose endpoint picker "
+        "chooses the pod by queue depth and KV-cache use; needs the inference extension's CRDs in the "
+        "cluster and a gateway that implements it.",
+    )
+    inference_pool: InferencePoolSpec | None = Field(
+        default=None, description="The InferencePool (required with `backend: InferencePool`)."
+    )
+    request_timeout_seconds: Annotated[int, Field(ge=0, le=99999)] = Field(
+        default=600,
+        description="Longest a request may take, response stream included (the rule's "
+        "`timeouts.request`); 0 disables the timeout. Implementations default to as little as 15 s, "
+        "which cuts off long generations.",
+    )
+    envoy_gateway_rate_limit: EnvoyGatewayRateLimitSpec | None = Field(
+        default=None,
+        description="Per-client rate limit as an Envoy Gateway BackendTrafficPolicy; null renders none. "
+        "Other implementations need their own policy resource.",
+    )
+
+    @model_validator(mode="after")
+    def _complete_when_enabled(self) -> RoutingSpec:
+        issues: list[tuple[str, str]] = []
+        if self.enabled and self.gateway is None:
+            issues.append(_issue("gateway", "required when routing is enabled"))
+        if self.backend == "InferencePool" and self.inference_pool is None:
+            issues.append(_issue("inferencePool", "required with backend: InferencePool"))
+        _raise_issues(issues)
+        return self
+
+
 class AuthProxySpec(SpecModel):
     """Optional API-key check in front of the server (an nginx Deployment and Service).
 
@@ -1058,7 +1235,8 @@ class AuthProxySpec(SpecModel):
     """
 
     enabled: bool = Field(
-        default=False, description="Render the API-key proxy; the Ingress then routes to it."
+        default=False,
+        description="Render the API-key proxy; the Ingress and the Gateway route then route to it.",
     )
     api_keys_secret: SecretKeyRef | None = Field(
         default=None,
@@ -1116,7 +1294,14 @@ class TGIServiceSpec(SpecModel):
     probes: ProbesSpec = Field(default_factory=ProbesSpec, description="Health probes.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Autoscaling.")
     service: ServicePortSpec = Field(default_factory=ServicePortSpec, description="The Kubernetes Service.")
-    ingress: IngressSpec = Field(default_factory=IngressSpec, description="Optional Ingress.")
+    ingress: IngressSpec = Field(
+        default_factory=IngressSpec,
+        description="Optional Ingress, with ingress-nginx annotations. ingress-nginx was retired on "
+        "2026-03-24 (no releases or security fixes): prefer `routing` where a Gateway runs.",
+    )
+    routing: RoutingSpec = Field(
+        default_factory=RoutingSpec, description="Optional Gateway API route (HTTPRoute, InferencePool)."
+    )
     auth: AuthProxySpec = Field(default_factory=AuthProxySpec, description="Optional API-key proxy.")
     scrape: ScrapeSpec = Field(default_factory=ScrapeSpec, description="Prometheus scraping.")
     alerts: AlertsSpec = Field(default_factory=AlertsSpec, description="Alerting rules (PrometheusRule).")
@@ -1141,8 +1326,16 @@ class TGIServiceSpec(SpecModel):
         return self.autoscaling.demand.metric or self.engine.defaults.demand_metric
 
     @property
+    def scales_to_zero(self) -> bool:
+        """``minReplicas: 0``: the activator is rendered and the HPA scales on held demand."""
+        return self.autoscaling.min_replicas == 0
+
+    @property
     def scaling_metric(self) -> tuple[str, float]:
         """The primary External metric the HPA scales on and its AverageValue target."""
+        if self.scales_to_zero:
+            metric = self.autoscaling.demand.metric or self.engine.defaults.held_demand_metric
+            return metric, self.autoscaling.demand_target()
         if self.autoscaling.signal == "demand":
             return self.demand_metric, self.autoscaling.demand_target()
         return self.queue_metric, self.autoscaling.queue.target_per_replica
@@ -1215,6 +1408,20 @@ def _api_keys_are_not_the_token(spec: TGIServiceSpec) -> Issues:
     return []
 
 
+def _pool_reaches_the_servers(spec: TGIServiceSpec) -> Issues:
+    # The pool's endpoints are the server pods themselves: a proxy in front of them is bypassed.
+    if spec.routing.enabled and spec.routing.backend == "InferencePool" and spec.auth.enabled:
+        return [
+            _issue(
+                "routing.backend",
+                "InferencePool sends requests straight to the server pods, past the API-key proxy: "
+                "with auth enabled use backend: Service, or authenticate at the Gateway with its "
+                "implementation's policy and disable auth",
+            )
+        ]
+    return []
+
+
 def _pod_labels_not_reserved(spec: TGIServiceSpec) -> Issues:
     return [
         _issue(f"podLabels.{key}", "reserved label prefix (set by the controller)")
@@ -1228,6 +1435,7 @@ _CROSS_SECTION_CHECKS: Final[tuple[tuple[tuple[str, ...], Callable[[TGIServiceSp
     (("cache", "autoscaling"), _cache_reaches_every_replica),
     (("autoscaling", "engine"), _batch_metric_known),
     (("auth", "model"), _api_keys_are_not_the_token),
+    (("routing", "auth"), _pool_reaches_the_servers),
     (("pod_labels",), _pod_labels_not_reserved),
 )
 

@@ -1,43 +1,44 @@
-"""Does this cluster serve prometheus-operator's PrometheusRule and PodMonitor, and does KEDA scale it?
+"""Which optional APIs does this cluster serve: prometheus-operator's, Gateway API's and its
+Inference Extension's, Envoy Gateway's, KEDA's?
 
-Applying a PrometheusRule to a cluster without the CRD fails with 404 on every reconcile, so the
-controller asks the API discovery document first and renders the fallback (``prometheus.io/*``
-scrape annotations, no alert rules) when the CRDs are missing. The answer is re-checked
-periodically because the operator is often installed after the controller.
+Applying an object whose CRD is missing fails with 404 on every reconcile, so the controller asks
+the API discovery documents first. Without prometheus-operator it renders the fallback
+(``prometheus.io/*`` scrape annotations, no alert rules); a spec whose routing needs an API that is
+not served fails to render, naming the field. The answer is re-checked periodically because these
+CRDs are often installed after the controller.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 import structlog
 
 from tgi_autoscaler.kube.client import KubeClient
-from tgi_autoscaler.kube.resources import (
-    APISERVICE,
-    KEDA_GROUP_VERSION,
-    MONITORING_GROUP_VERSION,
-    PODMONITOR,
-    PROMETHEUSRULE,
-    SCALEDOBJECT,
-)
+from tgi_autoscaler.kube.resources import APISERVICE, KEDA_GROUP_VERSION, SCALEDOBJECT, ResourceType
 
 __all__ = [
     "EXTERNAL_METRICS_APISERVICE",
+    "ApiDiscovery",
     "AutoscalerMode",
     "KedaDiscovery",
-    "PrometheusOperatorDiscovery",
     "keda_owns",
 ]
 
 log = structlog.get_logger(__name__)
 
 
-class PrometheusOperatorDiscovery:
-    def __init__(self, client: KubeClient) -> None:
+class ApiDiscovery:
+    """Which of ``kinds`` (custom resources) the API server serves, from its discovery documents."""
+
+    def __init__(self, client: KubeClient, kinds: Iterable[ResourceType]) -> None:
         self._client = client
-        self.available: bool | None = None  # None until the first successful check
+        self._kinds = tuple(kinds)
+        self.served: frozenset[ResourceType] | None = None  # None until the first successful check
+
+    def serves(self, *kinds: ResourceType) -> bool:
+        return self.served is not None and all(rt in self.served for rt in kinds)
 
     async def refresh(self) -> bool:
         """Re-check; returns True when the answer changed (including the first answer).
@@ -45,13 +46,16 @@ class PrometheusOperatorDiscovery:
         Errors propagate (the caller keeps the previous answer and retries later) rather than being
         read as "absent", which would strip PodMonitors from every service during an API blip.
         """
-        document = await self._client.get_path(f"/apis/{MONITORING_GROUP_VERSION}")
-        served = {str(r.get("name")) for r in (document or {}).get("resources", [])}
-        available = PROMETHEUSRULE.plural in served and PODMONITOR.plural in served
-        changed = available != self.available
+        served: set[ResourceType] = set()
+        for group_version in sorted({rt.api_version for rt in self._kinds}):
+            document = await self._client.get_path(f"/apis/{group_version}")
+            plurals = {str(r.get("name")) for r in (document or {}).get("resources", [])}
+            served |= {rt for rt in self._kinds if rt.api_version == group_version and rt.plural in plurals}
+        found = frozenset(served)
+        changed = found != self.served
         if changed:
-            log.info("discovery.prometheus_operator", available=available)
-        self.available = available
+            log.info("discovery.apis", served=sorted(str(rt) for rt in found))
+        self.served = found
         return changed
 
 

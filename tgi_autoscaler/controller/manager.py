@@ -30,7 +30,7 @@ from tgi_autoscaler.config.constants import (
     SERVICE_CONFIGMAP_KEY,
 )
 from tgi_autoscaler.controller.apply import ObjectRef, owner_of, ref_of
-from tgi_autoscaler.controller.discovery import AutoscalerMode, KedaDiscovery, PrometheusOperatorDiscovery
+from tgi_autoscaler.controller.discovery import ApiDiscovery, AutoscalerMode, KedaDiscovery
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.leader import LeaderElectionConfig, LeaderElector
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
@@ -40,7 +40,7 @@ from tgi_autoscaler.controller.reconciler import (
     Renderer,
     SourceBuilder,
 )
-from tgi_autoscaler.controller.resources import KEDA_KINDS, MANAGED_KINDS, OPERATOR_KINDS
+from tgi_autoscaler.controller.resources import CRD_KINDS, KEDA_KINDS, MANAGED_KINDS, OPERATOR_KINDS
 from tgi_autoscaler.controller.workqueue import WorkQueue
 from tgi_autoscaler.kube.client import KubeClient, KubeObject
 from tgi_autoscaler.kube.resources import CONFIGMAP, ResourceType
@@ -143,7 +143,7 @@ class Controller:
         self._metrics = metrics
         self._rand = rand
         self.caches = _Caches()
-        self.discovery = PrometheusOperatorDiscovery(client)
+        self.discovery = ApiDiscovery(client, CRD_KINDS)
         self.keda_discovery = KedaDiscovery(client, settings.autoscaler)
         self.recorder = EventRecorder(client, component=settings.field_manager, instance=settings.identity)
         self.reconciler = Reconciler(
@@ -152,7 +152,8 @@ class Controller:
             self.recorder,
             build_source=build_source,
             render=render,
-            prometheus_operator=lambda: bool(self.discovery.available),
+            prometheus_operator=lambda: self.discovery.serves(*OPERATOR_KINDS),
+            crd_served=self.discovery.serves,
             keda=lambda: self.settings.keda if self.keda_discovery.use_keda else None,
             settings=ReconcilerSettings(
                 field_manager=settings.field_manager,
@@ -164,10 +165,9 @@ class Controller:
         )
         self._reflectors: list[Reflector] = []
         self._watch_tasks: list[asyncio.Task[None]] = []
-        self._operator_watch_tasks: list[asyncio.Task[None]] = []
-        self._operator_reflectors: list[Reflector] = []
-        self._keda_watch_tasks: list[asyncio.Task[None]] = []
-        self._keda_reflectors: list[Reflector] = []
+        # Watches of custom resources, by kind: running only while discovery finds the kind served.
+        self._crd_watch_tasks: dict[str, list[asyncio.Task[None]]] = {}
+        self._crd_reflectors: dict[str, list[Reflector]] = {}
         self._queue: WorkQueue[ObjectKey] | None = None
         self._lead_task: asyncio.Task[None] | None = None
         self._ended_leads: list[asyncio.Task[None]] = []  # cancelled on lost leases, awaited at shutdown
@@ -183,10 +183,10 @@ class Controller:
     @property
     def ready(self) -> bool:
         """Caches filled and the cluster's capabilities known: able to reconcile correctly."""
-        reflectors = self._reflectors + self._operator_reflectors + self._keda_reflectors
+        reflectors = self._reflectors + self._crd_reflector_list()
         return (
             self._running
-            and self.discovery.available is not None
+            and self.discovery.served is not None
             and self.keda_discovery.known
             and all(r.synced.is_set() for r in reflectors)
         )
@@ -219,7 +219,7 @@ class Controller:
         for ns in service_namespaces:
             self._reflectors.append(self._reflector(CONFIGMAP, ns, SERVICE_SELECTOR, self.caches.services))
         for rt in MANAGED_KINDS:
-            if rt in OPERATOR_KINDS or rt in KEDA_KINDS:
+            if rt in CRD_KINDS or rt in KEDA_KINDS:
                 continue
             for ns in self.settings.owned_namespaces:
                 store = self.caches.owned_stores[rt.kind]
@@ -227,31 +227,33 @@ class Controller:
         for reflector in self._reflectors:
             self._watch_tasks.append(self._spawn(reflector.run(), f"watch-{reflector.rt.plural}"))
 
-    def _set_operator_watches(self, available: bool) -> None:
-        self._set_crd_watches(
-            OPERATOR_KINDS, available, self._operator_reflectors, self._operator_watch_tasks
-        )
+    def _crd_reflector_list(self) -> list[Reflector]:
+        return [r for reflectors in self._crd_reflectors.values() for r in reflectors]
 
-    def _set_crd_watches(
-        self,
-        kinds: tuple[ResourceType, ...],
-        available: bool,
-        reflectors: list[Reflector],
-        tasks: list[asyncio.Task[None]],
-    ) -> None:
-        """Watch ``kinds`` while their CRDs are served, and forget them once they are not."""
-        if available and not reflectors:
-            for rt in kinds:
-                for ns in self.settings.owned_namespaces:
-                    reflector = self._reflector(rt, ns, OWNED_SELECTOR, self.caches.owned_stores[rt.kind])
-                    reflectors.append(reflector)
-                    tasks.append(self._spawn(reflector.run(), f"watch-{rt.plural}"))
-        elif not available and reflectors:
-            for task in tasks:
-                task.cancel()
-            tasks.clear()
-            reflectors.clear()
-            for rt in kinds:  # the CRDs are gone, and with them every such object
+    def _crd_served(self, rt: ResourceType) -> bool:
+        """Is ``rt`` (of CRD_KINDS or KEDA_KINDS) served, so that it is to be watched?"""
+        if rt in KEDA_KINDS:
+            return bool(self.keda_discovery.crds)
+        return self.discovery.serves(rt)
+
+    def _set_crd_watches(self) -> None:
+        """Watch each custom kind while its CRD is served, and forget it once it is not."""
+        for rt in CRD_KINDS + KEDA_KINDS:
+            served = self._crd_served(rt)
+            if served and rt.kind not in self._crd_reflectors:
+                reflectors = [
+                    self._reflector(rt, ns, OWNED_SELECTOR, self.caches.owned_stores[rt.kind])
+                    for ns in self.settings.owned_namespaces
+                ]
+                self._crd_reflectors[rt.kind] = reflectors
+                self._crd_watch_tasks[rt.kind] = [
+                    self._spawn(r.run(), f"watch-{rt.plural}") for r in reflectors
+                ]
+            elif not served and rt.kind in self._crd_reflectors:
+                for task in self._crd_watch_tasks.pop(rt.kind):
+                    task.cancel()
+                del self._crd_reflectors[rt.kind]
+                # The CRD is gone, and with it every such object.
                 self.caches.owned_stores[rt.kind] = Store(index=owner_of)
 
     # -- event handlers (synchronous, cheap) ------------------------------------------------------
@@ -318,7 +320,7 @@ class Controller:
 
     async def _wait_synced(self) -> None:
         await self._discovered.wait()
-        for reflector in [*self._reflectors, *self._operator_reflectors]:
+        for reflector in [*self._reflectors, *self._crd_reflector_list()]:
             await reflector.synced.wait()
 
     # -- workers ----------------------------------------------------------------------------------
@@ -365,16 +367,10 @@ class Controller:
         failures = 0
         while True:
             try:
-                operator_changed = await self.discovery.refresh()
+                apis_changed = await self.discovery.refresh()
                 keda_changed = await self.keda_discovery.refresh()
-                if operator_changed or keda_changed:
-                    self._set_operator_watches(bool(self.discovery.available))
-                    self._set_crd_watches(
-                        KEDA_KINDS,
-                        bool(self.keda_discovery.crds),
-                        self._keda_reflectors,
-                        self._keda_watch_tasks,
-                    )
+                if apis_changed or keda_changed:
+                    self._set_crd_watches()
                     self._discovered.set()
                     for key in self._all_keys():
                         self._enqueue(key)
@@ -431,13 +427,13 @@ class Controller:
         elector: LeaderElector | None,
         elector_task: asyncio.Task[None] | None,
     ) -> None:
-        background = [*loops, *self._watch_tasks, *self._operator_watch_tasks, *self._keda_watch_tasks]
+        crd_tasks = [task for tasks in self._crd_watch_tasks.values() for task in tasks]
+        background = [*loops, *self._watch_tasks, *crd_tasks]
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
         self._watch_tasks.clear()
-        self._operator_watch_tasks.clear()
-        self._keda_watch_tasks.clear()
+        self._crd_watch_tasks.clear()
         # Let in-flight reconciles finish; queued ones are left to the next leader's full resync.
         if self._queue is not None:
             self._queue.shutdown()

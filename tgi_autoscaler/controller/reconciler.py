@@ -41,6 +41,11 @@ from tgi_autoscaler.controller.apply import (
 )
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.resources import resource_for
+from tgi_autoscaler.controller.scale_to_zero import (
+    parse_server_version,
+    rejects_min_replicas,
+    unsupported_message,
+)
 from tgi_autoscaler.controller.status import (
     AppliedSpec,
     HpaSummary,
@@ -51,7 +56,14 @@ from tgi_autoscaler.controller.status import (
 )
 from tgi_autoscaler.kube.client import KubeClient, KubeObject
 from tgi_autoscaler.kube.errors import ApiError, TransportError
-from tgi_autoscaler.kube.resources import CONFIGMAP, HPA
+from tgi_autoscaler.kube.resources import (
+    BACKENDTRAFFICPOLICY,
+    CONFIGMAP,
+    HPA,
+    HTTPROUTE,
+    INFERENCEPOOL,
+    ResourceType,
+)
 from tgi_autoscaler.kube.watch import ObjectKey
 from tgi_autoscaler.render.source import KedaOptions, RenderOptions, ServiceSource
 
@@ -196,6 +208,7 @@ class Reconciler:
         render: Renderer,
         prometheus_operator: Callable[[], bool],
         keda: Callable[[], KedaOptions | None] = lambda: None,
+        crd_served: Callable[[ResourceType], bool] = lambda rt: True,
         settings: ReconcilerSettings | None = None,
         on_applied: Callable[[str, str], None] = lambda kind, change: None,
     ) -> None:
@@ -207,6 +220,7 @@ class Reconciler:
         self._render = render
         self._operator = prometheus_operator
         self._keda = keda
+        self._crd_served = crd_served
         self.settings = settings or ReconcilerSettings()
         self.expectations = Expectations()
         self._last_full_apply: dict[ObjectKey, float] = {}
@@ -268,6 +282,9 @@ class Reconciler:
                 prometheus_operator=self._operator(),
                 dashboard_namespace=self.settings.dashboard_namespace,
                 keda=self._keda(),
+                gateway_api=self._crd_served(HTTPROUTE),
+                inference_extension=self._crd_served(INFERENCEPOOL),
+                envoy_gateway=self._crd_served(BACKENDTRAFFICPOLICY),
             )
             rendered = self._render(source, options)
         except ConfigError as exc:
@@ -288,7 +305,18 @@ class Reconciler:
                     await self._apply(desired, dry_run=True)
                 applied = await self._apply(desired, dry_run=False)
             except RejectedObject as exc:
+                causes = [(c.field, c.message) for c in exc.error.causes]
+                if source.spec.scales_to_zero and rejects_min_replicas(
+                    exc.ref.kind, causes, exc.error.message
+                ):
+                    version = parse_server_version(await self._client.get_path("/version"))
+                    message = unsupported_message(version)
+                    return await self._invalid(
+                        configmap, old_status, observed, "ScaleToZeroUnsupported", message
+                    )
                 return await self._invalid(configmap, old_status, observed, "ApplyRejected", str(exc))
+            if new_spec and source.spec.scales_to_zero:
+                await self._check_controller_gate(key)
             pruned = await self._prune(key, desired)
             self._last_full_apply[key] = time.monotonic()
         changed = [f"{a.change} {a.ref}" for a in applied if a.change != "unchanged"]
@@ -317,6 +345,18 @@ class Reconciler:
         await self._write_status(configmap, old_status, status)
         await self._report(configmap, result, applied, changed, options, new_spec)
         return Outcome(result, message, changed=tuple(changed))
+
+    async def _check_controller_gate(self, key: ObjectKey) -> None:
+        """Before v1.37 the API server accepting minReplicas 0 says nothing of the HPA controller."""
+        version = parse_server_version(await self._client.get_path("/version"))
+        if version is not None and not version.native_scale_to_zero:
+            log.warning(
+                "scale_to_zero.alpha_gate",
+                service=str(key),
+                server_version=version.git_version,
+                detail="the API server accepts minReplicas 0 (alpha HPAScaleToZero gate); "
+                "kube-controller-manager needs the same gate to scale to and from zero",
+            )
 
     def _verified_from_cache(
         self, key: ObjectKey, desired: Sequence[KubeObject]

@@ -10,9 +10,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from tgi_autoscaler.kube.resources import (
+    BACKENDTRAFFICPOLICY,
     CONFIGMAP,
     DEPLOYMENT,
     HPA,
+    HTTPROUTE,
+    INFERENCEPOOL,
     INGRESS,
     PODMONITOR,
     PROMETHEUSRULE,
@@ -23,11 +26,13 @@ from tgi_autoscaler.kube.resources import (
     kind_of,
 )
 
-__all__ = ["KEDA_KINDS", "MANAGED_KINDS", "OPERATOR_KINDS", "resource_for"]
+__all__ = ["CRD_KINDS", "KEDA_KINDS", "MANAGED_KINDS", "OPERATOR_KINDS", "ROUTING_KINDS", "resource_for"]
 
 # Every kind the renderer may produce, i.e. every kind the controller applies, watches for drift
-# and prunes. PrometheusRule and PodMonitor exist only where prometheus-operator's CRDs are
-# installed, ScaledObject only where KEDA's are.
+# and prunes. Those of CRD_KINDS exist only where their CRDs are installed (prometheus-operator,
+# Gateway API, its Inference Extension, Envoy Gateway), so they are watched only while served.
+# KEDA_KINDS too, but KEDA's discovery also depends on --autoscaler (``hpa`` never looks at
+# keda.sh), so it is kept apart from CRD_KINDS.
 MANAGED_KINDS: tuple[ResourceType, ...] = (
     CONFIGMAP,
     PVC,
@@ -37,9 +42,14 @@ MANAGED_KINDS: tuple[ResourceType, ...] = (
     INGRESS,
     PROMETHEUSRULE,
     PODMONITOR,
+    INFERENCEPOOL,
+    HTTPROUTE,
+    BACKENDTRAFFICPOLICY,
     SCALEDOBJECT,
 )
 OPERATOR_KINDS: tuple[ResourceType, ...] = (PROMETHEUSRULE, PODMONITOR)
+ROUTING_KINDS: tuple[ResourceType, ...] = (HTTPROUTE, INFERENCEPOOL, BACKENDTRAFFICPOLICY)
+CRD_KINDS: tuple[ResourceType, ...] = OPERATOR_KINDS + ROUTING_KINDS
 KEDA_KINDS: tuple[ResourceType, ...] = (SCALEDOBJECT,)
 
 

@@ -16,10 +16,13 @@ from urllib.parse import quote
 
 __all__ = [
     "APISERVICE",
+    "BACKENDTRAFFICPOLICY",
     "CONFIGMAP",
     "DEPLOYMENT",
     "EVENT",
     "HPA",
+    "HTTPROUTE",
+    "INFERENCEPOOL",
     "INGRESS",
     "KEDA_GROUP_VERSION",
     "LEASE",
@@ -80,6 +83,13 @@ KEDA_GROUP_VERSION = "keda.sh/v1alpha1"
 SCALEDOBJECT = ResourceType("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
 APISERVICE = ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", namespaced=False)
 TOKEN_REVIEW = ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False)
+# Gateway API (standard channel), its Inference Extension, and Envoy Gateway's policy: CRDs, present
+# only where installed.
+HTTPROUTE = ResourceType("gateway.networking.k8s.io", "v1", "HTTPRoute", "httproutes")
+INFERENCEPOOL = ResourceType("inference.networking.k8s.io", "v1", "InferencePool", "inferencepools")
+BACKENDTRAFFICPOLICY = ResourceType(
+    "gateway.envoyproxy.io", "v1alpha1", "BackendTrafficPolicy", "backendtrafficpolicies"
+)
 SUBJECT_ACCESS_REVIEW = ResourceType(
     "authorization.k8s.io", "v1", "SubjectAccessReview", "subjectaccessreviews", namespaced=False
 )
@@ -97,6 +107,9 @@ WELL_KNOWN_KINDS: tuple[ResourceType, ...] = (
     PODMONITOR,
     SCALEDOBJECT,
     APISERVICE,
+    HTTPROUTE,
+    INFERENCEPOOL,
+    BACKENDTRAFFICPOLICY,
     TOKEN_REVIEW,
     SUBJECT_ACCESS_REVIEW,
 )

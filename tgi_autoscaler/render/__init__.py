@@ -26,6 +26,7 @@ from tgi_autoscaler.config.constants import (
     LABEL_OWNER_NAMESPACE,
     MANAGED_BY,
 )
+from tgi_autoscaler.render.activator import render_activator
 from tgi_autoscaler.render.alerts import render_prometheus_rule
 from tgi_autoscaler.render.auth_proxy import render_auth_proxy
 from tgi_autoscaler.render.autoscaling import render_hpa
@@ -33,6 +34,7 @@ from tgi_autoscaler.render.dashboard import render_dashboard_configmap
 from tgi_autoscaler.render.ingress import render_ingress
 from tgi_autoscaler.render.keda import render_scaled_object
 from tgi_autoscaler.render.meta import Manifest, labels
+from tgi_autoscaler.render.routing import render_routing
 from tgi_autoscaler.render.scrape import render_pod_monitor
 from tgi_autoscaler.render.source import (
     KedaOptions,
@@ -147,8 +149,10 @@ def render_service(source: ServiceSource, options: RenderOptions | None = None) 
     objects.append(render_hpa(source) if options.keda is None else render_scaled_object(source, options.keda))
     if options.prometheus_operator:
         objects.append(render_pod_monitor(source))
+    objects.extend(render_activator(source, options))
     objects.extend(obj for obj in auth if obj["kind"] != "ConfigMap")
     objects.append(render_ingress(source))
+    objects.extend(render_routing(source, options))
     objects.extend(_observability(source, options))
     return [apply_ownership(_unshared(obj), source) for obj in objects if obj is not None]
 

@@ -18,8 +18,8 @@ from typing import Any, Generic, TypeVar
 
 from tgi_autoscaler.config.observability import AlertsSpec, ConditionAlert, ThresholdAlert
 from tgi_autoscaler.config.service import TGIServiceSpec
-from tgi_autoscaler.engines import EngineMetrics, engine_metrics
-from tgi_autoscaler.render.selectors import SERVICE_LABEL, label_matchers
+from tgi_autoscaler.engines import Counted, EngineMetrics, engine_metrics
+from tgi_autoscaler.render.selectors import SERVICE_LABEL, counted_rate, label_matchers
 
 __all__ = [
     "AlertRule",
@@ -125,8 +125,10 @@ class _Scope:
     def by(self) -> str:
         return f"namespace, {SERVICE_LABEL}"
 
-    def rate(self, counter: str | None) -> str:
-        return f"sum by ({self.by}) (rate({_present(counter)}{self.selector}[{self.window}]))"
+    def rate(self, counter: str | Counted | None) -> str:
+        if not isinstance(counter, Counted):
+            counter = Counted(_present(counter))
+        return counted_rate(counter, self.selector, self.window, self.by)
 
     def p95(self, histogram: str | None) -> str:
         return (
@@ -150,6 +152,26 @@ class _Scope:
     def hpa_name(self) -> str:
         """The HPA's (and Deployment's) ``namespace/name``."""
         return f"{self.namespace}/{self.workload}"
+
+
+def _failure_hint(m: EngineMetrics) -> str:
+    if m.failure_label is not None:
+        return (
+            f"Check first: the `{m.failure_label}` label of the failure counter (validation = client "
+            "input, generation/overloaded = server side) and the pods' logs for OOM or CUDA errors."
+        )
+    return (
+        "These are aborted requests: clients that gave up (timeouts, disconnects) or requests the "
+        "engine aborted. Check first: the pods' logs for errors, and queue wait (clients time out "
+        "while requests queue)."
+    )
+
+
+def _failures_text(m: EngineMetrics) -> str:
+    failures = m.failures
+    if failures is None:
+        raise AssertionError("alert rendered for an engine that lacks its series")
+    return failures.name + (f"{{{failures.matchers}}}" if failures.matchers else "")
 
 
 def _present(series: str | None) -> str:
@@ -260,18 +282,17 @@ _SERVICE_ALERTS: tuple[_ServiceAlert[Any], ...] = (
         alert="TGIErrorRatioHigh",
         spec_key="errorRatio",
         setting=lambda a: a.error_ratio,
-        needs=lambda m: m.failures is not None and m.requests is not None,
+        needs=lambda m: m.failures is not None and m.error_base is not None,
         # Requests with no traffic at all make the denominator 0: the "> 0" filter drops that
         # sample so the ratio is absent (no alert) instead of NaN or +Inf.
         expr=lambda s, c: (
-            f"{s.rate(s.metrics.failures)}\n  / ({s.rate(s.metrics.requests)} > 0)\n> {_num(c.threshold)}"
+            f"{s.rate(s.metrics.failures)}\n  / ({s.rate(s.metrics.error_base)} > 0)\n> {_num(c.threshold)}"
         ),
         summary=lambda s, c: f"{s.who}: {{value}} of requests fail (threshold {c.threshold:.4g})",
         description=lambda s, c: (
             f"{{value}} of the requests to {s.who} failed over the last {s.window} "
-            f"({s.metrics.failures} / {s.metrics.requests}), above {c.threshold:.4g} for {c.for_}. "
-            "Check first: the `err` label of the failure counter (validation = client input, "
-            "generation/overloaded = server side) and the pods' logs for OOM or CUDA errors."
+            f"({_failures_text(s.metrics)} / {s.metrics.error_base}), above {c.threshold:.4g} for "
+            f"{c.for_}. {_failure_hint(s.metrics)}"
         ),
         value_format=PERCENT,
     ),
@@ -376,7 +397,10 @@ _SERVICE_ALERTS: tuple[_ServiceAlert[Any], ...] = (
 def _resolve(spec: TGIServiceSpec | AlertsSpec, engine: str | None) -> tuple[AlertsSpec, EngineMetrics]:
     if isinstance(spec, AlertsSpec):
         return spec, engine_metrics(engine or "tgi")
-    return spec.alerts, engine_metrics(engine or spec.engine.kind.value)
+    # The names of the release the spec's image runs (an engine may have renamed a series).
+    kind = engine or spec.engine.kind.value
+    image = spec.engine.effective_image if kind == spec.engine.kind.value else None
+    return spec.alerts, engine_metrics(kind, image)
 
 
 def alert_rules(

@@ -21,6 +21,7 @@ from tgi_autoscaler.config.constants import ANNOTATION_CONFIG_HASH, COMPONENT_AU
 from tgi_autoscaler.render.meta import (
     HTTP_PORT_NAME,
     Manifest,
+    activator_name,
     auth_proxy_name,
     labels,
     object_meta,
@@ -28,9 +29,10 @@ from tgi_autoscaler.render.meta import (
 )
 from tgi_autoscaler.render.source import ServiceSource
 
-__all__ = ["PROXY_PORT", "nginx_conf", "render_auth_proxy"]
+__all__ = ["PROXY_PORT", "PROXY_SERVICE_PORT", "nginx_conf", "render_auth_proxy"]
 
 PROXY_PORT = 8080  # the unprivileged nginx image cannot bind below 1024
+PROXY_SERVICE_PORT = 80  # what the Ingress (by name) and the HTTPRoute (by number) send to
 _UID = 101  # the nginx user of the unprivileged image
 _KEYS_MAP = "/etc/nginx/auth/keys.map"
 
@@ -69,7 +71,12 @@ echo "loaded $count api keys"
 def nginx_conf(source: ServiceSource) -> str:
     """nginx.conf of the proxy: key check, then a streaming pass-through to the server Service."""
     spec = source.spec
-    upstream = f"{source.name}.{source.namespace}.svc:{spec.service.port}"
+    # With scale to zero the activator holds requests while the server has no replica.
+    upstream = (
+        f"{activator_name(source.name)}.{source.namespace}.svc:80"
+        if spec.scales_to_zero
+        else f"{source.name}.{source.namespace}.svc:{spec.service.port}"
+    )
     ingress = spec.ingress
     return f"""worker_processes auto;
 pid /tmp/nginx.pid;
@@ -269,7 +276,14 @@ def render_auth_proxy(source: ServiceSource) -> list[Manifest]:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(source.name, COMPONENT_AUTH_PROXY),
-            "ports": [{"name": HTTP_PORT_NAME, "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": HTTP_PORT_NAME,
+                    "port": PROXY_SERVICE_PORT,
+                    "targetPort": HTTP_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
         },
     }
     return [configmap, deployment, service]

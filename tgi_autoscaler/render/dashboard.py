@@ -30,7 +30,7 @@ from tgi_autoscaler.config.constants import GRAFANA_DASHBOARD_LABEL, GRAFANA_DAS
 from tgi_autoscaler.config.observability import DashboardSpec
 from tgi_autoscaler.config.service import TGIServiceSpec
 from tgi_autoscaler.engines import EngineMetrics, engine_metrics
-from tgi_autoscaler.render.selectors import SERVICE_LABEL
+from tgi_autoscaler.render.selectors import SERVICE_LABEL, counted_rate
 
 __all__ = [
     "FOLDER_ANNOTATION",
@@ -97,15 +97,21 @@ def _traffic(m: EngineMetrics) -> list[PanelDef]:
     panels: list[PanelDef] = []
     requests: list[Query] = []
     if m.successes is not None:
-        requests.append(_q(f"sum(rate({m.successes}{SEL}[{RATE}]))", "success"))
+        requests.append(_q(counted_rate(m.successes, SEL, RATE), "success"))
     if m.failures is not None:
-        requests.append(_q(f"sum by (err) (rate({m.failures}{SEL}[{RATE}]))", "failed: {{err}}"))
+        if m.failure_label is not None:
+            label = m.failure_label
+            failed = _q(counted_rate(m.failures, SEL, RATE, label), f"failed: {{{{{label}}}}}")
+        else:
+            failed = _q(counted_rate(m.failures, SEL, RATE), "aborted")
+        requests.append(failed)
     if requests:
         panels.append(
             PanelDef(
                 row,
                 "Request rate",
-                "Requests per second over all replicas: successful, and failed by error kind.",
+                "Requests per second over all replicas: successful, and failed (by error kind where "
+                "the engine tells it; vLLM and SGLang count aborted requests).",
                 "reqps",
                 tuple(requests),
             )
@@ -255,9 +261,10 @@ def _gpu(spec: DashboardSpec) -> list[PanelDef]:
     ]
 
 
-def panel_defs(engine: str, spec: DashboardSpec | None = None) -> list[PanelDef]:
-    """Every panel of the service dashboard, in display order."""
-    m = engine_metrics(engine)
+def panel_defs(engine: str, spec: DashboardSpec | None = None, image: str | None = None) -> list[PanelDef]:
+    """Every panel of the service dashboard, in display order, with the series names of the
+    release ``image`` runs (default: the engine's pinned image)."""
+    m = engine_metrics(engine, image)
     return [*_traffic(m), *_queue(m), *_autoscaling(m), *_gpu(spec or DashboardSpec())]
 
 
@@ -319,11 +326,11 @@ def timeseries_panel(panel: PanelDef, panel_id: int) -> Any:
 
 
 def dashboard_json(
-    name: str, namespace: str, engine: str, spec: DashboardSpec | None = None
+    name: str, namespace: str, engine: str, spec: DashboardSpec | None = None, image: str | None = None
 ) -> dict[str, Any]:
     """The dashboard's JSON model (what Grafana stores), as plain dicts."""
     spec = spec or DashboardSpec()
-    metrics = engine_metrics(engine)
+    metrics = engine_metrics(engine, image)
     title = spec.title or f"{namespace}/{name} ({engine})"
     builder = (
         gdash.Dashboard(title)
@@ -338,7 +345,7 @@ def dashboard_json(
     )
     row: str | None = None
     panel_id = 1
-    for panel in panel_defs(engine, spec):
+    for panel in panel_defs(engine, spec, image):
         if panel.row != row:
             row = panel.row
             builder = builder.with_row(gdash.Row(row).id(panel_id))
@@ -368,14 +375,18 @@ def render_dashboard_configmap(
     Namespace: the spec's ``dashboard.namespace``, else ``dashboard_namespace`` (the controller's
     default), else the service's own namespace.
     """
+    image = None
     if isinstance(spec, TGIServiceSpec):
         dash = spec.dashboard
+        if engine is None or engine == spec.engine.kind.value:
+            # The names of the release the spec's image runs (an engine may have renamed a series).
+            image = spec.engine.effective_image
         engine = engine or spec.engine.kind.value
     else:
         dash = spec
     if not dash.enabled:
         return None
-    model = dashboard_json(name, namespace, engine or "tgi", dash)
+    model = dashboard_json(name, namespace, engine or "tgi", dash, image)
     return {
         "apiVersion": "v1",
         "kind": "ConfigMap",

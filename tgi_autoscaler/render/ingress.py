@@ -6,8 +6,14 @@ controllers ignore them and need their own equivalents in ``ingress.annotations`
 
 from __future__ import annotations
 
-from tgi_autoscaler.config.constants import COMPONENT_AUTH_PROXY, COMPONENT_SERVER
-from tgi_autoscaler.render.meta import HTTP_PORT_NAME, Manifest, auth_proxy_name, object_meta
+from tgi_autoscaler.config.constants import COMPONENT_ACTIVATOR, COMPONENT_AUTH_PROXY, COMPONENT_SERVER
+from tgi_autoscaler.render.meta import (
+    HTTP_PORT_NAME,
+    Manifest,
+    activator_name,
+    auth_proxy_name,
+    object_meta,
+)
 from tgi_autoscaler.render.source import ServiceSource
 
 __all__ = ["ingress_annotations", "render_ingress"]
@@ -43,8 +49,12 @@ def render_ingress(source: ServiceSource) -> Manifest | None:
     ingress = spec.ingress
     if not ingress.enabled or ingress.host is None:
         return None
-    backend = auth_proxy_name(source.name) if spec.auth.enabled else source.name
-    component = COMPONENT_AUTH_PROXY if spec.auth.enabled else COMPONENT_SERVER
+    if spec.auth.enabled:
+        backend, component = auth_proxy_name(source.name), COMPONENT_AUTH_PROXY
+    elif spec.scales_to_zero:
+        backend, component = activator_name(source.name), COMPONENT_ACTIVATOR
+    else:
+        backend, component = source.name, COMPONENT_SERVER
     ingress_spec: Manifest = {"ingressClassName": ingress.class_name}
     if ingress.tls_secret_name is not None:
         ingress_spec["tls"] = [{"hosts": [ingress.host], "secretName": ingress.tls_secret_name}]

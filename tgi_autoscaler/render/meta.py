@@ -22,6 +22,7 @@ from tgi_autoscaler.config.constants import (
 __all__ = [
     "HTTP_PORT_NAME",
     "Manifest",
+    "activator_name",
     "auth_proxy_name",
     "cache_claim_name",
     "labels",
@@ -42,6 +43,10 @@ def cache_claim_name(service: str) -> str:
 
 def auth_proxy_name(service: str) -> str:
     return f"{service}-auth-proxy"
+
+
+def activator_name(service: str) -> str:
+    return f"{service}-activator"
 
 
 def selector_labels(service: str, component: str) -> dict[str, str]:

@@ -9,7 +9,7 @@ definitions, and a unit test fails when the committed file differs (rerun it wit
 from __future__ import annotations
 
 from tgi_autoscaler.config.observability import AlertsSpec
-from tgi_autoscaler.engines import ENGINES
+from tgi_autoscaler.engines import ENGINES, Counted
 from tgi_autoscaler.render.alerts import AlertRule, alert_rules, skipped_alerts
 from tgi_autoscaler.render.dashboard import PanelDef, panel_defs
 from tgi_autoscaler.render.self_monitoring import (
@@ -104,6 +104,13 @@ def _service_alerts() -> list[str]:
     return lines
 
 
+def _spelled(value: str | Counted) -> str:
+    if isinstance(value, str):
+        return value
+    text = value.name + (f"{{{value.matchers}}}" if value.matchers else "")
+    return text if value.minus is None else f"{text} - {_spelled(value.minus)}"
+
+
 def _engines() -> list[str]:
     lines = [
         "## Engines",
@@ -117,7 +124,8 @@ def _engines() -> list[str]:
         ("end-to-end latency (histogram)", "request_duration"),
         ("queue wait (histogram)", "queue_duration"),
         ("time per token (histogram)", "decode_latency"),
-        ("requests (counter)", "requests"),
+        ("arrivals (counter)", "requests"),
+        ("finished requests (counter)", "finished"),
         ("successes (counter)", "successes"),
         ("failures (counter)", "failures"),
         ("generated tokens (counter)", "generated_tokens"),
@@ -126,7 +134,7 @@ def _engines() -> list[str]:
         cells = []
         for engine in ENGINES.values():
             value = getattr(engine.metrics, attr)
-            cells.append("—" if value is None else f"`{value}`")
+            cells.append("—" if value is None else f"`{_spelled(value)}`")
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
     lines.append("")
     for kind in ENGINES:
@@ -136,7 +144,37 @@ def _engines() -> list[str]:
                 f"- `{kind.value}`: no rule for {', '.join(f'`{key}`' for key in skipped)} "
                 "(the engine does not export the series it needs)."
             )
+    lines += [
+        "The names are those of the pinned images, read from each engine's own metric definitions "
+        "(see `tgi_autoscaler/engines.py` for the file and version next to each name). vLLM's "
+        "`vllm:request_success_total` (one series per `finished_reason`: `stop`, `length`, `abort`) "
+        "and SGLang's `sglang:num_requests_total` count every finished request, aborted ones "
+        "included: successes leave the aborts out, and the error ratio is aborted over finished "
+        "requests. vLLM's API server also exports `http_requests_total{handler, method, status}` "
+        "(`status` grouped as `2xx`, `4xx`, `5xx`), which sees requests refused before they reach "
+        "the engine.",
+        "",
+        "Where an engine renamed a series, the rules and panels use the name of the release the "
+        "service's image tag names (an image without a version tag gets the pinned names):",
+        "",
+    ]
+    for kind, engine in ENGINES.items():
+        for rename in engine.renamed:
+            before = ".".join(str(part) for part in rename.before)
+            for field, old in rename.names.items():
+                lines.append(
+                    f"- `{kind.value}` before {before}: `{old}` instead of "
+                    f"`{getattr(engine.metrics, field)}` ({rename.source})."
+                )
     lines.append("")
+    spec = AlertsSpec.model_validate({"throughputFloor": {"enabled": True}})
+    for kind in ENGINES:
+        if kind.value == "tgi":
+            continue
+        rules = alert_rules(_EXAMPLE_NAME, _EXAMPLE_NAMESPACE, spec, engine=kind.value)
+        for rule in rules:
+            if rule.spec_key in ("errorRatio", "throughputFloor"):
+                lines += [f"`{rule.alert}` for `{kind.value}`:", "", _md_code(rule.expr), ""]
     return lines
 
 

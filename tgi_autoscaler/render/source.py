@@ -61,11 +61,17 @@ class RenderOptions:
     on the pods for an annotation-driven Prometheus (False).
     ``dashboard_namespace``: where dashboard ConfigMaps go when the spec does not say.
     ``keda``: scale through a KEDA ScaledObject instead of an HPA on our adapter (None: the HPA).
+    ``gateway_api``, ``inference_extension``, ``envoy_gateway``: the cluster serves HTTPRoute,
+    InferencePool, Envoy Gateway's BackendTrafficPolicy; a spec that needs one that is not served
+    fails to render, naming the field (offline, every one is assumed).
     """
 
     prometheus_operator: bool = True
     dashboard_namespace: str | None = None
     keda: KedaOptions | None = None
+    gateway_api: bool = True
+    inference_extension: bool = True
+    envoy_gateway: bool = True
 
 
 def validate_source(source: ServiceSource) -> None:

@@ -8,7 +8,8 @@ modules and runs it as supervised child processes.
 
 What is in it: ``binaries`` and ``gobuild`` (pinned versions, built once into a per-version cache),
 ``pki`` (the cluster and front-proxy CAs and certificates), ``process`` (supervised processes and
-readiness polling), ``controlplane`` (etcd, kube-apiserver, kube-controller-manager),
+readiness polling), ``controlplane`` (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler), ``kwok`` (fake GPU nodes and the pod lifecycle, in place of kubelets),
 ``aggregation`` (registering an APIService served by a local process), ``prometheus`` (Debian's
 Prometheus, configured for fast feedback), ``crds`` (prometheus-operator's CRDs generated from its
 Go types), ``kube_state_metrics`` and ``prometheus_adapter`` (the reference adapter, for the

@@ -2,8 +2,8 @@
 
 ``build`` is what the set-up script calls: it compiles (or finds cached) every Go binary the tests
 and the demo use, printing progress, so the test run itself never waits on a compiler.
-``up`` starts etcd, kube-apiserver, kube-controller-manager and Prometheus and keeps them running
-until interrupted, printing the kubeconfig path, for poking at the pieces by hand.
+``up`` starts etcd, kube-apiserver, kube-controller-manager, kube-scheduler and Prometheus and keeps
+them running until interrupted, printing the kubeconfig path, for poking at the pieces by hand.
 """
 
 from __future__ import annotations
@@ -25,6 +25,9 @@ from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 EXTRA_BUILDS: tuple[tuple[str, str], ...] = (
     ("tgi_autoscaler_dev.localstack.kube_state_metrics", "ensure_kube_state_metrics"),
     ("tgi_autoscaler_dev.localstack.crds", "ensure_prometheus_operator_crds"),
+    ("tgi_autoscaler_dev.localstack.crds", "ensure_routing_crds"),
+    ("tgi_autoscaler_dev.localstack.helm", "ensure_helm"),
+    ("tgi_autoscaler_dev.localstack.kwok", "ensure_kwok_files"),
     # The KEDA backend's e2e test runs the real KEDA operator and metrics server.
     ("tgi_autoscaler_dev.localstack.keda", "ensure_keda"),
 )
@@ -35,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     sub = parser.add_subparsers(dest="localstack_command", required=True)
     build = sub.add_parser("build", help=f"build/cache Kubernetes {KUBERNETES_VERSION}, etcd {ETCD_VERSION}")
     build.set_defaults(func=_build)
-    up = sub.add_parser("up", help="start etcd, kube-apiserver, kube-controller-manager and Prometheus")
+    up = sub.add_parser("up", help="start the control plane (with kube-scheduler) and Prometheus")
     up.add_argument("--workdir", type=Path, default=None)
     up.add_argument("--hpa-sync-period", type=float, default=5.0, help="seconds")
     up.add_argument("--downscale-stabilization", type=float, default=30.0, help="seconds")
@@ -47,6 +50,7 @@ def _build(args: argparse.Namespace) -> int:
     binaries = ensure_binaries()
     print(f"kube-apiserver          {binaries.kube_apiserver}")
     print(f"kube-controller-manager {binaries.kube_controller_manager}")
+    print(f"kube-scheduler          {binaries.kube_scheduler}")
     print(f"kubectl                 {binaries.kubectl}")
     print(f"etcd                    {binaries.etcd}")
     for module_name, func_name in EXTRA_BUILDS:

@@ -1,10 +1,12 @@
-"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager.
+"""A real Kubernetes control plane on loopback: etcd, kube-apiserver, kube-controller-manager, kube-scheduler.
 
-There is no kubelet, so pods stay Pending; everything the project needs from Kubernetes still runs
-for real: validation and server-side apply in the API server, the aggregation layer proxying to an
-external metrics server, RBAC, the garbage collector, the Deployment and ReplicaSet controllers and
-the HorizontalPodAutoscaler controller. The HPA sync period and the default downscale stabilization
-are parameters so tests can use seconds instead of minutes.
+There is no kubelet: without nodes pods stay Pending (the scheduler reports them unschedulable), and
+``kwok`` adds fake GPU nodes that play the pod lifecycle. Everything the project needs from
+Kubernetes runs for real: validation and server-side apply in the API server, the aggregation layer
+proxying to an external metrics server, RBAC, the garbage collector, the Deployment, ReplicaSet,
+node lifecycle and HorizontalPodAutoscaler controllers, and the scheduler's filters (resources,
+taints, node selectors). The HPA sync period and the default downscale stabilization are parameters
+so tests can use seconds instead of minutes.
 """
 
 from __future__ import annotations
@@ -34,6 +36,12 @@ class ControlPlaneSettings:
     hpa_downscale_stabilization_s: float = 10.0
     hpa_tolerance: float = 0.1
     start_timeout_s: float = 120.0
+    # Passed to kube-apiserver and kube-controller-manager, e.g. ("HPAScaleToZero=false",).
+    feature_gates: tuple[str, ...] = ()
+
+    @property
+    def feature_gate_args(self) -> list[str]:
+        return [f"--feature-gates={','.join(self.feature_gates)}"] if self.feature_gates else []
 
 
 @dataclass(frozen=True)
@@ -78,8 +86,16 @@ def write_kubeconfig(path: Path, *, server: str, ca: Path, client: KeyPair, user
     return path
 
 
+def _self_signed() -> ssl.SSLContext:
+    """A client context for a component's self-signed serving cert; only its liveness matters here."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
 class ControlPlane:
-    """etcd + kube-apiserver + kube-controller-manager under ``workdir``."""
+    """etcd + kube-apiserver + kube-controller-manager + kube-scheduler under ``workdir``."""
 
     def __init__(
         self,
@@ -95,11 +111,13 @@ class ControlPlane:
         self.etcd_port = free_port()
         self.etcd_peer_port = free_port()
         self.kcm_port = free_port()
+        self.scheduler_port = free_port()
         self.pki: Pki | None = None
         self.kubeconfig = workdir / "admin.kubeconfig"
         self._etcd: ManagedProcess | None = None
         self._apiserver: ManagedProcess | None = None
         self._kcm: ManagedProcess | None = None
+        self._scheduler: ManagedProcess | None = None
 
     @property
     def server(self) -> str:
@@ -113,7 +131,7 @@ class ControlPlane:
 
     @property
     def processes(self) -> list[ManagedProcess]:
-        return [p for p in (self._etcd, self._apiserver, self._kcm) if p is not None]
+        return [p for p in (self._etcd, self._apiserver, self._kcm, self._scheduler) if p is not None]
 
     def _pki(self) -> Pki:
         if self.pki is None:
@@ -141,6 +159,13 @@ class ControlPlane:
             ca=pki.cluster_ca.cert_path,
             client=pki.controller_manager,
             user="system:kube-controller-manager",
+        )
+        scheduler_kubeconfig = write_kubeconfig(
+            self.workdir / "scheduler.kubeconfig",
+            server=self.server,
+            ca=pki.cluster_ca.cert_path,
+            client=pki.scheduler,
+            user="system:kube-scheduler",
         )
         etcd_url = f"http://127.0.0.1:{self.etcd_port}"
         peer_url = f"http://127.0.0.1:{self.etcd_peer_port}"
@@ -192,6 +217,7 @@ class ControlPlane:
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
+                *self.settings.feature_gate_args,
             ],
             log_path=self.workdir / "kube-apiserver.log",
         )
@@ -213,26 +239,51 @@ class ControlPlane:
                 "--use-service-account-credentials=true",
                 f"--service-account-private-key-file={pki.service_account_key}",
                 f"--root-ca-file={pki.cluster_ca.cert_path}",
-                "--controllers=*,-nodeipam,-nodelifecycle,-persistentvolume-binder",
+                # nodelifecycle stays on: it lifts the not-ready taint the API server puts on every
+                # new node once kwok reports the node Ready, as in a cluster.
+                "--controllers=*,-node-ipam-controller,-persistentvolume-binder-controller",
                 f"--horizontal-pod-autoscaler-sync-period={s.hpa_sync_period_s}s",
                 f"--horizontal-pod-autoscaler-downscale-stabilization={s.hpa_downscale_stabilization_s}s",
                 f"--horizontal-pod-autoscaler-tolerance={s.hpa_tolerance}",
                 "--concurrent-horizontal-pod-autoscaler-syncs=5",
                 "--v=2",
+                *s.feature_gate_args,
             ],
             log_path=self.workdir / "kube-controller-manager.log",
         )
         await self._kcm.start()
         await self._kcm.wait_ready(self._kcm_ready, timeout=self.settings.start_timeout_s)
 
+        self._scheduler = ManagedProcess(
+            name="kube-scheduler",
+            argv=[
+                str(binaries.kube_scheduler),
+                f"--kubeconfig={scheduler_kubeconfig}",
+                f"--authentication-kubeconfig={scheduler_kubeconfig}",
+                f"--authorization-kubeconfig={scheduler_kubeconfig}",
+                "--bind-address=127.0.0.1",
+                f"--secure-port={self.scheduler_port}",
+                f"--cert-dir={self.workdir / 'scheduler-certs'}",
+                "--leader-elect=false",
+                "--v=2",
+            ],
+            log_path=self.workdir / "kube-scheduler.log",
+        )
+        await self._scheduler.start()
+        await self._scheduler.wait_ready(self._scheduler_ready, timeout=self.settings.start_timeout_s)
+
     async def _apiserver_ready(self) -> bool:
         return await http_ok(f"{self.server}/readyz", ssl_context=self.ssl_context(), timeout_s=3)
 
     async def _kcm_ready(self) -> bool:
-        ctx = ssl.create_default_context()
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE  # kcm's self-signed serving cert; only its liveness matters here
-        return await http_ok(f"https://127.0.0.1:{self.kcm_port}/healthz", ssl_context=ctx, timeout_s=3)
+        return await http_ok(
+            f"https://127.0.0.1:{self.kcm_port}/healthz", ssl_context=_self_signed(), timeout_s=3
+        )
+
+    async def _scheduler_ready(self) -> bool:
+        return await http_ok(
+            f"https://127.0.0.1:{self.scheduler_port}/healthz", ssl_context=_self_signed(), timeout_s=3
+        )
 
     async def stop(self) -> None:
         for proc in reversed(self.processes):

@@ -7,6 +7,8 @@ start in seconds. Two build shapes cover everything:
 
 - ``go_install``: a module that builds with plain ``go install pkg@version`` (controller-gen,
   prometheus-adapter).
+- ``build_in_module``: a module whose release build sets version variables through ``-ldflags``
+  (Helm), built inside its own downloaded directory so its committed go.sum pins every dependency.
 - ``build_in_wrapper``: a module that cannot, because its own go.mod points staging modules at
   local directories (``k8s.io/kubernetes``) or because it has no ``main`` package we can name
   (etcd's server). A small generated wrapper module requires it, adds the ``replace`` directives a
@@ -31,10 +33,12 @@ from pathlib import Path
 __all__ = [
     "BuildError",
     "GoModule",
+    "build_in_module",
     "build_in_wrapper",
     "cache_root",
     "go_command",
     "go_install",
+    "module_dir",
     "module_gomod",
     "run_with_progress",
 ]
@@ -93,22 +97,42 @@ def run_with_progress(argv: Sequence[str], *, cwd: Path, label: str, env: Mappin
     print(f"[build] {label}: done in {elapsed:.0f}s", flush=True)
 
 
-def module_gomod(module: str, version: str) -> str:
-    """The go.mod text of ``module@version`` as served by the module proxy (via ``go mod download``)."""
+def _module_download(module: str, version: str, env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """``go mod download -json module@version``: the module's cache paths (``Dir``, ``GoMod``)."""
     out = subprocess.run(
         [go_command(), "mod", "download", "-json", f"{module}@{version}"],
         capture_output=True,
         text=True,
         check=False,
         cwd=cache_root() if cache_root().exists() else None,
+        env={**os.environ, **env} if env else None,
     )
     if out.returncode != 0:
         raise BuildError(f"go mod download {module}@{version} failed:\n{out.stdout}{out.stderr}")
-    info = json.loads(out.stdout)
+    info: dict[str, str] = json.loads(out.stdout)
+    return info
+
+
+def module_gomod(module: str, version: str) -> str:
+    """The go.mod text of ``module@version`` as served by the module proxy (via ``go mod download``)."""
+    info = _module_download(module, version)
     gomod = info.get("GoMod")
     if not gomod:
         raise BuildError(f"go mod download {module}@{version} returned no go.mod: {info.get('Error')}")
     return Path(gomod).read_text()
+
+
+def module_dir(module: str, version: str, *, env: Mapping[str, str] | None = None) -> Path:
+    """The unpacked source of ``module@version`` in the Go module cache (read-only), downloading it.
+
+    ``env`` adds to the go command's environment (e.g. ``GONOSUMDB`` for a module the checksum
+    database cannot vouch for through the proxy).
+    """
+    info = _module_download(module, version, env)
+    directory = info.get("Dir")
+    if not directory:
+        raise BuildError(f"go mod download {module}@{version} returned no source: {info.get('Error')}")
+    return Path(directory)
 
 
 @dataclass(frozen=True)
@@ -176,4 +200,23 @@ def go_install(package: str, version: str, *, bin_dir: Path, label: str) -> Path
     )
     if not target.exists():
         raise BuildError(f"{label}: go install succeeded but {target} is missing")
+    return target
+
+
+def build_in_module(
+    module: str, version: str, package: str, *, target: Path, ldflags: str, label: str
+) -> Path:
+    """Build ``package`` (relative to the module root) of ``module@version`` into ``target``."""
+    if target.exists():
+        return target
+    source = module_dir(module, version)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    run_with_progress(
+        [go_command(), "build", "-v", "-trimpath", f"-ldflags={ldflags}", "-o", str(partial), package],
+        cwd=source,
+        label=label,
+        env={"CGO_ENABLED": "0", "GOFLAGS": "-mod=readonly -buildvcs=false"},
+    )
+    partial.replace(target)
     return target

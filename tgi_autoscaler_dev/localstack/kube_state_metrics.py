@@ -14,12 +14,14 @@ module proxy reachable from this environment refuses for this module.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 from pathlib import Path
 
-from tgi_autoscaler_dev.localstack.gobuild import BuildError, cache_root, go_command, run_with_progress
+from tgi_autoscaler_dev.localstack.gobuild import (
+    cache_root,
+    go_command,
+    module_dir,
+    run_with_progress,
+)
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, http_ok
 
 __all__ = ["KSM_MODULE", "KSM_VERSION", "KubeStateMetrics", "ensure_kube_state_metrics"]
@@ -30,31 +32,18 @@ KSM_VERSION = "v2.16.0"
 RESOURCES = ("deployments", "horizontalpodautoscalers", "pods", "replicasets")
 
 
-def _module_dir(version: str) -> Path:
-    # The checksum database has no entry reachable for this module through the proxy; the module's
-    # zip is still hash-checked by the go command against the proxy's .ziphash, and every
-    # dependency is verified against the module's own go.sum.
-    env = {**os.environ, "GONOSUMDB": "k8s.io/kube-state-metrics", "GOFLAGS": "-mod=mod"}
-    out = subprocess.run(
-        [go_command(), "mod", "download", "-json", f"{KSM_MODULE}@{version}"],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=env,
-    )
-    info = json.loads(out.stdout) if out.stdout.strip().startswith("{") else {}
-    if out.returncode != 0 or not info.get("Dir"):
-        raise BuildError(f"go mod download {KSM_MODULE}@{version} failed:\n{out.stdout}{out.stderr}")
-    return Path(info["Dir"])
-
-
 def ensure_kube_state_metrics(version: str = KSM_VERSION) -> Path:
     """The kube-state-metrics binary of ``version``, built into the cache if missing."""
     bin_dir = cache_root() / f"kube-state-metrics-{version}" / "bin"
     target = bin_dir / "kube-state-metrics"
     if target.exists():
         return target
-    source = _module_dir(version)
+    # The checksum database has no entry reachable for this module through the proxy; the module's
+    # zip is still hash-checked by the go command against the proxy's .ziphash, and every
+    # dependency is verified against the module's own go.sum.
+    source = module_dir(
+        KSM_MODULE, version, env={"GONOSUMDB": "k8s.io/kube-state-metrics", "GOFLAGS": "-mod=mod"}
+    )
     bin_dir.mkdir(parents=True, exist_ok=True)
     partial = bin_dir / "kube-state-metrics.partial"
     run_with_progress(

@@ -186,6 +186,7 @@ class Pki:
     apiserver: KeyPair
     admin: KeyPair
     controller_manager: KeyPair
+    scheduler: KeyPair
     front_proxy_client: KeyPair
     service_account_key: Path
     service_account_pub: Path
@@ -212,6 +213,8 @@ def generate_pki(directory: Path) -> Pki:
     controller_manager = cluster_ca.issue(
         "controller-manager", common_name="system:kube-controller-manager", client=True
     )
+    # The user the bootstrap RBAC policy binds to the system:kube-scheduler ClusterRole.
+    scheduler = cluster_ca.issue("scheduler", common_name="system:kube-scheduler", client=True)
     front_proxy_client = front_proxy_ca.issue(
         "front-proxy-client", common_name="front-proxy-client", client=True
     )
@@ -231,6 +234,7 @@ def generate_pki(directory: Path) -> Pki:
         apiserver=apiserver,
         admin=admin,
         controller_manager=controller_manager,
+        scheduler=scheduler,
         front_proxy_client=front_proxy_client,
         service_account_key=sa_key_path,
         service_account_pub=sa_pub_path,

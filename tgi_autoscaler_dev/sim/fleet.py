@@ -11,6 +11,10 @@ With ``start_delay_s`` a new replica is a starting pod: listed in the file_sd fi
 discovery sees a pod from its creation) but loading, so it has no series and gets no traffic until
 the delay has passed. Replicas of the initial ``replicas`` serve at once.
 
+A fleet can also play real pods instead of counting replicas (``tgi_autoscaler_dev.sim.follow``
+drives it from a watch on the pods): ``add_pod`` starts a replica with the pod's name and labels
+that loads until ``pod_ready``, and ``remove_pod`` drains and stops it, as the pod terminates.
+
 Typical use::
 
     async with Fleet("llama", namespace="demo", replicas=2, file_sd_dir=prom.file_sd_dir) as fleet:
@@ -222,6 +226,67 @@ class Fleet:
                 self._pods = self._pods[:replicas]
             await self._publish()
             return before, [self._start_drain(p) for p in removed]
+
+    # -- playing real pods ---------------------------------------------------------------------------
+
+    async def add_pod(self, name: str, labels: Mapping[str, str]) -> SimulatedPod:
+        """Start a replica playing the pod ``name`` (listed for Prometheus, loading until
+        :meth:`pod_ready`); the running one if it exists already."""
+        if not self._started:
+            raise RuntimeError("fleet is not started")
+        # Shielded for the reason given in scale_to: a started replica is always tracked.
+        return await asyncio.shield(self._add_pod(name, labels))
+
+    async def _add_pod(self, name: str, labels: Mapping[str, str]) -> SimulatedPod:
+        async with self._lock:
+            existing = self._pod(name)
+            if existing is not None:
+                return existing
+            server = ReplicaServer(
+                self.config,
+                engine=self.engine,
+                served=self.served,
+                name=name,
+                clock=self._clock,
+                load_until_marked=True,
+            )
+            pod = SimulatedPod(name=name, namespace=self.namespace, labels=dict(labels), server=server)
+            await server.start()
+            self._pods.append(pod)
+            await self._publish()
+        self._log.info("fleet_pod_added", pod=name, replicas=len(self._pods))
+        return pod
+
+    def pod_ready(self, name: str) -> bool:
+        """The pod ``name`` turned Ready: its replica serves from now on. False if there is none."""
+        pod = self._pod(name)
+        if pod is None:
+            return False
+        if pod.server.loading:
+            pod.server.mark_loaded()
+            self._log.info("fleet_pod_ready", pod=name)
+        return True
+
+    async def remove_pod(self, name: str) -> asyncio.Task[None] | None:
+        """The pod ``name`` terminates: its replica leaves the file_sd file and the front at once,
+        then drains and stops (the returned task). None if there is no such replica."""
+        if not self._started:
+            return None
+        return await asyncio.shield(self._remove_pod(name))
+
+    async def _remove_pod(self, name: str) -> asyncio.Task[None] | None:
+        async with self._lock:
+            pod = self._pod(name)
+            if pod is None:
+                return None
+            self._pods.remove(pod)
+            await self._publish()
+            task = self._start_drain(pod)
+        self._log.info("fleet_pod_removed", pod=name, replicas=len(self._pods))
+        return task
+
+    def _pod(self, name: str) -> SimulatedPod | None:
+        return next((p for p in self._pods if p.name == name), None)
 
     def _new_pod(self, start_delay_s: float) -> SimulatedPod:
         name = pod_name(self.namespace, self.service, self._ordinal)

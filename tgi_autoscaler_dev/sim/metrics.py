@@ -9,9 +9,9 @@ appends ``_total`` to every counter, while TGI (Rust ``metrics-exporter-promethe
 the names the real server emits.
 
 ``engine`` picks which server the replica impersonates on ``/metrics``: ``tgi`` (TGI's families), or
-any other engine of the engine table through its queue and running-batch gauges
-(``vllm:num_requests_waiting`` / ``vllm:num_requests_running`` for vLLM), each labelled
-``model_name`` like the real servers. The HTTP API stays TGI's in every case.
+vLLM or SGLang with their own families at the pinned versions (``sim.families``: names, types,
+label sets, buckets), recorded from the same model's requests. The HTTP API stays TGI's in every
+case.
 """
 
 from __future__ import annotations
@@ -24,8 +24,9 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 
 from tgi_autoscaler.engines import ENGINES as ENGINE_TABLE
 from tgi_autoscaler.engines import EngineKind
+from tgi_autoscaler_dev.sim.families import Gauges, Recorder
 from tgi_autoscaler_dev.sim.model import ReplicaModel
-from tgi_autoscaler_dev.sim.stats import TGI_METRICS
+from tgi_autoscaler_dev.sim.stats import TGI_METRICS, Histogram
 
 __all__ = [
     "CONTENT_TYPE",
@@ -52,6 +53,8 @@ class ReplicaCollector:
     def __init__(self, model: ReplicaModel, *, engine: Engine = "tgi", model_name: str = "sim") -> None:
         if engine not in ENGINES:
             raise ValueError(f"engine: must be one of {', '.join(ENGINES)}, got {engine!r}")
+        if engine != EngineKind.TGI and engine not in model.engines:
+            raise ValueError(f"engine: the replica model records no {engine} families (record_for)")
         self._model = model
         self._engine = engine
         self._model_name = model_name
@@ -63,15 +66,50 @@ class ReplicaCollector:
             yield from self._engine_gauges()
 
     def _engine_gauges(self) -> Iterator[Metric]:
-        metrics = ENGINE_TABLE[EngineKind(self._engine)].metrics
+        recorder = self._model.engines[self._engine]
         snap = self._model.snapshot()
-        gauges = [(metrics.queue_size, "Number of requests waiting to be processed.", snap.queue_size)]
-        if metrics.running is not None:
-            gauges.append((metrics.running, "Number of requests currently running.", snap.batch_size))
-        for name, help_text, value in gauges:
-            family = GaugeMetricFamily(name, help_text, labels=["model_name"])
-            family.add_metric([self._model_name], float(value))
-            yield family
+        config = self._model.config
+        gauges = Gauges(
+            queue_size=snap.queue_size,
+            batch_size=snap.batch_size,
+            used_tokens=snap.batch_max_tokens,
+            token_capacity=config.max_batch_size * config.max_total_tokens,
+        )
+        levels = recorder.gauge_values(gauges)
+        for family in recorder.families:
+            constant = self._constant(recorder, family.scope)
+            if family.kind == "gauge":
+                names = [k for k, _ in constant]
+                gauge = GaugeMetricFamily(family.name, family.help, labels=names)
+                gauge.add_metric([v for _, v in constant], levels[family.name])
+                yield gauge
+                continue
+            children = list(recorder.series(family.name))
+            if not children and family.lazy:
+                continue  # the engine creates this family's series with its first observation
+            if family.kind == "counter":
+                counter = Metric(family.name, family.help, "counter")
+                for labels, value in children:
+                    assert isinstance(value, float)
+                    counter.add_sample(family.name, dict(constant + labels), value)
+                yield counter
+            else:
+                names = [k for k, _ in constant]
+                histogram = HistogramMetricFamily(family.name, family.help, labels=names)
+                for _, hist in children:
+                    assert isinstance(hist, Histogram)
+                    histogram.add_metric(
+                        [v for _, v in constant],
+                        [(format_value(bound), float(n)) for bound, n in hist.cumulative()],
+                        hist.sum,
+                    )
+                yield histogram
+
+    def _constant(self, recorder: Recorder, scope: str) -> tuple[tuple[str, str], ...]:
+        labels = dict(recorder.constant.get(scope, ()))  # type: ignore[call-overload]
+        if scope != "http":
+            labels["model_name"] = self._model_name
+        return tuple(sorted(labels.items()))
 
     def _tgi(self) -> Iterator[Metric]:
         snap = self._model.snapshot()

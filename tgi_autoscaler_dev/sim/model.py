@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
 from tgi_autoscaler.servicemodel.params import ServerParams
+from tgi_autoscaler_dev.sim.families import Recorder, RequestTimes, recorders
 from tgi_autoscaler_dev.sim.stats import ReplicaStats
 
 __all__ = [
@@ -212,6 +214,8 @@ class _Entry:
     queued_at: float
     started_at: float = 0.0
     generated: int = 0
+    first_token_at: float = 0.0
+    last_token_at: float = 0.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,7 +232,12 @@ class ReplicaModel:
 
     config: ReplicaConfig
     now: float
+    # Which other engines' families to record besides TGI's (a server impersonating one engine
+    # records only its own; the default keeps them all, for tests reading several).
+    record_for: tuple[str, ...] = ("vllm", "sglang")
     stats: ReplicaStats = field(init=False)
+    # The same requests as vLLM's and SGLang's families count them, by engine name.
+    engines: dict[str, Recorder] = field(init=False)
     _queue: deque[_Entry] = field(init=False, default_factory=deque)
     _running: dict[int, _Entry] = field(init=False, default_factory=dict)
     _step: _Step | None = field(init=False, default=None)
@@ -242,6 +251,11 @@ class ReplicaModel:
             max_input_tokens=self.config.max_input_tokens,
             max_total_tokens=self.config.max_total_tokens,
         )
+        every = recorders(max_model_len=self.config.max_total_tokens)
+        unknown = sorted(set(self.record_for) - set(every))
+        if unknown:
+            raise ValueError(f"record_for: no families for {unknown}; known: {', '.join(every)}")
+        self.engines = {name: every[name] for name in self.record_for}
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -255,9 +269,11 @@ class ReplicaModel:
         self.stats.inc("tgi_request_count")
         if self.in_flight >= self.config.max_concurrent_requests:
             self.stats.inc("tgi_request_failure", {"err": "overloaded"})
+            self._each(lambda r: r.refused())
             return Rejected("overloaded", "Model is overloaded")
         if isinstance(request, InvalidRequest):
             self.stats.inc("tgi_request_failure", {"err": "validation"})
+            self._each(lambda r: r.refused())
             return Rejected("validation", f"Input validation error: {request.message}")
         if request.max_new_tokens < 1 or request.input_tokens < 1:
             raise ValueError(f"unvalidated request reached the model: {request}")
@@ -267,6 +283,8 @@ class ReplicaModel:
         entry = _Entry(self._next_id, request.input_tokens, request.max_new_tokens, queued_at=self.now)
         self._next_id += 1
         self._queue.append(entry)
+        prompt, new = request.input_tokens, request.max_new_tokens
+        self._each(lambda r: r.admitted(prompt_tokens=prompt, max_new_tokens=new))
         if self._step is None:
             self._start_step()
         return Accepted(entry.request_id)
@@ -274,16 +292,18 @@ class ReplicaModel:
     def cancel(self, request_id: int, now: float) -> bool:
         """Drop a request whose client went away (TGI counts it as ``err="dropped"``)."""
         self._advance(now)
-        found = self._running.pop(request_id, None) is not None
-        if not found:
+        dropped = self._running.pop(request_id, None)
+        if dropped is None:
             for entry in self._queue:
                 if entry.request_id == request_id:
                     self._queue.remove(entry)
-                    found = True
+                    dropped = entry
                     break
-        if found:
+        if dropped is not None:
             self.stats.inc("tgi_request_failure", {"err": "dropped"})
-        return found
+            gone = dropped
+            self._each(lambda r: r.aborted(prompt_tokens=gone.input_tokens, generated=gone.generated))
+        return dropped is not None
 
     def poll(self, now: float) -> list[TokenEvent]:
         """Advance the simulation to ``now`` and return every token produced since the last poll."""
@@ -306,6 +326,10 @@ class ReplicaModel:
 
     # -- simulation -------------------------------------------------------------------------------
 
+    def _each(self, hook: Callable[[Recorder], None]) -> None:
+        for recorder in self.engines.values():
+            hook(recorder)
+
     def _advance(self, now: float) -> None:
         # Clocks read by different coroutines can be a hair apart; time never goes backwards here.
         now = max(now, self.now)
@@ -323,6 +347,7 @@ class ReplicaModel:
         while free > 0 and self._queue:
             entry = self._queue.popleft()
             entry.started_at = self.now
+            self._scheduled(entry.queued_at)
             self._running[entry.request_id] = entry
             admitted.append(entry.request_id)
             free -= 1
@@ -339,11 +364,16 @@ class ReplicaModel:
         self.stats.inc("tgi_batch_inference_count", {"method": self._step.method})
 
     def _complete(self, step: _Step) -> None:
+        if step.method == "prefill":
+            tokens = sum(self._running[rid].input_tokens for rid in step.members if rid in self._running)
+        else:
+            tokens = len(step.members)
         for request_id in step.members:
             entry = self._running.get(request_id)
             if entry is None:  # cancelled while the step ran
                 continue
             entry.generated += 1
+            self._token(entry, step.ends_at)
             completion: Completion | None = None
             if entry.generated >= entry.max_new_tokens:
                 completion = self._finish(entry, step.ends_at)
@@ -353,6 +383,21 @@ class ReplicaModel:
         self.stats.inc("tgi_batch_inference_success", method)
         self.stats.observe("tgi_batch_inference_duration", duration, method)
         self.stats.observe("tgi_batch_forward_duration", duration, method)
+        self._each(lambda r: r.step(tokens=max(1, tokens)))
+
+    def _scheduled(self, queued_at: float) -> None:
+        at = self.now
+        self._each(lambda r: r.scheduled(queued_at=queued_at, at=at))
+
+    def _token(self, entry: _Entry, at: float) -> None:
+        if entry.generated == 1:
+            entry.first_token_at = at
+            queued, prompt = entry.queued_at, entry.input_tokens
+            self._each(lambda r: r.first_token(queued_at=queued, at=at, prompt_tokens=prompt))
+        else:
+            interval = at - entry.last_token_at
+            self._each(lambda r: r.token(interval=interval))
+        entry.last_token_at = at
 
     def _finish(self, entry: _Entry, at: float) -> Completion:
         del self._running[entry.request_id]
@@ -369,4 +414,13 @@ class ReplicaModel:
         self.stats.observe("tgi_request_inference_duration", done.inference_duration)
         self.stats.observe("tgi_request_mean_time_per_token_duration", done.time_per_token)
         self.stats.observe("tgi_request_generated_tokens", float(done.generated_tokens))
+        times = RequestTimes(entry.queued_at, entry.started_at, entry.first_token_at, at)
+        self._each(
+            lambda r: r.finished(
+                times=times,
+                prompt_tokens=entry.input_tokens,
+                generated=entry.generated,
+                max_new_tokens=entry.max_new_tokens,
+            )
+        )
         return done

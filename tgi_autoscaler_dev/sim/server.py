@@ -12,7 +12,8 @@ already accepted, which is what a terminating pod behind a Service looks like to
 A replica can also *load* first (``start_delay_s``): it listens at once but answers 503 to
 ``/health``, ``/metrics`` and new work until the delay has passed, like a TGI pod whose router only
 comes up once the model is loaded. Prometheus can discover such a pod while it loads (a cluster's
-service discovery lists a pod from its creation), yet has no series of it until it serves.
+service discovery lists a pod from its creation), yet has no series of it until it serves. A replica
+that follows a real pod loads until :meth:`ReplicaServer.mark_loaded` (the pod turned Ready) instead.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class ReplicaServer:
         port: int = 0,
         clock: Clock = time.monotonic,
         start_delay_s: float = 0.0,
+        load_until_marked: bool = False,
     ) -> None:
         if not (start_delay_s >= 0 and start_delay_s < float("inf")):
             raise ValueError(f"start_delay_s: must be a finite number of seconds >= 0, got {start_delay_s!r}")
@@ -104,7 +106,9 @@ class ReplicaServer:
         self.name = name
         self._requested_port = port
         self._clock = clock
-        self.model = ReplicaModel(self.config, now=clock())
+        # Only the impersonated engine's families are recorded: the others would cost CPU unread.
+        record_for = () if engine == "tgi" else (engine,)
+        self.model = ReplicaModel(self.config, now=clock(), record_for=record_for)
         self.engine = ReplicaEngine(self.model, clock=clock)
         self._collector = ReplicaCollector(self.model, engine=engine, model_name=self.served.model_id)
         self.registry = build_registry(self._collector)
@@ -112,7 +116,7 @@ class ReplicaServer:
         self._port: int | None = None
         self._draining = False
         self._start_delay_s = start_delay_s
-        self._serves_at = clock() + start_delay_s
+        self._serves_at = float("inf") if load_until_marked else clock() + start_delay_s
         self._log = log.bind(replica=name)
 
     # -- lifecycle --------------------------------------------------------------------------------
@@ -131,6 +135,10 @@ class ReplicaServer:
     def loading(self) -> bool:
         """True until ``start_delay_s`` after the replica was created (the model is loading)."""
         return self._clock() < self._serves_at
+
+    def mark_loaded(self) -> None:
+        """The model has loaded: serve from now on (the pod this replica plays turned Ready)."""
+        self._serves_at = min(self._serves_at, self._clock())
 
     @property
     def ready(self) -> bool:
