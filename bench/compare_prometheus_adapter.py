@@ -51,7 +51,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import aiohttp
-from compare_report import Measured, write_section
+from compare_report import SECTION_HEADING, Measured, write_section
 from compare_text import Results, Sanity, render
 from metrics_load import (
     Identity,
@@ -67,7 +67,7 @@ from metrics_load import (
     reset_peak_rss,
 )
 from outage_probe import OutageSummary, Prober, classify, summarize, wait_recovered
-from tgi_exporter import SERIES_PER_POD, file_sd_groups, layout
+from tgi_exporter import LEAN_SERIES_PER_POD, SERIES_PER_POD, file_sd_groups, layout
 
 from tgi_autoscaler_dev.localstack.aggregation import issue_serving_cert
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
@@ -106,11 +106,12 @@ class Plan:
 
 
 def plan_for(args: argparse.Namespace) -> Plan:
+    closed = () if args.distinct else (1, 8, 32)
     if args.quick:
-        return Plan(3.0, (1, 8, 32), (100, 1_000, 10_000), (OURS, OURS_NO_CACHE, THEIRS), 10.0, 0.0, 0.0)
+        return Plan(3.0, closed, (100, 1_000, 10_000), (OURS, OURS_NO_CACHE, THEIRS), 10.0, 0.0, 0.0)
     return Plan(
         args.seconds,
-        (1, 8, 32),
+        closed,
         (100, 1_000, 10_000),
         (OURS, OURS_NO_CACHE, THEIRS),
         20.0,
@@ -168,7 +169,15 @@ def _say(text: str) -> None:
     print(f"==> {text}", flush=True)
 
 
-def _our_adapter(name: str, stack: Stack, *, cache_ttl: float | None, profile: Path | None) -> Server:
+def _our_adapter(
+    name: str,
+    stack: Stack,
+    *,
+    cache_ttl: float | None,
+    profile: Path | None,
+    prefetch: bool = True,
+    extra: Sequence[str] = (),
+) -> Server:
     port = free_port()
     flags = [
         "--bind-address=127.0.0.1",
@@ -180,6 +189,9 @@ def _our_adapter(name: str, stack: Stack, *, cache_ttl: float | None, profile: P
     ]
     if cache_ttl is not None:
         flags.append(f"--cache-ttl={cache_ttl:g}")
+    if not prefetch:
+        flags.append("--no-prefetch")
+    flags += extra
     if profile is None:
         argv = [sys.executable, "-m", "tgi_autoscaler", "--log-format", "json", "adapter", *flags]
     else:
@@ -309,12 +321,14 @@ async def load_runs(servers: Sequence[Server], stack: Stack, plan: Plan) -> list
             measured.append(await measure(server, stack, run))
             _progress(measured[-1])
     for hpas in plan.hpas:
+        # One selector per HPA when there are enough services (--distinct): nothing repeats.
+        reads = stack.reads[:hpas] if len(stack.reads) >= hpas else stack.reads
         for server in servers:
             run = open_loop(
                 server.name,
                 server.base_url,
                 stack.client_ctx,
-                stack.reads,
+                reads,
                 HPA,
                 rate=hpas / HPA_SYNC_S,
                 seconds=plan.seconds,
@@ -352,7 +366,7 @@ async def sanity(servers: Sequence[Server], stack: Stack) -> Sanity:
     agreeing = 0
     disagreements: list[str] = []
     async with client_session(stack.client_ctx, limit=4) as session:
-        for read in stack.reads:
+        for read in stack.reads[:50]:
             last = ""
             for _ in range(8):
                 before = await _prometheus_value(stack.prom, read)
@@ -390,7 +404,7 @@ async def sanity(servers: Sequence[Server], stack: Stack) -> Sanity:
                 kind, value, message = classify(status, body)
                 shown = f"{kind} {value}" if value is not None else kind
                 special.append((case, server.name, f"{shown}: {message}" if message else shown))
-    return Sanity(agreeing, len(stack.reads), tuple(disagreements), tuple(special))
+    return Sanity(agreeing, len(stack.reads[:50]), tuple(disagreements), tuple(special))
 
 
 async def outage(
@@ -452,7 +466,9 @@ async def _exists(path: Path) -> bool:
     return await asyncio.to_thread(lambda: path.exists() and path.stat().st_size > 0)
 
 
-async def start_stack(workdir: Path, pods_layout: tuple[int, int, int], scrape_s: float) -> Stack:
+async def start_stack(
+    workdir: Path, pods_layout: tuple[int, int, int], scrape_s: float, *, lean: bool = False
+) -> Stack:
     cp = ControlPlane(workdir / "control-plane")
     await cp.start()
     assert cp.pki is not None
@@ -471,11 +487,14 @@ async def start_stack(workdir: Path, pods_layout: tuple[int, int, int], scrape_s
             f"--namespaces={pods_layout[0]}",
             f"--services={pods_layout[1]}",
             f"--pods={pods_layout[2]}",
+            *(["--lean"] if lean else []),
         ],
         log_path=workdir / "tgi-exporter.log",
     )
     await exporter.start()
-    write_file_sd(prom.file_sd_dir / "bench.json", file_sd_groups(services, f"127.0.0.1:{port}"))
+    write_file_sd(
+        prom.file_sd_dir / "bench.json", file_sd_groups(services, f"127.0.0.1:{port}", per_namespace=lean)
+    )
     pods = pods_layout[1] * pods_layout[2]
 
     async def all_pods_scraped() -> bool:
@@ -524,11 +543,17 @@ async def run(args: argparse.Namespace) -> int:
             _say("the adapters disagree: no comparison")
             return 1
     _say("starting the control plane, Prometheus and the TGI exporter")
-    stack = await start_stack(workdir, (args.namespaces, args.services, args.pods), args.scrape_interval)
+    if args.distinct:
+        args.services, args.pods = max(args.services, 10_000), 1
+    stack = await start_stack(
+        workdir, (args.namespaces, args.services, args.pods), args.scrape_interval, lean=args.distinct
+    )
     try:
         factories = {
             OURS: lambda: _our_adapter(OURS, stack, cache_ttl=None, profile=None),
-            OURS_NO_CACHE: lambda: _our_adapter(OURS_NO_CACHE, stack, cache_ttl=0.0, profile=None),
+            OURS_NO_CACHE: lambda: _our_adapter(
+                OURS_NO_CACHE, stack, cache_ttl=0.0, profile=None, prefetch=not args.distinct
+            ),
             THEIRS: lambda: _their_adapter(stack, binary),
         }
         servers = [factories[name]() for name in plan.servers]
@@ -554,13 +579,15 @@ async def run(args: argparse.Namespace) -> int:
     text = render(
         Results(
             command=".venv/bin/python bench/compare_prometheus_adapter.py"
-            + (" --quick" if args.quick else ""),
+            + (" --quick" if args.quick else "")
+            + (" --distinct" if args.distinct else ""),
             machine=info,
             elapsed_s=time.monotonic() - started,
             namespaces=args.namespaces,
             services=args.services,
             pods=args.pods,
-            series_per_pod=SERIES_PER_POD,
+            series_per_pod=LEAN_SERIES_PER_POD if args.distinct else SERIES_PER_POD,
+            distinct=args.distinct,
             scrape_interval_s=args.scrape_interval,
             relist_s=RELIST_S,
             their_version=PROMETHEUS_ADAPTER_VERSION,
@@ -586,7 +613,8 @@ async def run(args: argparse.Namespace) -> int:
     print()
     print(text)
     if not args.no_docs:
-        write_section(DOCS, text)
+        heading = SECTION_HEADING + (", one selector per HPA" if args.distinct else "")
+        write_section(DOCS, text, heading)
         _say(f"written to {DOCS.relative_to(REPO)}")
     return 0
 
@@ -600,6 +628,12 @@ def main() -> int:
     parser.add_argument("--pods", type=int, default=10, help="pods per service")
     parser.add_argument("--scrape-interval", type=float, default=5.0, help="seconds")
     parser.add_argument("--no-profile", action="store_true")
+    parser.add_argument(
+        "--distinct",
+        action="store_true",
+        help="one selector per HPA: 10,000 one-pod services (no histograms), open loop only; "
+        "'ours, no cache' also without prefetch",
+    )
     parser.add_argument(
         "--skip-equivalence", action="store_true", help="do not check first that both adapters agree"
     )

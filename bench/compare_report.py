@@ -124,11 +124,11 @@ def outage_table(title: str, summaries: Sequence[OutageSummary]) -> list[str]:
     return lines
 
 
-def write_section(path: Path, body: str) -> None:
+def write_section(path: Path, body: str, heading: str = SECTION_HEADING) -> None:
     """Replace (or append) this benchmark's section of ``path``, leaving other sections alone."""
     text = path.read_text() if path.exists() else "# Benchmarks\n"
-    section = f"{SECTION_HEADING}\n\n{body.strip()}\n"
-    start = text.find(f"\n{SECTION_HEADING}\n")
+    section = f"{heading}\n\n{body.strip()}\n"
+    start = text.find(f"\n{heading}\n")
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:

@@ -10,7 +10,7 @@ per-pod pseudo-random walk, counters and histograms only grow), so Prometheus st
 
 Run as a child process::
 
-    python bench/tgi_exporter.py --port 9400 --namespaces 10 --services 50 --pods 10
+    python bench/tgi_exporter.py --port 9400 --namespaces 10 --services 50 --pods 10 [--lean]
 
 and point Prometheus at it with :func:`file_sd_groups` (one target per service, ``__metrics_path__``
 selecting the service).
@@ -44,6 +44,8 @@ _COUNTERS = (
     ("tgi_request_success", "Number of successful requests"),
 )
 SERIES_PER_POD = len(_GAUGES) + len(_COUNTERS) + 1 + len(_HISTOGRAMS) * (len(_BUCKETS) + 3)
+# --lean: gauges and counters only, so 10,000 one-pod services stay a Prometheus two cores can carry.
+LEAN_SERIES_PER_POD = len(_GAUGES) + len(_COUNTERS) + 1
 
 
 @dataclass(frozen=True)
@@ -92,8 +94,14 @@ def layout(namespaces: int, services: int, pods: int) -> Layout:
     return Layout(tuple(out))
 
 
-def file_sd_groups(services: tuple[Service, ...], address: str) -> list[dict[str, Any]]:
-    """One file_sd target per service; the series carry their own ``namespace``/``pod`` labels."""
+def file_sd_groups(
+    services: tuple[Service, ...], address: str, *, per_namespace: bool = False
+) -> list[dict[str, Any]]:
+    """One file_sd target per service (or per namespace: thousands of targets would cost the
+    exporter more than the series); the series carry their own ``namespace``/``pod`` labels."""
+    if per_namespace:
+        namespaces = sorted({s.namespace for s in services})
+        return [{"targets": [address], "labels": {"__metrics_path__": f"/metrics/{ns}"}} for ns in namespaces]
     return [{"targets": [address], "labels": {"__metrics_path__": s.path}} for s in services]
 
 
@@ -134,7 +142,7 @@ class _Template:
     histogram_prefixes: tuple[tuple[str, tuple[tuple[str, ...], ...]], ...]  # per pod: bucket.., sum, count
 
 
-def _template(service: Service) -> _Template:
+def _template(service: Service, *, lean: bool = False) -> _Template:
     labels = [_labels(service, pod) for pod in service.pods]
     histograms = []
     for name, help_text in _HISTOGRAMS:
@@ -144,6 +152,8 @@ def _template(service: Service) -> _Template:
             lines += [f"{name}_sum{{{lab}}} ", f"{name}_count{{{lab}}} "]
             per_pod.append(tuple(lines))
         histograms.append((_family(name, "histogram", help_text), tuple(per_pod)))
+    if lean:
+        histograms = []
     return _Template(
         pods=service.pods,
         gauge_prefixes=tuple(
@@ -192,8 +202,11 @@ def render_service(service: Service, now: float) -> str:
     return _render(_template(service), now)
 
 
-def _app(services: tuple[Service, ...]) -> web.Application:
-    by_path = {s.path: _template(s) for s in services}
+def _app(services: tuple[Service, ...], *, lean: bool = False) -> web.Application:
+    by_path = {s.path: _template(s, lean=lean) for s in services}
+    by_namespace: dict[str, list[_Template]] = {}
+    for s in services:
+        by_namespace.setdefault(f"/metrics/{s.namespace}", []).append(by_path[s.path])
 
     async def metrics(request: web.Request) -> web.Response:
         template = by_path.get(request.path)
@@ -201,8 +214,30 @@ def _app(services: tuple[Service, ...]) -> web.Application:
             raise web.HTTPNotFound(text=f"no service at {request.path}\n")
         return web.Response(text=_render(template, time.time()), content_type="text/plain", charset="utf-8")
 
+    async def namespace_metrics(request: web.Request) -> web.Response:
+        templates = by_namespace.get(request.path)
+        if templates is None:
+            raise web.HTTPNotFound(text=f"no namespace at {request.path}\n")
+        now = time.time()
+        # Each metric family once, its samples together, as the exposition format wants.
+        headers: dict[str, list[str]] = {}
+        samples: dict[str, list[str]] = {}
+        for template in templates:
+            family = ""
+            for line in _render(template, now).splitlines(keepends=True):
+                if line.startswith("# HELP "):
+                    family = line.split(" ", 3)[2]
+                if line.startswith("#"):
+                    if len(headers.setdefault(family, [])) < 2:
+                        headers[family].append(line)
+                else:
+                    samples.setdefault(family, []).append(line)
+        lines = [line for family in headers for line in (*headers[family], *samples.get(family, ()))]
+        return web.Response(text="".join(lines), content_type="text/plain", charset="utf-8")
+
     app = web.Application()
     app.router.add_get("/metrics/{namespace}/{service}", metrics)
+    app.router.add_get("/metrics/{namespace}", namespace_metrics)
     return app
 
 
@@ -212,9 +247,10 @@ def main() -> None:
     parser.add_argument("--namespaces", type=int, default=10)
     parser.add_argument("--services", type=int, default=50)
     parser.add_argument("--pods", type=int, default=10)
+    parser.add_argument("--lean", action="store_true", help="no histograms (gauges and counters only)")
     args = parser.parse_args()
     services = layout(args.namespaces, args.services, args.pods).services
-    web.run_app(_app(services), host="127.0.0.1", port=args.port, access_log=None, print=None)
+    web.run_app(_app(services, lean=args.lean), host="127.0.0.1", port=args.port, access_log=None, print=None)
 
 
 if __name__ == "__main__":

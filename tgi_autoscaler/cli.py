@@ -23,6 +23,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("activator", "tgi_autoscaler.activator.cli", "hold requests to a scaled-to-zero service until it wakes"),
     ("render", "tgi_autoscaler.render.cli", "print the Kubernetes objects of a service (offline)"),
     ("status", "tgi_autoscaler.controller.status_cli", "show every service's phase and replicas"),
+    ("doctor", "tgi_autoscaler.doctor.cli", "check the chain from the pods to the HPA, name the broken link"),
     ("docs", "tgi_autoscaler.config.docs", "generate docs/configuration.md from the service spec"),
     ("backtest", "tgi_autoscaler.backtest.cli", "compare scaling policies on real traffic: GPU-hours, SLO"),
 )

@@ -50,11 +50,16 @@ class CountingQuerier:
 
 @asynccontextmanager
 async def adapter(
-    prometheus: PrometheusServer, *, ttl: float = 0.5, store: DefinitionStore | None = None
+    prometheus: PrometheusServer,
+    *,
+    ttl: float = 0.5,
+    store: DefinitionStore | None = None,
+    prefetch: dict[str, Any] | None = None,
 ) -> AsyncIterator[tuple[Client, CountingQuerier, AdapterMetrics]]:
     settings = AdapterSettings(
         prometheus=PrometheusConnection(url=prometheus.url, timeout_seconds=2.0),
         cache={"ttl_seconds": ttl},
+        prefetch=prefetch or {},
     )
     metrics = AdapterMetrics(CollectorRegistry())
     async with PrometheusClient(settings.prometheus, metrics=metrics) as client:
@@ -182,11 +187,15 @@ async def test_every_shipped_definition_is_a_query_prometheus_accepts(
         assert querier.count == 4
 
 
-async def test_prometheus_outage_is_503_and_service_resumes(running_prometheus: PrometheusServer) -> None:
+@pytest.mark.parametrize("prefetch", [False, True], ids=["one-query-per-read", "prefetch"])
+async def test_prometheus_outage_is_503_and_service_resumes(
+    running_prometheus: PrometheusServer, prefetch: bool
+) -> None:
     namespace = _fresh_namespace()
+    settings = {"enabled": prefetch, "refresh_seconds": 0.5, "max_staleness_seconds": 2}
     async with (
         Fleet("svc", namespace=namespace, replicas=1, file_sd_dir=running_prometheus.file_sd_dir),
-        adapter(running_prometheus, ttl=0) as (http, _, metrics),
+        adapter(running_prometheus, ttl=0, prefetch=settings) as (http, _, metrics),
     ):
         selector = "app.kubernetes.io/instance=svc"
 
@@ -197,11 +206,23 @@ async def test_prometheus_outage_is_503_and_service_resumes(running_prometheus: 
         await eventually(served, what="the first scrape of the simulated pod")
         await running_prometheus.stop()
         try:
-            status, body = await read(http, namespace, "tgi_queue_size", selector)
-            assert status == 503
-            assert body["kind"] == "Status"
-            assert body["reason"] == "ServiceUnavailable"
-            assert "cannot connect to Prometheus" in body["message"]
+            # With prefetch, the last grouped answer is served until it is maxStalenessSeconds old;
+            # then the read queries Prometheus itself, and from then on no value comes back.
+            answers: list[int] = []
+
+            async def unavailable() -> bool:
+                answers.append((await read(http, namespace, "tgi_queue_size", selector))[0])
+                return answers[-1] == 503
+
+            await eventually(unavailable, what=f"a 503 (saw {answers[-3:]})")
+            assert set(answers) <= {200, 503}
+            assert prefetch or answers == [503]
+            for _ in range(5):
+                status, body = await read(http, namespace, "tgi_queue_size", selector)
+                assert status == 503
+                assert body["kind"] == "Status"
+                assert body["reason"] == "ServiceUnavailable"
+                assert "cannot connect to Prometheus" in body["message"]
             assert metrics.prometheus_query_errors.labels(reason="connect")._value.get() >= 1
         finally:
             await running_prometheus.start()

@@ -170,7 +170,7 @@ def test_self_monitoring_alerts_fire_resolve_and_stay_quiet(
 
 def test_self_monitoring_tests_catch_a_wrong_threshold(promtool: str, tmp_path: Path) -> None:
     """Negative control: rules with lax thresholds fail the tests generated for the defaults."""
-    lax = SelfMonitoringThresholds(adapter_error_ratio=0.9, sample_age_p95_seconds=600, queue_depth=500)
+    lax = SelfMonitoringThresholds(adapter_error_ratio=0.9, data_age_seconds=600, queue_depth=500)
     _write(tmp_path / "self.yaml", self_rule_file("tgi-autoscaler", lax))
     tests = _write(tmp_path / "self-tests.yaml", build_self_test_file("tgi-autoscaler", "self.yaml"))
     result = _run(promtool, "test", "rules", str(tests))

@@ -609,25 +609,28 @@ def _self_ratio(
     return build
 
 
-def _self_sample_age(ctx: _SelfCtx) -> list[Scenario]:
-    limit = ctx.t.sample_age_p95_seconds
-    base = "tgi_autoscaler_adapter_sample_age_seconds"
-
-    def hist(scenario: Scenario, labels: dict[str, str], per_step: dict[float, tuple[int, int]]) -> None:
-        bounds = sorted(per_step)
-        for i, le in enumerate([*bounds, float("inf")]):
-            bad = sum(per_step[b][0] for b in bounds[: i + 1])
-            good = sum(per_step[b][1] for b in bounds[: i + 1])
-            le_text = "+Inf" if le == float("inf") else repr(le)
-            scenario.add(f"{base}_bucket", {**labels, "le": le_text}, ctx.tl.counter(bad, good))
-
+def _self_data_age(ctx: _SelfCtx) -> list[Scenario]:
+    limit = ctx.t.data_age_seconds
+    base = "tgi_autoscaler_adapter_data_age_seconds"
+    served = {
+        "metric": "tgi_request_demand",
+        "metric_namespace": "llm",
+        "selector": "app.kubernetes.io/instance=llama",
+    }
+    fresh = {**served, "selector": "app.kubernetes.io/instance=other"}
+    tl = ctx.tl
     fires = Scenario("fires-and-resolves")
-    # All samples in (T, 2T]: p95 = T + T * 0.95 = 1.95 T; then fresh ones in (T/2, T].
-    hist(fires, ctx.ns, {limit / 2: (0, 0), limit: (0, 10), 2 * limit: (10, 0)})
-    ctx.expect_fire(fires, 1.95 * limit)
-    quiet = Scenario("quiet-just-below-threshold")
-    hist(quiet, ctx.ns, {limit / 2: (0, 0), limit: (10, 10), 2 * limit: (0, 0)})
-    hist(quiet, ctx.other_ns, {limit / 2: (0, 0), limit: (0, 0), 2 * limit: (10, 10)})
+    # One selector's data ages past the limit (frozen samples) while another's stays fresh.
+    fires.add(base, {**ctx.ns, **served}, tl.phase(1.5 * limit, 2.0))
+    fires.add(base, {**ctx.ns, **fresh}, tl.constant(3))
+    fires.add(base, {**ctx.other_ns, **served}, tl.constant(3))
+    if tl.pending_at is not None:
+        fires.expect[tl.pending_at] = []
+    fires.expect[tl.fire_at] = [({**ctx.alert_labels(), **served}, 1.5 * limit)]
+    fires.expect[tl.resolved_at] = []
+    quiet = Scenario("quiet-at-the-threshold")
+    quiet.add(base, {**ctx.ns, **served}, tl.constant(limit))
+    quiet.add(base, {**ctx.other_ns, **served}, tl.constant(10 * limit))
     ctx.expect_quiet(quiet)
     return [fires, quiet]
 
@@ -685,7 +688,7 @@ _SELF_BUILDERS: dict[str, Callable[[_SelfCtx], list[Scenario]]] = {
         lambda t: t.query_error_ratio,
         numerator_in_total=False,
     ),
-    "TGIAutoscalerAdapterStaleSamples": _self_sample_age,
+    "TGIAutoscalerAdapterStaleSamples": _self_data_age,
     "TGIAutoscalerAdapterConfigReloadFailed": _self_gauge(
         f"{_ADAPTER}_config_last_reload_success", lambda t: ((0, 1),), 0
     ),

@@ -7,9 +7,11 @@ import asyncio
 import pytest
 from prometheus_client import CollectorRegistry
 
+from tgi_autoscaler.adapter import status
 from tgi_autoscaler.adapter.cache import CacheOutcome, SingleFlightCache
 from tgi_autoscaler.adapter.definitions import DefinitionStore
 from tgi_autoscaler.adapter.errors import (
+    DataTooOld,
     EmptyResult,
     InvalidRequest,
     InvalidSelector,
@@ -22,18 +24,22 @@ from tgi_autoscaler.adapter.handlers import MetricReader, metav1_time
 from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.adapter.prometheus import InstantResult, Sample
 from tgi_autoscaler.config.metrics import MetricsConfig, parse_metrics_yaml
+from tgi_autoscaler.promql.shape import PART_LABEL, PART_TIMESTAMP, PART_VALUE
 
 pytestmark = pytest.mark.unit
 
 T = 1_700_000_000.75
 
 
-def vector(*values: str) -> InstantResult:
-    return InstantResult(
-        result_type="vector",
-        samples=tuple(Sample(labels={}, timestamp=T, value=v) for v in values),
-        evaluated_at=T,
-    )
+DATA_T = T - 1.5  # the scrape behind the value, before the evaluation
+
+
+def vector(*values: str, data_time: float | None = DATA_T) -> InstantResult:
+    """As Prometheus answers the combined value-and-timestamp query (the timestamp when any data)."""
+    samples = [Sample(labels={PART_LABEL: PART_VALUE}, timestamp=T, value=v) for v in values]
+    if values and data_time is not None:
+        samples.append(Sample(labels={PART_LABEL: PART_TIMESTAMP}, timestamp=T, value=repr(data_time)))
+    return InstantResult(result_type="vector", samples=tuple(samples), evaluated_at=T)
 
 
 class Scripted:
@@ -52,7 +58,7 @@ class Scripted:
 
 
 def reader(
-    prometheus: Scripted, config: MetricsConfig | None = None, ttl: float = 0.5
+    prometheus: Scripted, config: MetricsConfig | None = None, ttl: float = 0.5, max_age: float = 45.0
 ) -> tuple[MetricReader, AdapterMetrics]:
     metrics = AdapterMetrics(CollectorRegistry())
     return (
@@ -61,6 +67,7 @@ def reader(
             definitions=DefinitionStore(config or MetricsConfig(), metrics=metrics),
             cache=SingleFlightCache(ttl),
             metrics=metrics,
+            max_data_age_s=max_age,
             clock=lambda: T + 2,
         ),
         metrics,
@@ -82,14 +89,16 @@ async def test_one_aggregate_item_with_the_selectors_exact_labels() -> None:
             {
                 "metricName": "tgi_queue_size",
                 "metricLabels": {"app.kubernetes.io/instance": "llama", "tier": "gpu"},
-                "timestamp": "2023-11-14T22:13:20Z",
+                "timestamp": "2023-11-14T22:13:19Z",  # the data's, 1.5 s before evaluation
                 "value": "2500m",
             }
         ],
     }
+    matchers = 'namespace="team-a",app_kubernetes_io_instance="llama",tier="gpu",zone!~"^(?:x|y)$"'
     assert prometheus.queries == [
-        'sum(tgi_queue_size{namespace="team-a",app_kubernetes_io_instance="llama",tier="gpu",'
-        'zone!~"^(?:x|y)$"})'
+        f'label_replace(sum(tgi_queue_size{{{matchers}}}), "tgi_autoscaler_part", "value", "", "") or '
+        f'label_replace(min(timestamp(tgi_queue_size{{{matchers}}})), "tgi_autoscaler_part", '
+        '"timestamp", "", "")'
     ]
 
 
@@ -106,7 +115,7 @@ async def test_empty_result_is_zero_only_where_the_definition_says_so() -> None:
     metric_reader, _ = reader(Scripted(vector()), config)
     body, _ = await metric_reader.read("idle_ok", "ns", "")
     assert body["items"][0]["value"] == "0"
-    assert body["items"][0]["timestamp"] == metav1_time(T)
+    assert body["items"][0]["timestamp"] == metav1_time(T)  # no data: the evaluation time
 
 
 @pytest.mark.parametrize("value", ["NaN", "+Inf", "-Inf"])
@@ -120,13 +129,6 @@ async def test_several_series_mean_the_definition_must_aggregate() -> None:
     metric_reader, _ = reader(Scripted(vector("1", "2")))
     with pytest.raises(UnexpectedResult, match="returned 2 series"):
         await metric_reader.read("tgi_queue_size", "ns", "")
-
-
-async def test_a_scalar_result_is_accepted() -> None:
-    result = InstantResult(result_type="scalar", samples=(Sample({}, T, "4"),), evaluated_at=T)
-    metric_reader, _ = reader(Scripted(result))
-    body, _ = await metric_reader.read("tgi_queue_size", "ns", "")
-    assert body["items"][0]["value"] == "4"
 
 
 async def test_unknown_metric_and_bad_input_never_reach_prometheus() -> None:
@@ -173,10 +175,52 @@ async def test_concurrent_identical_reads_share_one_query() -> None:
     assert len(prometheus.queries) == 1
 
 
-async def test_sample_age_is_recorded() -> None:
-    metric_reader, metrics = reader(Scripted(vector("1")))
-    await metric_reader.read("tgi_queue_size", "ns", "")
-    assert metrics.sample_age._sum.get() == pytest.approx(2.0)
+async def test_the_age_of_the_data_is_recorded_per_selector_not_the_evaluation_time() -> None:
+    metric_reader, metrics = reader(Scripted(vector("1", data_time=T - 8)))
+    await metric_reader.read("tgi_queue_size", "ns", "app=a")
+    assert metrics.sample_age._sum.get() == pytest.approx(10.0)
+    exported = {
+        tuple(sorted(sample.labels.items())): sample.value
+        for family in metrics.data_ages.collect()
+        for sample in family.samples
+    }
+    assert exported == {
+        (("metric", "tgi_queue_size"), ("metric_namespace", "ns"), ("selector", "app=a")): 10.0
+    }
+
+
+async def test_data_older_than_the_bound_is_a_503_naming_its_age() -> None:
+    metric_reader, metrics = reader(Scripted(vector("1", data_time=T - 98)), max_age=45.0)
+    with pytest.raises(DataTooOld, match=r"is 100\.0s old, more than the 45s allowed") as caught:
+        await metric_reader.read("tgi_queue_size", "ns", "app=a")
+    assert status.from_error(caught.value).status == 503
+    (family,) = metrics.data_ages.collect()
+    assert [sample.value for sample in family.samples] == [100.0]
+
+
+async def test_templates_other_than_aggregations_ask_for_the_age_separately() -> None:
+    config = parse_metrics_yaml(
+        "metrics:\n  - {name: q, query: 'scalar(sum(x{$matchers})) * 2'}\n", source="t"
+    )
+    answers = {
+        "value": InstantResult(result_type="scalar", samples=(Sample({}, T, "4"),), evaluated_at=T),
+        "age": InstantResult(result_type="vector", samples=(Sample({}, T, repr(T - 5)),), evaluated_at=T),
+    }
+
+    class ByQuery(Scripted):
+        async def query(self, promql: str) -> InstantResult:
+            self.queries.append(promql)
+            return answers["age" if promql.startswith("min(timestamp(") else "value"]
+
+    prometheus = ByQuery(answers["value"])
+    metric_reader, _ = reader(prometheus, config)
+    body, _ = await metric_reader.read("q", "ns", "")
+    assert body["items"][0]["value"] == "4"  # what Prometheus said, not recomputed
+    assert body["items"][0]["timestamp"] == metav1_time(T - 5)
+    assert sorted(prometheus.queries) == [
+        'min(timestamp(x{namespace="ns"}))',
+        'scalar(sum(x{namespace="ns"})) * 2',
+    ]
 
 
 @pytest.mark.parametrize(

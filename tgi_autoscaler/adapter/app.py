@@ -26,14 +26,17 @@ Contract with ``tgi_autoscaler.adapter.server`` (TLS, authentication, authorizat
   No token or credential is ever logged.
 - Typed state lives under ``web.AppKey``s (``SETTINGS_KEY``, ``DEFINITIONS_KEY``, ``PROMETHEUS_KEY``,
   ``METRICS_KEY``, ``READER_KEY`` in ``handlers``). The caller owns the ``PrometheusQuerier`` (start
-  and close it) and the definition watchers; the app owns only its cache.
+  and close it) and the definition watchers; the app owns its cache and the grouped prefetch, whose
+  background refresh runs while the app is running (``cleanup_ctx``).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable, Sequence
-from typing import cast
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any, cast
 
 import structlog
 from aiohttp import web
@@ -41,6 +44,7 @@ from aiohttp.typedefs import Middleware as AioMiddleware
 from prometheus_client import CollectorRegistry
 
 from tgi_autoscaler.adapter import status
+from tgi_autoscaler.adapter.answers import Answer
 from tgi_autoscaler.adapter.cache import SingleFlightCache
 from tgi_autoscaler.adapter.definitions import DefinitionStore
 from tgi_autoscaler.adapter.errors import AdapterError
@@ -58,7 +62,8 @@ from tgi_autoscaler.adapter.handlers import (
 )
 from tgi_autoscaler.adapter.handlers_discovery import DOCUMENTS_KEY, READINESS_KEY, Documents, routes
 from tgi_autoscaler.adapter.own_metrics import UNKNOWN_METRIC, AdapterMetrics
-from tgi_autoscaler.adapter.prometheus import InstantResult, PrometheusQuerier
+from tgi_autoscaler.adapter.prefetch import Prefetcher
+from tgi_autoscaler.adapter.prometheus import PrometheusQuerier
 from tgi_autoscaler.adapter.security import USER_KEY
 from tgi_autoscaler.config.metrics import AdapterSettings
 
@@ -80,6 +85,20 @@ Middleware = Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]
 def _user_name(request: web.Request) -> str | None:
     user = request.get(USER_KEY)
     return user.name if user is not None else None
+
+
+def _duration_child(metrics: AdapterMetrics, endpoint: str, metric: str, code: int) -> Any:
+    # ``labels()`` takes a lock and builds a key on every call: remember the children.
+    children = metrics.duration_children
+    key = (endpoint, metric, code)
+    child = children.get(key)
+    if child is None:
+        if len(children) > 4096:  # bounded: metric labels are bounded, codes nearly so
+            children.clear()
+        child = children[key] = metrics.request_duration.labels(
+            endpoint=endpoint, metric=metric, code=str(code)
+        )
+    return child
 
 
 @web.middleware
@@ -111,9 +130,7 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
     metrics = request.app[METRICS_KEY]
     known = request.app[DEFINITIONS_KEY]
     metric_label = "" if not info.metric else (info.metric if info.metric in known else UNKNOWN_METRIC)
-    metrics.request_duration.labels(
-        endpoint=info.endpoint, metric=metric_label, code=str(response.status)
-    ).observe(duration)
+    _duration_child(metrics, info.endpoint, metric_label, response.status).observe(duration)
     if info.endpoint not in ("health", "metrics") or response.status >= 400:
         fields = {
             "method": request.method,
@@ -132,6 +149,19 @@ async def _access_and_errors(request: web.Request, handler: Handler) -> web.Stre
     return response
 
 
+def _running(prefetcher: Prefetcher) -> Callable[[web.Application], AsyncIterator[None]]:
+    """The prefetch loop runs while the app serves (started and stopped with it)."""
+
+    async def context(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(prefetcher.run(), name="prefetch")
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    return context
+
+
 def build_app(
     settings: AdapterSettings,
     *,
@@ -145,13 +175,24 @@ def build_app(
     metrics = metrics or AdapterMetrics(CollectorRegistry())
     stack: list[Middleware] = [_access_and_errors, *middlewares]
     app = web.Application(middlewares=cast("list[AioMiddleware]", stack))
-    cache: SingleFlightCache[str, InstantResult] = SingleFlightCache(settings.cache.ttl_seconds)
+    cache: SingleFlightCache[str, Answer] = SingleFlightCache(settings.cache.ttl_seconds)
+    prefetcher = None
+    if settings.prefetch.enabled:
+        prefetcher = Prefetcher(
+            settings.prefetch, prometheus=prometheus, definitions=definitions, metrics=metrics
+        )
+        app.cleanup_ctx.append(_running(prefetcher))
     app[SETTINGS_KEY] = settings
     app[DEFINITIONS_KEY] = definitions
     app[PROMETHEUS_KEY] = prometheus
     app[METRICS_KEY] = metrics
     app[READER_KEY] = MetricReader(
-        prometheus=prometheus, definitions=definitions, cache=cache, metrics=metrics
+        prometheus=prometheus,
+        definitions=definitions,
+        cache=cache,
+        metrics=metrics,
+        max_data_age_s=settings.data_age.bound_seconds,
+        prefetcher=prefetcher,
     )
     app[DOCUMENTS_KEY] = Documents(definitions)
     app[READINESS_KEY] = readiness or (lambda: [] if definitions.loaded else ["metric-definitions"])

@@ -32,6 +32,7 @@ class CacheOutcome(StrEnum):
     HIT = "hit"
     MISS = "miss"
     COALESCED = "coalesced"
+    PREFETCH = "prefetch"  # not this cache's: answered by the grouped prefetch (``prefetch``)
 
 
 class SingleFlightCache(Generic[K, V]):

@@ -21,6 +21,7 @@ from tgi_autoscaler.config.errors import ConfigError
 from tgi_autoscaler.config.metrics import (
     AdapterSettings,
     CacheSettings,
+    PrefetchSettings,
     PrometheusConnection,
     parse_adapter_settings_yaml,
 )
@@ -145,6 +146,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     prom.add_argument("--cache-ttl", type=_non_negative, default=None, metavar="SECONDS")
     prom.add_argument(
+        "--no-prefetch",
+        action="store_true",
+        help="one Prometheus query per selector instead of the grouped prefetch (prefetch.enabled: false)",
+    )
+    prom.add_argument(
         "--settings-file",
         type=Path,
         help="adapter settings YAML (prometheus: ..., cache: ...) instead of the --prometheus-* flags",
@@ -173,6 +179,8 @@ def _settings(args: argparse.Namespace) -> AdapterSettings:
         settings = parse_adapter_settings_yaml(text, source=str(args.settings_file))
         if args.cache_ttl is not None:
             settings = settings.model_copy(update={"cache": CacheSettings(ttl_seconds=args.cache_ttl)})
+        if args.no_prefetch:
+            settings = settings.model_copy(update={"prefetch": PrefetchSettings(enabled=False)})
         return settings
     if not args.prometheus_url:
         raise OptionsError("--prometheus-url (or --settings-file) is required")
@@ -196,6 +204,7 @@ def _settings(args: argparse.Namespace) -> AdapterSettings:
                 {k: v for k, v in connection.items() if v is not None}
             ),
             cache=CacheSettings() if args.cache_ttl is None else CacheSettings(ttl_seconds=args.cache_ttl),
+            prefetch=PrefetchSettings(enabled=not args.no_prefetch),
         )
     except ValueError as exc:
         raise OptionsError(f"--prometheus-* / --cache-ttl: {exc}") from exc

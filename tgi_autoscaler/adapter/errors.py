@@ -30,6 +30,7 @@ from __future__ import annotations
 
 __all__ = [
     "AdapterError",
+    "DataTooOld",
     "EmptyResult",
     "InvalidRequest",
     "InvalidSelector",
@@ -105,6 +106,20 @@ class PrometheusQueryError(MetricUnavailable):
     def __init__(self, message: str, *, reason: str) -> None:
         super().__init__(message)
         self.reason = reason
+
+
+class DataTooOld(MetricUnavailable):
+    """The newest samples behind the value are older than the configured bound (``dataAge``)."""
+
+    def __init__(self, metric: str, namespace: str, selector: str, *, age_s: float, bound_s: float) -> None:
+        shown = selector or "<none>"
+        super().__init__(
+            f"the data behind external metric {metric!r} in namespace {namespace!r} for labelSelector "
+            f"{shown!r} is {age_s:.1f}s old, more than the {bound_s:g}s allowed (dataAge.maxSeconds); "
+            "check the scrape of its pods (interval, target health) and any remote-write or federation lag"
+        )
+        self.metric = metric
+        self.age_s = age_s
 
 
 class NonFiniteValue(MetricUnavailable):

@@ -264,15 +264,23 @@ def _interpret(status: int, body: bytes, evaluated_at: float) -> InstantResult:
     return _parse_data(document, evaluated_at)
 
 
+def _labels(metric: Any) -> Mapping[str, str]:
+    if not isinstance(metric, dict) or not all(isinstance(v, str) for v in metric.values()):
+        raise TypeError("labels")
+    return metric
+
+
 def _parse_data(document: Mapping[str, Any], evaluated_at: float) -> InstantResult:
     try:
         data = document["data"]
         result_type = data["resultType"]
         raw = data["result"]
         if result_type == "vector":
+            # The decoded label objects are used as they are (JSON object keys and these values are
+            # strings): a grouped answer has thousands, and copies would double its memory.
             samples = tuple(
                 Sample(
-                    labels={str(k): str(v) for k, v in item.get("metric", {}).items()},
+                    labels=_labels(item.get("metric", {})),
                     timestamp=float(item["value"][0]),
                     value=str(item["value"][1]),
                 )

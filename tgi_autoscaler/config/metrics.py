@@ -32,6 +32,7 @@ from tgi_autoscaler.k8s.names import label_key_errors
 from tgi_autoscaler.promql.errors import TemplateError
 from tgi_autoscaler.promql.matchers import is_valid_label_name
 from tgi_autoscaler.promql.query import QueryBuilder
+from tgi_autoscaler.promql.shape import QueryShape, analyze_template
 from tgi_autoscaler.promql.template import PLACEHOLDER, compile_template
 
 __all__ = [
@@ -40,9 +41,11 @@ __all__ = [
     "AdapterSettings",
     "BasicAuth",
     "CacheSettings",
+    "DataAgeSettings",
     "MetricDefinition",
     "MetricsConfig",
     "MetricsConfigError",
+    "PrefetchSettings",
     "PrometheusConnection",
     "parse_adapter_settings_yaml",
     "parse_metrics_yaml",
@@ -102,6 +105,7 @@ class MetricDefinition(ConfigModel):
     ]
 
     _builder: QueryBuilder = PrivateAttr()
+    _shape: QueryShape = PrivateAttr()
 
     @field_validator("name")
     @classmethod
@@ -150,11 +154,16 @@ class MetricDefinition(ConfigModel):
         return value
 
     def model_post_init(self, context: Any, /) -> None:
+        template = compile_template(self.query, namespace_label=self.namespace_label)
         self._builder = QueryBuilder(
-            template=compile_template(self.query, namespace_label=self.namespace_label),
-            namespace_label=self.namespace_label,
-            label_map=dict(self.label_map),
+            template=template, namespace_label=self.namespace_label, label_map=dict(self.label_map)
         )
+        self._shape = analyze_template(template)
+
+    @property
+    def shape(self) -> QueryShape:
+        """The derived queries: the data age, and the grouped form if the query allows one."""
+        return self._shape
 
     @property
     def builder(self) -> QueryBuilder:
@@ -319,11 +328,81 @@ class CacheSettings(ConfigModel):
     ] = 0.5
 
 
+class PrefetchSettings(ConfigModel):
+    """Grouped prefetch: one background query per definition answers every exact-match selector.
+
+    For a definition whose query allows it (see docs/adapter.md), the adapter evaluates the query
+    grouped by the labels the selectors use (``sum by (namespace, app_kubernetes_io_instance)
+    (...)``) once per refresh, and answers selectors that pin exactly those labels from memory, so
+    the number of Prometheus queries follows the number of definitions, not of HPAs.
+    """
+
+    enabled: Annotated[
+        bool, Field(description="Prefetch grouped queries; false sends one query per selector.")
+    ] = True
+    refresh_seconds: Annotated[
+        float,
+        Field(gt=0, le=60, description="How often each grouped query that is being read is evaluated."),
+    ] = 2.0
+    max_staleness_seconds: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=300,
+            description="Oldest grouped answer that is served; past it (Prometheus failing) a read "
+            "queries Prometheus itself, and answers 503 if that fails too. At least refreshSeconds.",
+        ),
+    ] = 10.0
+    idle_seconds: Annotated[
+        float,
+        Field(
+            gt=0,
+            le=3600,
+            description="A grouped query no read has used for this long stops being refreshed "
+            "(HPAs read every 15 s by default).",
+        ),
+    ] = 120.0
+
+    @model_validator(mode="after")
+    def _staleness_covers_refresh(self) -> PrefetchSettings:
+        if self.max_staleness_seconds < self.refresh_seconds:
+            raise ValueError(
+                f"maxStalenessSeconds ({self.max_staleness_seconds:g}) must be at least "
+                f"refreshSeconds ({self.refresh_seconds:g}), or no grouped answer would ever be served"
+            )
+        return self
+
+
+class DataAgeSettings(ConfigModel):
+    """How old the data behind a value may be: ``timestamp()`` of its samples, not the query's time."""
+
+    scrape_interval_seconds: Annotated[
+        float,
+        Field(gt=0, le=3600, description="Prometheus' scrape interval for the engine pods."),
+    ] = 15.0
+    max_seconds: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            le=86400,
+            description="Oldest data served; older data is a 503 naming its age, so the HPA holds "
+            "its replicas. Default: three scrape intervals.",
+        ),
+    ] = None
+
+    @property
+    def bound_seconds(self) -> float:
+        """The effective bound."""
+        return self.max_seconds if self.max_seconds is not None else 3 * self.scrape_interval_seconds
+
+
 class AdapterSettings(ConfigModel):
     """Settings read once when the adapter starts."""
 
     prometheus: PrometheusConnection
     cache: CacheSettings = CacheSettings()
+    prefetch: PrefetchSettings = PrefetchSettings()
+    data_age: DataAgeSettings = DataAgeSettings()
 
 
 class MetricsConfigError(ConfigError):

@@ -13,8 +13,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from kubernetes_asyncio import client as k8s_client
-from kubernetes_asyncio import config as k8s_config
+from tgi_autoscaler.kube import lean
+
+lean.install()  # before kubernetes_asyncio is imported: without its generated models (35 MiB)
+
+from kubernetes_asyncio import client as k8s_client  # noqa: E402
+from kubernetes_asyncio import config as k8s_config  # noqa: E402
 
 __all__ = ["load_api_client"]
 

@@ -27,6 +27,8 @@ __all__ = [
     "KEDA_GROUP_VERSION",
     "LEASE",
     "MONITORING_GROUP_VERSION",
+    "NODE",
+    "POD",
     "PODMONITOR",
     "PROMETHEUSRULE",
     "PVC",
@@ -72,6 +74,9 @@ CONFIGMAP = ResourceType("", "v1", "ConfigMap", "configmaps")
 SERVICE = ResourceType("", "v1", "Service", "services")
 PVC = ResourceType("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims")
 EVENT = ResourceType("", "v1", "Event", "events")
+POD = ResourceType("", "v1", "Pod", "pods")
+NODE = ResourceType("", "v1", "Node", "nodes", namespaced=False)
+APISERVICE = ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", namespaced=False)
 DEPLOYMENT = ResourceType("apps", "v1", "Deployment", "deployments")
 HPA = ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 INGRESS = ResourceType("networking.k8s.io", "v1", "Ingress", "ingresses")
@@ -81,7 +86,6 @@ PROMETHEUSRULE = ResourceType("monitoring.coreos.com", "v1", "PrometheusRule", "
 PODMONITOR = ResourceType("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors")
 KEDA_GROUP_VERSION = "keda.sh/v1alpha1"
 SCALEDOBJECT = ResourceType("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
-APISERVICE = ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", namespaced=False)
 TOKEN_REVIEW = ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False)
 # Gateway API (standard channel), its Inference Extension, and Envoy Gateway's policy: CRDs, present
 # only where installed.

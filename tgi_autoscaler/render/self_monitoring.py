@@ -68,8 +68,8 @@ class SelfMonitoringThresholds:
     adapter_error_for: str = "5m"
     query_error_ratio: float = 0.1
     query_error_for: str = "5m"
-    sample_age_p95_seconds: float = 60.0
-    sample_age_for: str = "10m"
+    data_age_seconds: float = 60.0
+    data_age_for: str = "5m"
     config_reload_for: str = "10m"
     no_leader_for: str = "5m"
     reconcile_errors_for: str = "15m"
@@ -166,18 +166,21 @@ def self_alert_rules(
         _rule(
             "TGIAutoscalerAdapterStaleSamples",
             expr=(
-                f"histogram_quantile(0.95, sum by (namespace, le) "
-                f"(rate({ADAPTER}_sample_age_seconds_bucket{sel}[{w}])))\n"
-                f"> {t.sample_age_p95_seconds!r}"
+                f"max by (namespace, metric_namespace, metric, selector) ({ADAPTER}_data_age_seconds{sel})\n"
+                f"> {t.data_age_seconds!r}"
             ),
-            for_=t.sample_age_for,
+            for_=t.data_age_for,
             severity="warning",
-            summary="The adapter serves samples {value}s old (p95) to the HPAs",
+            summary="The data behind an external metric the adapter serves is {value}s old",
             description=(
-                f"The p95 age of the samples the adapter in {namespace} served over {w} is {{value}}s, "
-                f"above {t.sample_age_p95_seconds:g}s: HPAs scale on stale queue depths. Check first: "
-                "Prometheus' scrape interval and target health for the engine pods, and rule/remote "
-                "storage lag if Prometheus reads from a remote store."
+                "The newest samples behind the external metric, namespace and selector named by this "
+                "alert's metric, metric_namespace and selector labels "
+                f"(adapter in {namespace}) are {{value}}s old, above "
+                f"{t.data_age_seconds:g}s (timestamp() of the samples, not the query's time): HPAs "
+                "scale on old data, or get 503s past the adapter's dataAge bound. Check first: "
+                "Prometheus' scrape interval and target health for the engine pods, exporters that "
+                "set old timestamps, and remote-write or federation lag if Prometheus reads from "
+                "another store."
             ),
             value_format=FIXED,
         ),

@@ -42,6 +42,8 @@ class ScrapeJob:
     metrics_path: str = "/metrics"
     labels: Mapping[str, str] | None = None
     honor_labels: bool = False
+    # Prometheus' default: samples carrying their own timestamp keep it (exporters of old data).
+    honor_timestamps: bool = True
 
     def to_config(self, interval: str) -> dict[str, Any]:
         job: dict[str, Any] = {
@@ -50,6 +52,7 @@ class ScrapeJob:
             "scheme": self.scheme,
             "metrics_path": self.metrics_path,
             "honor_labels": self.honor_labels,
+            "honor_timestamps": self.honor_timestamps,
             "static_configs": [{"targets": list(self.targets), "labels": dict(self.labels or {})}],
         }
         if self.scheme == "https":
