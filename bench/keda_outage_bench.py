@@ -212,7 +212,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     await proxy.start()
     rows: list[Row] = []
     try:
-        async with running_keda(cp, workdir / "keda"):
+        async with running_keda(cp, workdir / "keda", build=True):
             status, body = await cp.request(
                 "POST",
                 "/api/v1/namespaces",

@@ -38,7 +38,8 @@ from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
 
-pytestmark = pytest.mark.e2e
+# Needs KEDA's binaries (`localstack build --with-keda`); fails, naming that build, without them.
+pytestmark = [pytest.mark.e2e, pytest.mark.keda]
 
 SERVICE = "llama-keda"
 SPEC = """\

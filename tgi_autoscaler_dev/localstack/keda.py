@@ -61,6 +61,7 @@ __all__ = [
     "keda_binaries",
     "keda_crds",
     "keda_replaces",
+    "require_keda",
     "running_keda",
 ]
 
@@ -159,6 +160,18 @@ def ensure_keda(version: str = KEDA_VERSION) -> list[Path]:
     missing = [str(path) for path in binaries if not path.exists()]
     if missing:
         raise BuildError(f"KEDA {version}: build finished but {', '.join(missing)} missing")
+    return list(binaries)
+
+
+def require_keda(version: str = KEDA_VERSION) -> list[Path]:
+    """The cached KEDA binaries; ``BuildError`` naming the opt-in build when they are missing."""
+    binaries = keda_binaries(version)
+    missing = [str(path) for path in binaries if not path.exists()]
+    if missing:
+        raise BuildError(
+            f"KEDA {version} is not built ({', '.join(missing)} missing): it is an opt-in build, "
+            "run `python -m tgi_autoscaler_dev localstack build --with-keda` (or `make test-keda`)"
+        )
     return list(binaries)
 
 
@@ -273,13 +286,20 @@ async def running_keda(
     workdir: Path,
     *,
     on_process: Callable[[ManagedProcess], None] = lambda process: None,
+    build: bool = False,
 ) -> AsyncIterator[KedaProcesses]:
     """Real KEDA owning ``v1beta1.external.metrics.k8s.io`` until exit; the previous owner restored.
 
-    Builds KEDA first if it is not cached (minutes on a cold cache). ``on_process`` sees each
-    process before it starts (the tests attach their logs to failure reports).
+    KEDA's binaries are not part of the default ``localstack build`` (their cold build alone is
+    about 16 min of CPU): they come from ``localstack build --with-keda``. Without them this raises
+    ``BuildError`` naming that command, unless ``build`` is set (then it builds them first, minutes
+    on a cold cache). ``on_process`` sees each process before it starts (the tests attach their
+    logs to failure reports).
     """
-    await asyncio.to_thread(ensure_keda)
+    if build:
+        await asyncio.to_thread(ensure_keda)
+    else:
+        require_keda()
     await install_keda_crds(cp)
     if cp.pki is None:
         raise RuntimeError("the control plane has not been started (no PKI yet)")
