@@ -49,4 +49,8 @@ site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purel
 printf '%s\n' "$PWD" > "$site/tgi_autoscaler_dev.pth"
 
 echo "==> building (or reusing) the local control plane binaries"
-.venv/bin/python -m tgi_autoscaler_dev --log-format console localstack build
+# KEDA's operator and metrics server only on request (TGI_AUTOSCALER_WITH_KEDA=1, set by
+# `make test-keda`): their cold build alone is about 16 min of CPU.
+build_args=()
+if [ "${TGI_AUTOSCALER_WITH_KEDA:-0}" = "1" ]; then build_args+=(--with-keda); fi
+.venv/bin/python -m tgi_autoscaler_dev --log-format console localstack build "${build_args[@]}"

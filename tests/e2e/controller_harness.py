@@ -23,13 +23,14 @@ import yaml
 from prometheus_client import CollectorRegistry
 
 from tgi_autoscaler.config.constants import FIELD_MANAGER
+from tgi_autoscaler.controller.discovery import AutoscalerMode
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
-from tgi_autoscaler.controller.resources import CRD_KINDS, MANAGED_KINDS
+from tgi_autoscaler.controller.resources import CRD_KINDS, KEDA_KINDS, MANAGED_KINDS
 from tgi_autoscaler.kube.client import ApiKubeClient, KubeObject
 from tgi_autoscaler.kube.connect import load_api_client
 from tgi_autoscaler.kube.resources import CONFIGMAP, EVENT, ResourceType
-from tgi_autoscaler.render import render_service, source_from_configmap
+from tgi_autoscaler.render import KedaOptions, render_service, source_from_configmap
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 from tgi_autoscaler_dev.localstack.crds import (
     crd_names,
@@ -136,7 +137,7 @@ async def owned_objects(client: ApiKubeClient, namespaces: list[str], owner: str
     found: set[str] = set()
     kinds: list[ResourceType] = []
     for rt in MANAGED_KINDS:
-        if rt in CRD_KINDS:  # listed only where its CRD is installed
+        if rt in CRD_KINDS + KEDA_KINDS:  # listed only where its CRD is installed
             document = await client.get_path(f"/apis/{rt.api_version}")
             if rt.plural not in {r["name"] for r in (document or {}).get("resources", [])}:
                 continue
@@ -184,6 +185,8 @@ async def run_controller(
     dashboard_namespace: str | None = None,
     discovery_period_s: float = 1.0,
     resync_period_s: float = 300.0,
+    autoscaler: AutoscalerMode = "hpa",
+    keda: KedaOptions | None = None,
 ) -> AsyncIterator[RunningController]:
     """An in-process controller (no leader election), stopped gracefully on exit."""
     api = await load_api_client(str(kubeconfig))
@@ -197,6 +200,8 @@ async def run_controller(
             resync_period_s=resync_period_s,
             watch_timeout_s=30,
             identity="e2e",
+            autoscaler=autoscaler,
+            keda=keda,
         ),
         metrics=ControllerMetrics.create(registry),
         build_source=source_from_configmap,

@@ -11,18 +11,21 @@ import asyncio
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry
 
+from tgi_autoscaler.config.errors import ConfigError
 from tgi_autoscaler.controller.leader import LeaderElectionConfig
 from tgi_autoscaler.controller.manager import Controller, ControllerSettings
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
 from tgi_autoscaler.controller.probes import ProbeServer
 from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.connect import load_api_client
+from tgi_autoscaler.render.cli import add_autoscaler_arguments, keda_options
 
 __all__ = ["register", "run"]
 
@@ -83,6 +86,7 @@ def register(subparsers: argparse._SubParsersAction[Any]) -> None:
     parser.add_argument("--resync-period", type=float, default=300.0, help="seconds between full resyncs")
     parser.add_argument("--discovery-period", type=float, default=30.0, help="seconds between CRD checks")
     parser.add_argument("--shutdown-grace", type=float, default=20.0, help="seconds to finish reconciles")
+    add_autoscaler_arguments(parser, choices=("hpa", "keda", "auto"))
     parser.set_defaults(func=run)
 
 
@@ -108,6 +112,10 @@ def settings_from_args(args: argparse.Namespace) -> ControllerSettings:
         shutdown_grace_s=args.shutdown_grace,
         leader_election=election,
         identity=identity,
+        autoscaler=args.autoscaler,
+        keda=keda_options("keda", args.keda_prometheus_url, args.metrics_file)
+        if args.autoscaler != "hpa"
+        else None,
     )
 
 
@@ -153,5 +161,13 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    try:
+        settings_from_args(args)  # bad flags are reported before anything connects
+    except (ConfigError, ValueError) as exc:
+        print(f"controller: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"controller: cannot read {args.metrics_file}: {exc.strerror}", file=sys.stderr)
+        return 2
     asyncio.run(serve(args))
     return 0

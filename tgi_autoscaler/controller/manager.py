@@ -30,7 +30,7 @@ from tgi_autoscaler.config.constants import (
     SERVICE_CONFIGMAP_KEY,
 )
 from tgi_autoscaler.controller.apply import ObjectRef, owner_of, ref_of
-from tgi_autoscaler.controller.discovery import ApiDiscovery
+from tgi_autoscaler.controller.discovery import ApiDiscovery, AutoscalerMode, KedaDiscovery
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.leader import LeaderElectionConfig, LeaderElector
 from tgi_autoscaler.controller.own_metrics import ControllerMetrics
@@ -40,12 +40,13 @@ from tgi_autoscaler.controller.reconciler import (
     Renderer,
     SourceBuilder,
 )
-from tgi_autoscaler.controller.resources import CRD_KINDS, MANAGED_KINDS, OPERATOR_KINDS
+from tgi_autoscaler.controller.resources import CRD_KINDS, KEDA_KINDS, MANAGED_KINDS, OPERATOR_KINDS
 from tgi_autoscaler.controller.workqueue import WorkQueue
 from tgi_autoscaler.kube.client import KubeClient, KubeObject
 from tgi_autoscaler.kube.resources import CONFIGMAP, ResourceType
 from tgi_autoscaler.kube.retry import Backoff, RetryPolicy
 from tgi_autoscaler.kube.watch import ChangeType, ObjectKey, Reflector, Store, WatchPolicy, object_key
+from tgi_autoscaler.render.source import KedaOptions
 
 __all__ = ["Controller", "ControllerSettings"]
 
@@ -68,10 +69,15 @@ class ControllerSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     leader_election: LeaderElectionConfig | None = None
     identity: str = "tgi-autoscaler"
+    # hpa: our HPA on the adapter; keda: KEDA ScaledObjects; auto: keda where KEDA owns external metrics.
+    autoscaler: AutoscalerMode = "hpa"
+    keda: KedaOptions | None = None
 
     def __post_init__(self) -> None:
         if self.workers < 1:
             raise ValueError(f"workers must be >= 1, got {self.workers}")
+        if self.autoscaler != "hpa" and self.keda is None:
+            raise ValueError(f"--autoscaler {self.autoscaler} needs --keda-prometheus-url")
 
     @property
     def owned_namespaces(self) -> tuple[str | None, ...]:
@@ -138,6 +144,7 @@ class Controller:
         self._rand = rand
         self.caches = _Caches()
         self.discovery = ApiDiscovery(client, CRD_KINDS)
+        self.keda_discovery = KedaDiscovery(client, settings.autoscaler)
         self.recorder = EventRecorder(client, component=settings.field_manager, instance=settings.identity)
         self.reconciler = Reconciler(
             client,
@@ -147,6 +154,7 @@ class Controller:
             render=render,
             prometheus_operator=lambda: self.discovery.serves(*OPERATOR_KINDS),
             crd_served=self.discovery.serves,
+            keda=lambda: self.settings.keda if self.keda_discovery.use_keda else None,
             settings=ReconcilerSettings(
                 field_manager=settings.field_manager,
                 dashboard_namespace=settings.dashboard_namespace,
@@ -177,7 +185,10 @@ class Controller:
         """Caches filled and the cluster's capabilities known: able to reconcile correctly."""
         reflectors = self._reflectors + self._crd_reflector_list()
         return (
-            self._running and self.discovery.served is not None and all(r.synced.is_set() for r in reflectors)
+            self._running
+            and self.discovery.served is not None
+            and self.keda_discovery.known
+            and all(r.synced.is_set() for r in reflectors)
         )
 
     @property
@@ -208,7 +219,7 @@ class Controller:
         for ns in service_namespaces:
             self._reflectors.append(self._reflector(CONFIGMAP, ns, SERVICE_SELECTOR, self.caches.services))
         for rt in MANAGED_KINDS:
-            if rt in CRD_KINDS:
+            if rt in CRD_KINDS or rt in KEDA_KINDS:
                 continue
             for ns in self.settings.owned_namespaces:
                 store = self.caches.owned_stores[rt.kind]
@@ -219,9 +230,16 @@ class Controller:
     def _crd_reflector_list(self) -> list[Reflector]:
         return [r for reflectors in self._crd_reflectors.values() for r in reflectors]
 
+    def _crd_served(self, rt: ResourceType) -> bool:
+        """Is ``rt`` (of CRD_KINDS or KEDA_KINDS) served, so that it is to be watched?"""
+        if rt in KEDA_KINDS:
+            return bool(self.keda_discovery.crds)
+        return self.discovery.serves(rt)
+
     def _set_crd_watches(self) -> None:
-        for rt in CRD_KINDS:
-            served = self.discovery.serves(rt)
+        """Watch each custom kind while its CRD is served, and forget it once it is not."""
+        for rt in CRD_KINDS + KEDA_KINDS:
+            served = self._crd_served(rt)
             if served and rt.kind not in self._crd_reflectors:
                 reflectors = [
                     self._reflector(rt, ns, OWNED_SELECTOR, self.caches.owned_stores[rt.kind])
@@ -349,7 +367,9 @@ class Controller:
         failures = 0
         while True:
             try:
-                if await self.discovery.refresh():
+                apis_changed = await self.discovery.refresh()
+                keda_changed = await self.keda_discovery.refresh()
+                if apis_changed or keda_changed:
                     self._set_crd_watches()
                     self._discovered.set()
                     for key in self._all_keys():

@@ -65,7 +65,7 @@ from tgi_autoscaler.kube.resources import (
     ResourceType,
 )
 from tgi_autoscaler.kube.watch import ObjectKey
-from tgi_autoscaler.render.source import RenderOptions, ServiceSource
+from tgi_autoscaler.render.source import KedaOptions, RenderOptions, ServiceSource
 
 __all__ = [
     "Caches",
@@ -207,6 +207,7 @@ class Reconciler:
         build_source: SourceBuilder,
         render: Renderer,
         prometheus_operator: Callable[[], bool],
+        keda: Callable[[], KedaOptions | None] = lambda: None,
         crd_served: Callable[[ResourceType], bool] = lambda rt: True,
         settings: ReconcilerSettings | None = None,
         on_applied: Callable[[str, str], None] = lambda kind, change: None,
@@ -218,6 +219,7 @@ class Reconciler:
         self._build_source = build_source
         self._render = render
         self._operator = prometheus_operator
+        self._keda = keda
         self._crd_served = crd_served
         self.settings = settings or ReconcilerSettings()
         self.expectations = Expectations()
@@ -279,6 +281,7 @@ class Reconciler:
             options = RenderOptions(
                 prometheus_operator=self._operator(),
                 dashboard_namespace=self.settings.dashboard_namespace,
+                keda=self._keda(),
                 gateway_api=self._crd_served(HTTPROUTE),
                 inference_extension=self._crd_served(INFERENCEPOOL),
                 envoy_gateway=self._crd_served(BACKENDTRAFFICPOLICY),

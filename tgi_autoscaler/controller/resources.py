@@ -20,16 +20,19 @@ from tgi_autoscaler.kube.resources import (
     PODMONITOR,
     PROMETHEUSRULE,
     PVC,
+    SCALEDOBJECT,
     SERVICE,
     ResourceType,
     kind_of,
 )
 
-__all__ = ["CRD_KINDS", "MANAGED_KINDS", "OPERATOR_KINDS", "ROUTING_KINDS", "resource_for"]
+__all__ = ["CRD_KINDS", "KEDA_KINDS", "MANAGED_KINDS", "OPERATOR_KINDS", "ROUTING_KINDS", "resource_for"]
 
 # Every kind the renderer may produce, i.e. every kind the controller applies, watches for drift
 # and prunes. Those of CRD_KINDS exist only where their CRDs are installed (prometheus-operator,
 # Gateway API, its Inference Extension, Envoy Gateway), so they are watched only while served.
+# KEDA_KINDS too, but KEDA's discovery also depends on --autoscaler (``hpa`` never looks at
+# keda.sh), so it is kept apart from CRD_KINDS.
 MANAGED_KINDS: tuple[ResourceType, ...] = (
     CONFIGMAP,
     PVC,
@@ -42,10 +45,12 @@ MANAGED_KINDS: tuple[ResourceType, ...] = (
     INFERENCEPOOL,
     HTTPROUTE,
     BACKENDTRAFFICPOLICY,
+    SCALEDOBJECT,
 )
 OPERATOR_KINDS: tuple[ResourceType, ...] = (PROMETHEUSRULE, PODMONITOR)
 ROUTING_KINDS: tuple[ResourceType, ...] = (HTTPROUTE, INFERENCEPOOL, BACKENDTRAFFICPOLICY)
 CRD_KINDS: tuple[ResourceType, ...] = OPERATOR_KINDS + ROUTING_KINDS
+KEDA_KINDS: tuple[ResourceType, ...] = (SCALEDOBJECT,)
 
 
 def resource_for(obj: Mapping[str, Any]) -> ResourceType:

@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 __all__ = [
     "APISERVICE",
+    "BACKENDTRAFFICPOLICY",
     "CONFIGMAP",
     "DEPLOYMENT",
     "EVENT",
@@ -23,6 +24,7 @@ __all__ = [
     "HTTPROUTE",
     "INFERENCEPOOL",
     "INGRESS",
+    "KEDA_GROUP_VERSION",
     "LEASE",
     "MONITORING_GROUP_VERSION",
     "NODE",
@@ -30,6 +32,7 @@ __all__ = [
     "PODMONITOR",
     "PROMETHEUSRULE",
     "PVC",
+    "SCALEDOBJECT",
     "SERVICE",
     "SUBJECT_ACCESS_REVIEW",
     "TOKEN_REVIEW",
@@ -81,6 +84,8 @@ LEASE = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")
 MONITORING_GROUP_VERSION = "monitoring.coreos.com/v1"
 PROMETHEUSRULE = ResourceType("monitoring.coreos.com", "v1", "PrometheusRule", "prometheusrules")
 PODMONITOR = ResourceType("monitoring.coreos.com", "v1", "PodMonitor", "podmonitors")
+KEDA_GROUP_VERSION = "keda.sh/v1alpha1"
+SCALEDOBJECT = ResourceType("keda.sh", "v1alpha1", "ScaledObject", "scaledobjects")
 TOKEN_REVIEW = ResourceType("authentication.k8s.io", "v1", "TokenReview", "tokenreviews", namespaced=False)
 # Gateway API (standard channel), its Inference Extension, and Envoy Gateway's policy: CRDs, present
 # only where installed.
@@ -104,6 +109,8 @@ WELL_KNOWN_KINDS: tuple[ResourceType, ...] = (
     LEASE,
     PROMETHEUSRULE,
     PODMONITOR,
+    SCALEDOBJECT,
+    APISERVICE,
     HTTPROUTE,
     INFERENCEPOOL,
     BACKENDTRAFFICPOLICY,

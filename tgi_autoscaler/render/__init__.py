@@ -32,10 +32,12 @@ from tgi_autoscaler.render.auth_proxy import render_auth_proxy
 from tgi_autoscaler.render.autoscaling import render_hpa
 from tgi_autoscaler.render.dashboard import render_dashboard_configmap
 from tgi_autoscaler.render.ingress import render_ingress
+from tgi_autoscaler.render.keda import render_scaled_object
 from tgi_autoscaler.render.meta import Manifest, labels
 from tgi_autoscaler.render.routing import render_routing
 from tgi_autoscaler.render.scrape import render_pod_monitor
 from tgi_autoscaler.render.source import (
+    KedaOptions,
     RenderOptions,
     ServiceSource,
     source_from_configmap,
@@ -45,6 +47,7 @@ from tgi_autoscaler.render.workload import render_cache_claim, render_deployment
 from tgi_autoscaler.render.workload import render_service as render_k8s_service
 
 __all__ = [
+    "KedaOptions",
     "RenderOptions",
     "ServiceSource",
     "apply_ownership",
@@ -142,7 +145,8 @@ def render_service(source: ServiceSource, options: RenderOptions | None = None) 
     objects.extend(obj for obj in auth if obj["kind"] == "ConfigMap")
     objects.append(render_deployment(source, options))
     objects.append(render_k8s_service(source))
-    objects.append(render_hpa(source))
+    # One autoscaler per Deployment: our HPA on the adapter, or KEDA's (from the ScaledObject).
+    objects.append(render_hpa(source) if options.keda is None else render_scaled_object(source, options.keda))
     if options.prometheus_operator:
         objects.append(render_pod_monitor(source))
     objects.extend(render_activator(source, options))

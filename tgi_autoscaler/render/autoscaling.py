@@ -11,12 +11,12 @@ from __future__ import annotations
 from decimal import ROUND_HALF_EVEN
 
 from tgi_autoscaler.config.constants import COMPONENT_SERVER, LABEL_INSTANCE
-from tgi_autoscaler.config.service import ScaleDownSpec, ScaleUpSpec
+from tgi_autoscaler.config.service import ScaleDownSpec, ScaleUpSpec, TGIServiceSpec
 from tgi_autoscaler.k8s import quantity
 from tgi_autoscaler.render.meta import Manifest, object_meta
 from tgi_autoscaler.render.source import ServiceSource
 
-__all__ = ["format_quantity", "format_tolerance", "render_hpa"]
+__all__ = ["behavior", "format_quantity", "format_tolerance", "render_hpa"]
 
 
 def format_quantity(value: float) -> str:
@@ -59,6 +59,12 @@ def format_tolerance(value: float) -> str:
     return "0" if value == 0 else format_quantity(value)
 
 
+def behavior(spec: TGIServiceSpec) -> Manifest:
+    """The HPA ``behavior`` of a service (also what a KEDA ScaledObject hands its HPA)."""
+    scaling = spec.autoscaling
+    return {"scaleUp": _rules(scaling.scale_up), "scaleDown": _rules(scaling.scale_down)}
+
+
 def render_hpa(source: ServiceSource) -> Manifest:
     spec = source.spec
     scaling = spec.autoscaling
@@ -86,6 +92,6 @@ def render_hpa(source: ServiceSource) -> Manifest:
             "minReplicas": scaling.min_replicas,
             "maxReplicas": scaling.max_replicas,
             "metrics": metrics,
-            "behavior": {"scaleUp": _rules(scaling.scale_up), "scaleDown": _rules(scaling.scale_down)},
+            "behavior": behavior(spec),
         },
     }

@@ -7,15 +7,16 @@ these types without importing the package entry point that imports them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from tgi_autoscaler.config.constants import SERVICE_CONFIGMAP_KEY
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.config.metrics import MetricDefinition
 from tgi_autoscaler.config.service import TGIServiceSpec, parse_service_yaml
 from tgi_autoscaler.k8s.names import MAX_DNS_LABEL_LENGTH, is_dns1035_label, is_dns1123_label
 
-__all__ = ["RenderOptions", "ServiceSource", "source_from_configmap", "validate_source"]
+__all__ = ["KedaOptions", "RenderOptions", "ServiceSource", "source_from_configmap", "validate_source"]
 
 # The longest suffix appended to the service name for a derived object (``-auth-proxy``); Service
 # names are DNS-1035 labels of at most 63 characters.
@@ -38,12 +39,28 @@ class ServiceSource:
 
 
 @dataclass(frozen=True)
+class KedaOptions:
+    """How a KEDA ScaledObject reaches Prometheus (a cluster fact, the same for every service).
+
+    ``prometheus_url``: the Prometheus KEDA's operator and metrics server query (KEDA queries it
+    directly, not through our adapter). ``definitions``: the adapter's metric definitions by name
+    (default: the built-in ones), so a ScaledObject runs exactly the PromQL the adapter would.
+    """
+
+    prometheus_url: str
+    definitions: Mapping[str, MetricDefinition] | None = field(default=None, compare=False, repr=False)
+    polling_interval_s: int = 15
+    failure_threshold: int = 3
+
+
+@dataclass(frozen=True)
 class RenderOptions:
     """Cluster facts the spec does not know.
 
     ``prometheus_operator``: render a PodMonitor and PrometheusRule (True) or scrape annotations
     on the pods for an annotation-driven Prometheus (False).
     ``dashboard_namespace``: where dashboard ConfigMaps go when the spec does not say.
+    ``keda``: scale through a KEDA ScaledObject instead of an HPA on our adapter (None: the HPA).
     ``gateway_api``, ``inference_extension``, ``envoy_gateway``: the cluster serves HTTPRoute,
     InferencePool, Envoy Gateway's BackendTrafficPolicy; a spec that needs one that is not served
     fails to render, naming the field (offline, every one is assumed).
@@ -51,6 +68,7 @@ class RenderOptions:
 
     prometheus_operator: bool = True
     dashboard_namespace: str | None = None
+    keda: KedaOptions | None = None
     gateway_api: bool = True
     inference_extension: bool = True
     envoy_gateway: bool = True
