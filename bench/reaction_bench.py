@@ -33,7 +33,6 @@ import random
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -48,14 +47,14 @@ from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler_dev.localstack.aggregation import apiservice_available, apiservice_objects, local_adapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler_dev.localstack.process import ManagedProcess, background, wait_for
+from tgi_autoscaler_dev.localstack.process import background, running, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.localstack.watch import ApiSession
 from tgi_autoscaler_dev.sim.fleet import Fleet
 from tgi_autoscaler_dev.sim.loadgen import LoadSpec, ScheduledRequest, run_load
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
-from tgi_autoscaler_dev.sim.pods import pod_labels
 from tgi_autoscaler_dev.sim.traces import Constant
+from tgi_autoscaler_dev.sim.workload import external_metric_workload
 
 NAMESPACE = "reaction"
 SERVICE = "step"
@@ -87,72 +86,6 @@ class HpaStatus:
             self.desired, self.value = desired, value
             self.at = asyncio.get_running_loop().time()
             self.changed.set()
-
-
-@contextlib.asynccontextmanager
-async def _process(proc: ManagedProcess) -> AsyncIterator[ManagedProcess]:
-    await proc.start()
-    try:
-        yield proc
-    finally:
-        await proc.stop()
-
-
-async def _apply(cp: ControlPlane, obj: dict[str, Any]) -> None:
-    (await cp.kubectl("apply", "--server-side", "-f", "-", input_text=yaml.safe_dump(obj))).check()
-
-
-def _objects(args: argparse.Namespace) -> list[dict[str, Any]]:
-    labels = pod_labels(SERVICE)
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "tgi", "image": "registry.invalid/tgi:1"}]},
-                },
-            },
-        },
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVICE},
-                "minReplicas": 1,
-                "maxReplicas": 10,
-                "metrics": [
-                    {
-                        "type": "External",
-                        "external": {
-                            "metric": {
-                                "name": METRIC,
-                                "selector": {"matchLabels": {"app.kubernetes.io/instance": SERVICE}},
-                            },
-                            "target": {"type": "AverageValue", "averageValue": str(args.target)},
-                        },
-                    }
-                ],
-                # Up at once; back down at once after a trial, so the next one starts from idle.
-                "behavior": {
-                    "scaleUp": {
-                        "stabilizationWindowSeconds": 0,
-                        "policies": [{"type": "Pods", "value": 10, "periodSeconds": 1}],
-                    },
-                    "scaleDown": {
-                        "stabilizationWindowSeconds": 0,
-                        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}],
-                    },
-                },
-            },
-        },
-    ]
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -232,14 +165,21 @@ async def _with_stack(
     rng = random.Random(args.seed)
     reactions: list[float] = []
     load_before = os.getloadavg()
-    async with _process(adapter):
+    async with running(adapter):
         for obj in apiservice_objects(api):
-            await _apply(cp, obj)
+            await cp.apply(obj)
         await wait_for(
             lambda: apiservice_available(cp, api.apiservice_name), timeout=60, what="APIService Available"
         )
-        for obj in _objects(args):
-            await _apply(cp, obj)
+        for obj in external_metric_workload(
+            namespace=NAMESPACE,
+            service=SERVICE,
+            metric=METRIC,
+            target=args.target,
+            min_replicas=1,
+            max_replicas=10,
+        ):
+            await cp.apply(obj)
         status = HpaStatus()
         hpas = f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers"
         async with (

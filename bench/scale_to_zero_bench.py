@@ -23,15 +23,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
 import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import yaml
@@ -41,82 +38,18 @@ from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler_dev.localstack.aggregation import apiservice_available, apiservice_objects, local_adapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler_dev.localstack.process import ManagedProcess, background, free_port, wait_for
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, background, free_port, running, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.filesd import write_file_sd
 from tgi_autoscaler_dev.sim.fleet import Fleet
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
-from tgi_autoscaler_dev.sim.pods import pod_labels, target_group
+from tgi_autoscaler_dev.sim.pods import target_group
+from tgi_autoscaler_dev.sim.workload import external_metric_workload
 
 NAMESPACE = "wake"
 SERVICE = "zero"
 METRIC = "tgi_request_demand_with_held"
 REPLICA = ReplicaConfig(max_batch_size=64, token_rate=50.0, prefill_time_s=0.05)
-
-
-@contextlib.asynccontextmanager
-async def _process(proc: ManagedProcess) -> AsyncIterator[ManagedProcess]:
-    await proc.start()
-    try:
-        yield proc
-    finally:
-        await proc.stop()
-
-
-async def _apply(cp: ControlPlane, obj: dict[str, Any]) -> None:
-    (await cp.kubectl("apply", "--server-side", "-f", "-", input_text=yaml.safe_dump(obj))).check()
-
-
-def _objects(args: argparse.Namespace) -> list[dict[str, Any]]:
-    labels = pod_labels(SERVICE)
-    return [
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-        {
-            "apiVersion": "apps/v1",
-            "kind": "Deployment",
-            "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-            "spec": {
-                "replicas": 1,
-                "selector": {"matchLabels": labels},
-                "template": {
-                    "metadata": {"labels": labels},
-                    "spec": {"containers": [{"name": "tgi", "image": "registry.invalid/tgi:1"}]},
-                },
-            },
-        },
-        {
-            "apiVersion": "autoscaling/v2",
-            "kind": "HorizontalPodAutoscaler",
-            "metadata": {"name": SERVICE, "namespace": NAMESPACE},
-            "spec": {
-                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": SERVICE},
-                "minReplicas": 0,
-                "maxReplicas": 4,
-                "metrics": [
-                    {
-                        "type": "External",
-                        "external": {
-                            "metric": {
-                                "name": METRIC,
-                                "selector": {"matchLabels": {"app.kubernetes.io/instance": SERVICE}},
-                            },
-                            "target": {"type": "AverageValue", "averageValue": str(args.target)},
-                        },
-                    }
-                ],
-                "behavior": {
-                    "scaleUp": {
-                        "stabilizationWindowSeconds": 0,
-                        "policies": [{"type": "Pods", "value": 4, "periodSeconds": 1}],
-                    },
-                    "scaleDown": {
-                        "stabilizationWindowSeconds": 0,
-                        "policies": [{"type": "Percent", "value": 100, "periodSeconds": 1}],
-                    },
-                },
-            },
-        },
-    ]
 
 
 class Follower:
@@ -217,14 +150,21 @@ async def _with_stack(
     )
     rows: list[tuple[float, float, list[tuple[int, float]]]] = []
     load_before = os.getloadavg()
-    async with _process(adapter):
+    async with running(adapter):
         for obj in apiservice_objects(api):
-            await _apply(cp, obj)
+            await cp.apply(obj)
         await wait_for(
             lambda: apiservice_available(cp, api.apiservice_name), timeout=60, what="APIService Available"
         )
-        for obj in _objects(args):
-            await _apply(cp, obj)
+        for obj in external_metric_workload(
+            namespace=NAMESPACE,
+            service=SERVICE,
+            metric=METRIC,
+            target=args.target,
+            min_replicas=0,
+            max_replicas=4,
+        ):
+            await cp.apply(obj)
         async with Fleet(
             SERVICE,
             namespace=NAMESPACE,
@@ -244,7 +184,7 @@ async def _with_stack(
                 ],
                 log_path=workdir / "activator.log",
             )  # fmt: skip
-            async with _process(activator), aiohttp.ClientSession() as session:
+            async with running(activator), aiohttp.ClientSession() as session:
                 labels = {
                     "namespace": NAMESPACE,
                     "app_kubernetes_io_instance": SERVICE,

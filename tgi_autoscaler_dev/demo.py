@@ -20,10 +20,8 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -33,7 +31,7 @@ from tgi_autoscaler.signals import DemandSignal
 from tgi_autoscaler_dev.localstack.aggregation import apiservice_available, apiservice_objects, local_adapter
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
 from tgi_autoscaler_dev.localstack.kwok import GpuNodePool, Kwok, KwokSettings, create_gpu_nodes
-from tgi_autoscaler_dev.localstack.process import ManagedProcess, wait_for
+from tgi_autoscaler_dev.localstack.process import ManagedProcess, running, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
 from tgi_autoscaler_dev.sim.follow import following_pods
@@ -135,15 +133,6 @@ def _cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "tgi_autoscaler", "--log-format", "json", *args]
 
 
-@contextlib.asynccontextmanager
-async def _process(proc: ManagedProcess) -> AsyncIterator[ManagedProcess]:
-    await proc.start()
-    try:
-        yield proc
-    finally:
-        await proc.stop()
-
-
 async def _demo(args: argparse.Namespace, workdir: Path) -> int:
     say = _Printer()
     say.step(f"work directory {workdir} (component logs are kept there)")
@@ -190,16 +179,15 @@ async def _with_stack(
         log_path=workdir / "controller.log",
         env=env,
     )
-    async with _process(adapter), _process(controller):
+    async with running(adapter), running(controller):
         for obj in apiservice_objects(api):
-            await _apply(cp, obj)
+            await cp.apply(obj)
         say.step("adapter registered as v1beta1.external.metrics.k8s.io; waiting for Available")
         await wait_for(
             lambda: apiservice_available(cp, api.apiservice_name), timeout=60, what="APIService Available"
         )
-        await _apply(cp, {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
-        await _apply(
-            cp,
+        await cp.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
+        await cp.apply(
             {
                 "apiVersion": "v1",
                 "kind": "ConfigMap",
@@ -322,11 +310,6 @@ async def _scalar(prom: PrometheusServer, query: str) -> float | None:
         if result:
             return float(result[0]["value"][1])
     return None
-
-
-async def _apply(cp: ControlPlane, obj: dict[str, Any]) -> None:
-    result = await cp.kubectl("apply", "--server-side", "-f", "-", input_text=yaml.safe_dump(obj))
-    result.check()
 
 
 async def _exists(cp: ControlPlane, path: str) -> bool:

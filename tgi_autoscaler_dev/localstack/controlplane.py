@@ -15,7 +15,7 @@ import asyncio
 import base64
 import json
 import ssl
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -288,6 +288,12 @@ class ControlPlane:
     async def stop(self) -> None:
         for proc in reversed(self.processes):
             await proc.stop()
+
+    async def apply(self, *objects: Mapping[str, Any], field_manager: str = "localstack") -> None:
+        """Server-side apply ``objects`` as the harness (conflicts forced: the harness owns them)."""
+        manifest = yaml.safe_dump_all([dict(o) for o in objects])
+        args = ("apply", "--server-side", "--force-conflicts", f"--field-manager={field_manager}")
+        (await self.kubectl(*args, "-f", "-", input_text=manifest)).check()
 
     async def kubectl(
         self, *args: str, input_text: str | None = None, kubeconfig: Path | None = None

@@ -27,7 +27,7 @@ import subprocess
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
 import yaml
 
@@ -264,12 +264,6 @@ _APISERVICE: Final = "v1beta1.external.metrics.k8s.io"
 _APISERVICE_PATH: Final = f"/apis/apiregistration.k8s.io/v1/apiservices/{_APISERVICE}"
 
 
-async def _apply(cp: ControlPlane, objects: list[dict[str, Any]]) -> None:
-    manifest = yaml.safe_dump_all(objects)
-    args = ("apply", "--server-side", "--force-conflicts", "--field-manager=localstack", "-f", "-")
-    (await cp.kubectl(*args, input_text=manifest)).check()
-
-
 async def install_keda_crds(cp: ControlPlane, version: str = KEDA_VERSION) -> None:
     """KEDA's CRDs from its Go module (no build needed), Established before returning."""
     paths = await asyncio.to_thread(keda_crds, version)
@@ -326,7 +320,7 @@ async def running_keda(
             lambda: http_ok(f"http://127.0.0.1:{processes.operator_metrics_port}/metrics"), timeout=120
         )
         await processes.metrics_server.start()
-        await _apply(cp, apiservice_objects(api))
+        await cp.apply(*apiservice_objects(api))
         await wait_for(lambda: apiservice_available(cp, _APISERVICE), timeout=120, what="KEDA's APIService")
         yield processes
     finally:
@@ -337,6 +331,6 @@ async def running_keda(
             labels = (previous.get("metadata") or {}).get("labels") or {}
             restored = {**previous, "metadata": {"name": _APISERVICE, "labels": labels}}
             restored.pop("status", None)
-            await _apply(cp, [restored])
+            await cp.apply(restored)
         else:
             await cp.request("DELETE", _APISERVICE_PATH)

@@ -24,7 +24,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-__all__ = ["ManagedProcess", "ProcessFailed", "background", "free_port", "http_ok", "wait_for"]
+__all__ = ["ManagedProcess", "ProcessFailed", "background", "free_port", "http_ok", "running", "wait_for"]
 
 log = structlog.get_logger(__name__)
 
@@ -165,6 +165,16 @@ class ManagedProcess:
 
     def log_tail(self, lines: int = 60) -> str:
         return _tail(self.log_path, lines)
+
+
+@contextlib.asynccontextmanager
+async def running(proc: ManagedProcess) -> AsyncIterator[ManagedProcess]:
+    """``proc`` started for the duration of the block, stopped on exit whatever happened."""
+    await proc.start()
+    try:
+        yield proc
+    finally:
+        await proc.stop()
 
 
 @contextlib.asynccontextmanager
