@@ -337,15 +337,9 @@ class PrefetchSettings(ConfigModel):
     the number of Prometheus queries follows the number of definitions, not of HPAs.
     """
 
-    # Off by default: on the e2e stack a grouped answer for one namespace's service was seen to
-    # include another namespace's series of the same instance name (the HPA scaled on their sum).
     enabled: Annotated[
-        bool,
-        Field(
-            description="Prefetch grouped queries (off by default until a cross-namespace mix-up "
-            "seen on the end-to-end stack is fixed); false sends one query per selector."
-        ),
-    ] = False
+        bool, Field(description="Prefetch grouped queries; false sends one query per selector.")
+    ] = True
     refresh_seconds: Annotated[
         float,
         Field(gt=0, le=60, description="How often each grouped query that is being read is evaluated."),
