@@ -10,31 +10,11 @@ import argparse
 import asyncio
 import sys
 
+from tgi_autoscaler import argtypes
 from tgi_autoscaler.activator.gate import HoldPolicy
 from tgi_autoscaler.activator.proxy import ActivatorOptions, run_activator
 
 __all__ = ["options_from_args", "register"]
-
-
-def _positive(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1 (got {text})")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port 0-65535 (got {text})")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,23 +29,36 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "--upstream", required=True, help="base URL of the service, e.g. http://llama.ns.svc:80"
     )
     parser.add_argument("--bind-address", default="0.0.0.0", help="listen address (default %(default)s)")  # noqa: S104
-    parser.add_argument("--port", type=_port, default=8080, help="proxy port (default %(default)s)")
+    parser.add_argument("--port", type=argtypes.port, default=8080, help="proxy port (default %(default)s)")
     parser.add_argument(
-        "--metrics-port", type=_port, default=9091, help="/metrics and /healthz port (default %(default)s)"
+        "--metrics-port",
+        type=argtypes.port,
+        default=9091,
+        help="/metrics and /healthz port (default %(default)s)",
     )
     parser.add_argument(
         "--health-path", default="/health", help="upstream readiness path (default %(default)s)"
     )
-    parser.add_argument("--max-held", type=_positive_int, default=256, help="requests held at most")
-    parser.add_argument("--max-wait", type=_positive, default=300.0, metavar="SECONDS", help="longest hold")
+    parser.add_argument("--max-held", type=argtypes.positive_int, default=256, help="requests held at most")
     parser.add_argument(
-        "--idle-after", type=_positive, default=900.0, metavar="SECONDS", help="idle window (keep-alive)"
+        "--max-wait", type=argtypes.positive, default=300.0, metavar="SECONDS", help="longest hold"
     )
     parser.add_argument(
-        "--retry-after", type=_positive_int, default=10, metavar="SECONDS", help="Retry-After of a 503"
+        "--idle-after",
+        type=argtypes.positive,
+        default=900.0,
+        metavar="SECONDS",
+        help="idle window (keep-alive)",
     )
-    parser.add_argument("--probe-interval", type=_positive, default=1.0, metavar="SECONDS")
-    parser.add_argument("--shutdown-grace", type=_positive, default=10.0, metavar="SECONDS")
+    parser.add_argument(
+        "--retry-after",
+        type=argtypes.positive_int,
+        default=10,
+        metavar="SECONDS",
+        help="Retry-After of a 503",
+    )
+    parser.add_argument("--probe-interval", type=argtypes.positive, default=1.0, metavar="SECONDS")
+    parser.add_argument("--shutdown-grace", type=argtypes.positive, default=10.0, metavar="SECONDS")
     parser.set_defaults(func=run)
 
 

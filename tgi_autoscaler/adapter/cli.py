@@ -15,6 +15,7 @@ import os
 import sys
 from pathlib import Path
 
+from tgi_autoscaler import argtypes
 from tgi_autoscaler.adapter.requestheader import AUTH_CONFIGMAP_NAME, AUTH_CONFIGMAP_NAMESPACE
 from tgi_autoscaler.adapter.server import AdapterOptions, run_adapter
 from tgi_autoscaler.config.errors import ConfigError
@@ -33,27 +34,6 @@ class OptionsError(ValueError):
     """Flags that cannot work together; the message names the flags."""
 
 
-def _positive(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 (got {text})")
-    return value
-
-
-def _non_negative(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0 (got {text})")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"must be a TCP port 0-65535 (got {text})")
-    return value
-
-
 def _object_ref(text: str) -> tuple[str, str]:
     namespace, sep, name = text.partition("/")
     if not sep or not namespace or not name or "/" in name:
@@ -70,7 +50,9 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     net = parser.add_argument_group("serving")
     net.add_argument("--bind-address", default="0.0.0.0", help="listen address (default %(default)s)")  # noqa: S104
-    net.add_argument("--secure-port", type=_port, default=6443, help="HTTPS port (default %(default)s)")
+    net.add_argument(
+        "--secure-port", type=argtypes.port, default=6443, help="HTTPS port (default %(default)s)"
+    )
     net.add_argument("--tls-cert-file", type=Path, help="serving certificate chain (PEM); reloaded on change")
     net.add_argument("--tls-private-key-file", type=Path, help="serving private key (PEM)")
     net.add_argument(
@@ -88,14 +70,14 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     net.add_argument(
         "--tls-reload-interval",
-        type=_positive,
+        type=argtypes.positive,
         default=10.0,
         metavar="SECONDS",
         help="how often the serving files are checked for a renewal (default %(default)s)",
     )
     net.add_argument(
         "--shutdown-grace",
-        type=_non_negative,
+        type=argtypes.non_negative,
         default=10.0,
         metavar="SECONDS",
         help="time in-flight requests get to finish on SIGTERM (default %(default)s)",
@@ -115,9 +97,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="where kube-apiserver publishes the front-proxy CA and headers "
         f"(default {AUTH_CONFIGMAP_NAMESPACE}/{AUTH_CONFIGMAP_NAME})",
     )
-    kube.add_argument("--authentication-token-cache-ttl", type=_non_negative, default=10.0, metavar="SECONDS")
-    kube.add_argument("--authorization-allow-cache-ttl", type=_non_negative, default=10.0, metavar="SECONDS")
-    kube.add_argument("--authorization-deny-cache-ttl", type=_non_negative, default=10.0, metavar="SECONDS")
+    kube.add_argument(
+        "--authentication-token-cache-ttl", type=argtypes.non_negative, default=10.0, metavar="SECONDS"
+    )
+    kube.add_argument(
+        "--authorization-allow-cache-ttl", type=argtypes.non_negative, default=10.0, metavar="SECONDS"
+    )
+    kube.add_argument(
+        "--authorization-deny-cache-ttl", type=argtypes.non_negative, default=10.0, metavar="SECONDS"
+    )
     kube.add_argument(
         "--authorization-always-allow-groups",
         default="system:masters",
@@ -133,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
     prom = parser.add_argument_group("Prometheus")
     prom.add_argument("--prometheus-url", help="base URL of the Prometheus query API")
-    prom.add_argument("--prometheus-timeout", type=_positive, default=3.0, metavar="SECONDS")
+    prom.add_argument("--prometheus-timeout", type=argtypes.positive, default=3.0, metavar="SECONDS")
     prom.add_argument("--prometheus-bearer-token-file", help="file with a bearer token (re-read on change)")
     prom.add_argument("--prometheus-ca-file", help="PEM bundle to verify an https Prometheus")
     prom.add_argument("--prometheus-insecure-skip-verify", action="store_true")
@@ -144,7 +132,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="NAME=VALUE",
         help="extra request header, e.g. X-Scope-OrgID=tenant (repeatable)",
     )
-    prom.add_argument("--cache-ttl", type=_non_negative, default=None, metavar="SECONDS")
+    prom.add_argument("--cache-ttl", type=argtypes.non_negative, default=None, metavar="SECONDS")
     prom.add_argument(
         "--no-prefetch",
         action="store_true",
