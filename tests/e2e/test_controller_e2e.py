@@ -285,6 +285,15 @@ async def test_invalid_edit_warns_and_leaves_the_running_objects_as_they_were(
     async with run_controller(controller_kubeconfig, namespaces=(namespace,)):
         await _create(admin, service_configmap("svc", namespace, SPEC))
         await _wait_ready(admin, namespace, "svc")
+
+        # The Deployment is created without spec.replicas (the HPA owns it), so it starts at 1 and
+        # the HPA's first sync raises it to minReplicas: that write is the HPA's, not the controller's,
+        # and must happen before the generation to compare against is read.
+        async def hpa_took_over() -> bool:
+            live = await admin.get(DEPLOYMENT, namespace, "svc")
+            return live is not None and live["spec"].get("replicas") == 2
+
+        await wait_for(hpa_took_over, timeout=30, what="the HPA to raise the Deployment to minReplicas")
         deployment_before = await admin.get(DEPLOYMENT, namespace, "svc")
         hpa_before = await _hpa(admin, namespace, "svc")
         assert deployment_before is not None

@@ -227,13 +227,24 @@ async def test_real_hpa_rescales_exactly_as_the_model_says(
             return status == 200 and bool(body["items"])
 
         await wait_for(visible, timeout=30, what="the static queue through the aggregation layer")
-        for obj in _objects(namespace, case):
-            plural = "deployments" if obj["kind"] == "Deployment" else "horizontalpodautoscalers"
-            group = "apps/v1" if plural == "deployments" else "autoscaling/v2"
-            status, body = await control_plane.request(
-                "POST", f"/apis/{group}/namespaces/{namespace}/{plural}", body=obj
-            )
-            assert status == 201, body
+        deployment_obj, hpa_obj = _objects(namespace, case)
+        deployment_path = f"/apis/apps/v1/namespaces/{namespace}/deployments"
+        status, body = await control_plane.request("POST", deployment_path, body=deployment_obj)
+        assert status == 201, body
+
+        # The real HPA divides an AverageValue target by the scale's status.replicas, not its spec:
+        # a first sync that sees status.replicas == 0 (the ReplicaSet has not reported its pods yet)
+        # gets an infinite ratio, skips the tolerance and scales to ceil(queue / target). The model
+        # starts from replicas that exist, so the HPA is created once the Deployment reports them.
+        async def pods_reported() -> bool:
+            _, live = await control_plane.request("GET", f"{deployment_path}/{SERVICE}")
+            return int(live.get("status", {}).get("replicas", 0)) == case.min_replicas
+
+        await wait_for(pods_reported, timeout=30, what="the Deployment to report its pods")
+        status, body = await control_plane.request(
+            "POST", f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers", body=hpa_obj
+        )
+        assert status == 201, body
 
         hpa_path = f"/apis/autoscaling/v2/namespaces/{namespace}/horizontalpodautoscalers/{SERVICE}"
 
