@@ -13,6 +13,7 @@ __all__ = [
     "ANNOTATION_PROMETHEUS_PATH",
     "ANNOTATION_PROMETHEUS_PORT",
     "ANNOTATION_PROMETHEUS_SCRAPE",
+    "ANNOTATION_ROLLOUT",
     "ANNOTATION_STATUS",
     "APP_NAME",
     "COMPONENT_ACTIVATOR",
@@ -24,6 +25,7 @@ __all__ = [
     "LABEL_COMPONENT",
     "LABEL_INSTANCE",
     "LABEL_MANAGED_BY",
+    "LABEL_MODEL_HASH",
     "LABEL_NAME",
     "LABEL_OWNER_NAME",
     "LABEL_OWNER_NAMESPACE",
@@ -74,3 +76,12 @@ GRAFANA_DASHBOARD_LABEL_VALUE: Final = "1"
 ANNOTATION_PROMETHEUS_SCRAPE: Final = "prometheus.io/scrape"
 ANNOTATION_PROMETHEUS_PORT: Final = "prometheus.io/port"
 ANNOTATION_PROMETHEUS_PATH: Final = "prometheus.io/path"
+
+# The generation of the server pods a Service routes to: the hash of what defines the model
+# (render/rollout.py), carried by a blue-green Deployment's pods and by the Service selector, so that
+# switching the Service between two Deployments is one selector change.
+LABEL_MODEL_HASH: Final = "tgi-autoscaler.io/model-hash"
+
+# JSON rollout state on the server Service (which Deployment serves, which is the candidate, since
+# when): the controller resumes a rollout from it after a restart or a change of leader.
+ANNOTATION_ROLLOUT: Final = "tgi-autoscaler.io/rollout"

@@ -68,6 +68,7 @@ __all__ = [
     "ReadinessProbeSpec",
     "ResourcesSpec",
     "RolloutSpec",
+    "RolloutStrategy",
     "RoutingSpec",
     "ScaleDownSpec",
     "ScaleUpSpec",
@@ -604,9 +605,46 @@ class SecuritySpec(SpecModel):
     )
 
 
-class RolloutSpec(SpecModel):
-    """How a changed spec replaces running pods."""
+class RolloutStrategy(StrEnum):
+    """How a change of what is served (the model, its revision, the engine or its image) reaches the pods."""
 
+    BLUE_GREEN = "BlueGreen"
+    ROLLING_UPDATE = "RollingUpdate"
+
+
+class RolloutSpec(SpecModel):
+    """How a changed spec replaces running pods.
+
+    Changes that keep the model (resources, env, probes) always roll the serving Deployment in place.
+    Changes of what is served follow ``strategy``: a blue-green switch starts a second Deployment, waits
+    until its pods are Ready and moves the Service to it in one selector change, so no client ever
+    sees two models behind one Service.
+    """
+
+    strategy: RolloutStrategy = Field(
+        default=RolloutStrategy.BLUE_GREEN,
+        description="`BlueGreen`: a change of model id or revision, engine kind or image, shards, "
+        "quantization or dtype starts a new Deployment beside the serving one and switches the Service "
+        "once every new pod is Ready. `RollingUpdate`: every change rolls the serving Deployment in "
+        "place (for minutes, both models answer behind one Service).",
+    )
+    ready_timeout_seconds: PositiveInt = Field(
+        default=1800,
+        description="Longest wait for a blue-green candidate's pods to become Ready. Past it the "
+        "Service stays on the serving model, the candidate is kept for inspection and the service "
+        "reports `RolloutFailed`; the next edit replaces the candidate.",
+    )
+    grace_period_seconds: NonNegativeInt = Field(
+        default=600,
+        description="How long the previous Deployment is kept (at its size) after a blue-green switch, "
+        "so that reverting the edit switches back at once; then it is deleted.",
+    )
+    gpu_budget: bool = Field(
+        default=False,
+        description="Blue-green without extra GPUs: the candidate grows one pod at a time as the "
+        "serving Deployment shrinks by one, at the cost of capacity during the switch. Choose it where "
+        "no GPU is spare for a second full-size Deployment (see docs/rollout.md).",
+    )
     max_surge: int = Field(
         default=1,
         ge=0,
@@ -1290,7 +1328,10 @@ class TGIServiceSpec(SpecModel):
     cache: CacheSpec = Field(default_factory=CacheSpec, description="Model weights cache volume.")
     scheduling: SchedulingSpec = Field(default_factory=SchedulingSpec, description="Pod placement.")
     security: SecuritySpec = Field(default_factory=SecuritySpec, description="Pod security context.")
-    rollout: RolloutSpec = Field(default_factory=RolloutSpec, description="Rolling update strategy.")
+    rollout: RolloutSpec = Field(
+        default_factory=RolloutSpec,
+        description="How changes reach the pods: blue-green switch or rolling update.",
+    )
     probes: ProbesSpec = Field(default_factory=ProbesSpec, description="Health probes.")
     autoscaling: AutoscalingSpec = Field(default_factory=AutoscalingSpec, description="Autoscaling.")
     service: ServicePortSpec = Field(default_factory=ServicePortSpec, description="The Kubernetes Service.")

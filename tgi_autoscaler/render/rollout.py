@@ -1,0 +1,386 @@
+"""The blue-green rollout of a service's server Deployments, planned as a pure function of what exists.
+
+A change of what is served (model id or revision, engine kind or image, shards, quantization, dtype)
+must never leave two models answering behind one Service. ``plan_rollout`` decides, from the desired
+model hash, the Deployments in the cluster and the rollout state persisted on the Service, what the
+controller does next: which Deployments get the rendered template, which are left alone, which are
+deleted, where the Service selector and the HPA's ``scaleTargetRef`` point, and which event to tell
+the user. Everything it reads lives in the cluster (objects and one annotation), never in memory, so
+a restarted controller or a new leader computes the same plan and the rollout resumes where it was.
+
+Phases:
+
+- ``Stable``: one Deployment serves the desired model; nothing else exists.
+- ``Progressing``: a candidate Deployment for the new model is starting, the Service stays on the
+  serving one.
+- ``Failed``: the candidate missed ``readyTimeoutSeconds``; the Service stays, nothing is deleted, and
+  the next edit (a fix or a revert) replaces the candidate.
+- ``Draining``: the Service switched; the previous Deployment is kept for ``gracePeriodSeconds`` so a
+  revert switches back without a cold start, then deleted.
+
+Adoption: a Deployment created before blue-green existed is named after the service and its pods do
+not carry the model-hash label, so a Service selecting on that label would lose them. It is adopted
+as the serving Deployment without touching it (no pod restarts at upgrade), the Service keeps the
+selector without the label, and the first change after the upgrade rolls it in place, adding the
+label; once that rollout completed the Service selects on the label and later model changes switch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+from tgi_autoscaler.config.service import RolloutSpec, RolloutStrategy, TGIServiceSpec
+
+__all__ = [
+    "DeploymentPlan",
+    "DeploymentView",
+    "Event",
+    "Phase",
+    "Plan",
+    "RolloutState",
+    "candidate_name",
+    "model_hash",
+    "model_identity",
+    "plan_rollout",
+]
+
+Phase = Literal["Stable", "Progressing", "Failed", "Draining"]
+
+_HASH_LENGTH = 10
+
+
+def model_identity(spec: TGIServiceSpec) -> dict[str, Any]:
+    """What defines the model a pod serves: a change here is a change of answers, not of capacity."""
+    engine, model = spec.engine, spec.model
+    return {
+        "model": model.id,
+        "revision": model.revision,
+        "engine": engine.kind.value,
+        "image": engine.effective_image,
+        "shards": engine.num_shard,
+        "quantize": None if engine.quantize is None else str(engine.quantize),
+        "dtype": None if engine.dtype is None else engine.dtype.value,
+    }
+
+
+def model_hash(spec: TGIServiceSpec) -> str:
+    """A short, stable digest of ``model_identity``: a label value and a Deployment name suffix."""
+    encoded = json.dumps(model_identity(spec), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(encoded.encode()).hexdigest()[:_HASH_LENGTH]
+
+
+def candidate_name(service: str, model: str) -> str:
+    """The Deployment serving ``model``: the service name and the model hash (fits 63 characters)."""
+    return f"{service}-{model}"
+
+
+@dataclass(frozen=True)
+class DeploymentView:
+    """One server Deployment of the service as the cluster has it."""
+
+    name: str
+    model: str  # model hash its template runs (annotation on the Deployment)
+    labelled: bool  # its pod template carries the model-hash label
+    replicas: int  # spec.replicas
+    ready: int  # status.readyReplicas
+    rolled_out: bool  # observedGeneration current and every pod updated and Ready
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    """What the controller persists on the Service between reconciles (timestamps in epoch seconds)."""
+
+    phase: Phase
+    serving: str
+    candidate: str | None = None
+    previous: str | None = None
+    started_at: float | None = None
+    switched_at: float | None = None
+    message: str = ""
+
+    def document(self) -> dict[str, Any]:
+        return {key: value for key, value in self.__dict__.items() if value is not None}
+
+    @classmethod
+    def parse(cls, raw: str | None) -> RolloutState | None:
+        """The state from its annotation; None when absent or unreadable (planned as a fresh start)."""
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+            return cls(
+                phase=data["phase"],
+                serving=str(data["serving"]),
+                candidate=data.get("candidate"),
+                previous=data.get("previous"),
+                started_at=data.get("started_at"),
+                switched_at=data.get("switched_at"),
+                message=str(data.get("message", "")),
+            )
+        except (ValueError, KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class DeploymentPlan:
+    """A Deployment to apply from the rendered template, labelled with ``model``.
+
+    ``replicas`` is set only where the HPA does not own the count (a candidate before its switch, the
+    serving Deployment shrinking in GPU-budget mode); None leaves it to the HPA.
+    """
+
+    name: str
+    model: str
+    labelled: bool
+    replicas: int | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    type: Literal["Normal", "Warning"]
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    state: RolloutState
+    apply: tuple[DeploymentPlan, ...]
+    keep: tuple[str, ...]  # left exactly as they are (the old model's template is no longer rendered)
+    scale: tuple[tuple[str, int], ...]  # kept Deployments whose replica count the rollout sets
+    delete: tuple[str, ...]
+    service_model: str | None  # Service selector's model-hash value; None: no such selector label
+    hpa_target: str
+    event: Event | None = None
+
+
+def _target_replicas(hpa_replicas: int | None, min_replicas: int) -> int:
+    # A candidate takes the load the HPA sized the serving Deployment for; never fewer than one pod,
+    # or nothing could become Ready and the switch would wait forever.
+    return max(hpa_replicas or 0, min_replicas, 1)
+
+
+def _budget_sizes(target: int, candidate_ready: int) -> tuple[int, int]:
+    """(candidate, serving) replica counts in GPU-budget mode: one pod moves at a time.
+
+    The serving Deployment keeps at least one pod until the switch (the Service must always have an
+    endpoint), so the candidate grows to at most ``target - 1`` before the switch; with a target of
+    one there is no spare to give and the candidate gets the serving pod's GPU only after it is gone.
+    """
+    if target <= 1:
+        return 1, 1
+    candidate = min(target - 1, candidate_ready + 1)
+    return candidate, max(1, target - candidate)
+
+
+def _switch_needs(target: int, gpu_budget: bool) -> int:
+    return max(1, target - 1) if gpu_budget else target
+
+
+def plan_rollout(
+    service: str,
+    desired: str,
+    rollout: RolloutSpec,
+    *,
+    state: RolloutState | None,
+    deployments: Mapping[str, DeploymentView],
+    hpa_replicas: int | None,
+    min_replicas: int,
+    now: float,
+    spec_changed: bool = False,
+) -> Plan:
+    """The next step of the rollout of model hash ``desired``; deterministic in its arguments.
+
+    ``spec_changed``: the spec differs from the one last applied (an adopted Deployment gets the
+    model-hash label only then, so that upgrading the controller restarts no pod).
+    """
+    serving = _serving(service, desired, state, deployments)
+    current = deployments.get(serving)
+    if current is None:
+        # Nothing runs yet (a new service, or every Deployment deleted by hand): start the desired one.
+        name = candidate_name(service, desired)
+        return Plan(
+            state=RolloutState(phase="Stable", serving=name),
+            apply=(DeploymentPlan(name, desired, labelled=True),),
+            keep=(),
+            scale=(),
+            delete=tuple(sorted(n for n in deployments if n != name)),
+            service_model=desired,
+            hpa_target=name,
+        )
+    service_model = current.model if current.labelled and current.rolled_out else None
+    if not current.labelled:
+        # Adopted: roll it in place (the label comes with the next change), see the module docstring.
+        return _in_place(desired, rollout, current, state, deployments, now, None, spec_changed)
+    if rollout.strategy is RolloutStrategy.ROLLING_UPDATE or current.model == desired:
+        return _in_place(desired, rollout, current, state, deployments, now, service_model, True)
+    target = _target_replicas(hpa_replicas, min_replicas)
+    return _blue_green(service, desired, rollout, current, state, deployments, target, now)
+
+
+def _serving(
+    service: str, desired: str, state: RolloutState | None, deployments: Mapping[str, DeploymentView]
+) -> str:
+    if state is not None and state.serving in deployments:
+        return state.serving
+    if service in deployments:
+        return service  # from before blue-green, or its state annotation was lost
+    labelled = sorted(
+        (d for d in deployments.values() if d.labelled and d.rolled_out),
+        key=lambda d: (d.model != desired, d.name),
+    )
+    return labelled[0].name if labelled else candidate_name(service, desired)
+
+
+def _in_place(
+    desired: str,
+    rollout: RolloutSpec,
+    current: DeploymentView,
+    state: RolloutState | None,
+    deployments: Mapping[str, DeploymentView],
+    now: float,
+    service_model: str | None,
+    label: bool,
+) -> Plan:
+    """The serving Deployment gets the desired template; a pending candidate is no longer wanted."""
+    previous, delete = _drain(state, current.name, deployments, now, rollout.grace_period_seconds)
+    delete += tuple(n for n in sorted(deployments) if n not in (current.name, previous) and n not in delete)
+    # An adopted Deployment's pods get the label with this (or the next) rollout; until every pod
+    # has it, the Service keeps selecting without it.
+    labelled = current.labelled or label
+    event: Event | None = None
+    if state is not None and state.candidate is not None and state.candidate in delete:
+        event = Event(
+            "Normal",
+            "RolloutAbandoned",
+            f"candidate Deployment {state.candidate} deleted: the spec serves the model of "
+            f"{current.name} again",
+        )
+    phase: Phase = "Draining" if previous is not None else "Stable"
+    new_state = RolloutState(
+        phase=phase,
+        serving=current.name,
+        previous=previous,
+        switched_at=state.switched_at if previous is not None and state is not None else None,
+    )
+    return Plan(
+        state=new_state,
+        apply=(DeploymentPlan(current.name, desired, labelled=labelled),),
+        keep=(previous,) if previous is not None else (),
+        scale=(),
+        delete=delete,
+        service_model=service_model,
+        hpa_target=current.name,
+        event=event,
+    )
+
+
+def _drain(
+    state: RolloutState | None,
+    serving: str,
+    deployments: Mapping[str, DeploymentView],
+    now: float,
+    grace_s: float,
+) -> tuple[str | None, tuple[str, ...]]:
+    """The previous Deployment still inside its grace period, and the one to delete if it expired."""
+    if state is None or state.previous is None or state.previous == serving:
+        return None, ()
+    if state.previous not in deployments:
+        return None, ()
+    switched = state.switched_at if state.switched_at is not None else now
+    if now - switched >= grace_s:
+        return None, (state.previous,)
+    return state.previous, ()
+
+
+def _blue_green(
+    service: str,
+    desired: str,
+    rollout: RolloutSpec,
+    current: DeploymentView,
+    state: RolloutState | None,
+    deployments: Mapping[str, DeploymentView],
+    target: int,
+    now: float,
+) -> Plan:
+    name = candidate_name(service, desired)
+    candidate = deployments.get(name)
+    started = state.started_at if state is not None and state.candidate == name else None
+    started = now if started is None else started
+    # A candidate of an earlier edit (failed or overtaken) is replaced, never kept beside this one.
+    stale = tuple(
+        n
+        for n in sorted(deployments)
+        if n not in (current.name, name) and (state is None or n != state.previous)
+    )
+    previous, expired = _drain(state, current.name, deployments, now, rollout.grace_period_seconds)
+    # The candidate may be the previous Deployment (a revert inside the grace period): never drop it.
+    delete = tuple(n for n in stale + expired if n != name)
+    if previous is not None and previous != name:
+        # A second switch while the first drains: keep one fallback only, the one serving now.
+        delete += (previous,)
+    service_model = current.model
+    ready = candidate.ready if candidate is not None else 0
+    if rollout.gpu_budget:
+        wanted, serving_size = _budget_sizes(target, ready)
+        scale: tuple[tuple[str, int], ...] = ((current.name, serving_size),)
+    else:
+        wanted, scale = target, ()
+    needs = _switch_needs(target, rollout.gpu_budget)
+    if candidate is not None and candidate.rolled_out and candidate.ready >= needs:
+        switched = RolloutState(
+            phase="Draining" if not rollout.gpu_budget else "Stable",
+            serving=name,
+            previous=None if rollout.gpu_budget else current.name,
+            switched_at=now,
+            message=f"switched from {current.name} after {now - started:.0f}s",
+        )
+        # GPU budget: the old pods hold the GPUs the candidate needs to reach the HPA's count.
+        drop = (current.name,) if rollout.gpu_budget else ()
+        return Plan(
+            state=switched,
+            apply=(DeploymentPlan(name, desired, labelled=True),),
+            keep=() if rollout.gpu_budget else (current.name,),
+            scale=(),
+            delete=tuple(sorted(set(delete + drop))),
+            service_model=desired,
+            hpa_target=name,
+            event=Event(
+                "Normal",
+                "Switched",
+                f"Service switched to {name} ({candidate.ready} Ready pods) from {current.name}",
+            ),
+        )
+    waited = now - started
+    failed = waited >= rollout.ready_timeout_seconds
+    phase: Phase = "Failed" if failed else "Progressing"
+    message = (
+        f"candidate {name} has {ready}/{needs} Ready pods after {waited:.0f}s "
+        f"(timeout {rollout.ready_timeout_seconds}s); the Service stays on {current.name}"
+    )
+    event = None
+    if failed and (state is None or state.phase != "Failed"):
+        event = Event("Warning", "RolloutFailed", message)
+    elif candidate is None:
+        event = Event("Normal", "RolloutStarted", f"starting {name} with {wanted} pods beside {current.name}")
+    new_state = RolloutState(
+        phase=phase,
+        serving=current.name,
+        candidate=name,
+        started_at=started,
+        message=message,
+    )
+    return Plan(
+        state=replace(new_state),
+        apply=(DeploymentPlan(name, desired, labelled=True, replicas=wanted),),
+        keep=(current.name,),
+        scale=scale,
+        delete=tuple(sorted(set(delete))),
+        service_model=service_model,
+        hpa_target=current.name,
+        event=event,
+    )
