@@ -14,6 +14,7 @@ import pytest
 from tests.support.polling import eventually
 from tgi_autoscaler_dev.sim import Constant, Fleet, LoadSpec, ReplicaConfig, ReplicaServer, run_load
 from tgi_autoscaler_dev.sim.loadgen import ScheduledRequest
+from tgi_autoscaler_dev.sim.server import MODEL_HEADER, ServedModel
 
 pytestmark = pytest.mark.integration
 
@@ -255,3 +256,21 @@ async def test_a_starting_replica_is_discoverable_but_has_no_series_and_no_traff
         async with client.get(f"{new.url}/metrics") as resp:
             assert resp.status == 200
             assert "tgi_queue_size" in await resp.text()
+
+
+async def test_every_response_names_the_model_in_a_header_and_info_agrees(
+    client: aiohttp.ClientSession,
+) -> None:
+    server = ReplicaServer(FAST, name="named", served=ServedModel(model_id="org/model-b"))
+    await server.start()
+    try:
+        body = {"inputs": "x", "parameters": {"max_new_tokens": 3}}
+        async with client.get(f"{server.url}/info") as resp:
+            assert (await resp.json())["model_id"] == "org/model-b"
+        for path in ("/generate", "/generate_stream", "/health"):
+            method = client.get if path == "/health" else client.post
+            async with method(f"{server.url}{path}", json=body) as resp:
+                assert resp.status == 200, path
+                assert resp.headers[MODEL_HEADER] == "org/model-b", path
+    finally:
+        await server.stop()

@@ -626,7 +626,8 @@ class RolloutSpec(SpecModel):
         description="`BlueGreen`: a change of model id or revision, engine kind or image, shards, "
         "quantization or dtype starts a new Deployment beside the serving one and switches the Service "
         "once every new pod is Ready. `RollingUpdate`: every change rolls the serving Deployment in "
-        "place (for minutes, both models answer behind one Service).",
+        "place (for minutes, both models answer behind one Service). The controller does not apply "
+        "`BlueGreen` yet (a model change is still rolled in place): see docs/rollout.md.",
     )
     ready_timeout_seconds: PositiveInt = Field(
         default=1800,

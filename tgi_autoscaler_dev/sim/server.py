@@ -57,11 +57,15 @@ from tgi_autoscaler_dev.sim.protocol import (
     validate,
 )
 
-__all__ = ["ReplicaServer", "ServedModel"]
+__all__ = ["MODEL_HEADER", "ReplicaServer", "ServedModel"]
 
 log = structlog.get_logger(__name__)
 
 _STATUS = {"overloaded": 429, "validation": 422}
+
+
+# The response header naming the model that answered (TGI sends none; the simulator adds it).
+MODEL_HEADER = "x-model-id"
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +165,13 @@ class ReplicaServer:
         app.router.add_get("/ping", self._health)
         app.router.add_get("/info", self._info)
         app.router.add_get("/metrics", self._metrics)
+        # Every answer names the model that produced it, so a test of a model switch can tell which
+        # Deployment answered each request (streams too: the header goes out before the first token).
+        app.on_response_prepare.append(self._name_model)
         return app
+
+    async def _name_model(self, request: web.Request, response: web.StreamResponse) -> None:
+        response.headers[MODEL_HEADER] = self.served.model_id
 
     async def start(self) -> None:
         if self._runner is not None:
