@@ -2,19 +2,28 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 from dataclasses import dataclass, field
+from typing import Any
 
 import pytest
 
-from tgi_autoscaler.config.service import RolloutSpec, RolloutStrategy, parse_service_yaml
+from tgi_autoscaler.config.constants import LABEL_MODEL_HASH
+from tgi_autoscaler.config.service import RolloutSpec, RolloutStrategy, TGIServiceSpec, parse_service_yaml
+from tgi_autoscaler.render import ServiceSource, render_service
 from tgi_autoscaler.render.rollout import (
+    ANNOTATION_MODEL,
+    DeploymentPlan,
     DeploymentView,
     Plan,
     RolloutState,
     candidate_name,
+    deployment_for,
+    hpa_for,
     model_hash,
     plan_rollout,
+    service_for,
 )
 
 pytestmark = pytest.mark.unit
@@ -24,7 +33,7 @@ OLD_NAME, NEW_NAME = candidate_name("llm", OLD), candidate_name("llm", NEW)
 NOW = 10_000.0
 
 
-def _spec(extra: str = ""):  # type: ignore[no-untyped-def]
+def _spec(extra: str = "") -> TGIServiceSpec:
     return parse_service_yaml(textwrap.dedent("model:\n  id: org/model-a\n" + extra), source="test")
 
 
@@ -282,8 +291,6 @@ def test_plan(case: Case) -> None:
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_the_persisted_state_round_trips_so_a_new_leader_plans_the_same_step(case: Case) -> None:
-    import json
-
     plan = _plan(case)
     parsed = RolloutState.parse(json.dumps(plan.state.document()))
     assert parsed == plan.state
@@ -293,3 +300,45 @@ def test_an_unreadable_state_annotation_is_a_fresh_start() -> None:
     assert RolloutState.parse("{not json") is None
     assert RolloutState.parse('{"phase": "Stable"}') is None
     assert RolloutState.parse(None) is None
+
+
+def _rendered() -> dict[str, dict[str, Any]]:
+    objects = render_service(ServiceSource(name="llm", namespace="serving", spec=_spec()))
+    return {o["kind"]: o for o in objects}
+
+
+def test_a_blue_green_deployment_selects_and_labels_its_pods_by_model_and_the_service_follows() -> None:
+    rendered = _rendered()
+    deployment = deployment_for(
+        rendered["Deployment"], DeploymentPlan(NEW_NAME, NEW, labelled=True, replicas=3)
+    )
+    assert deployment["metadata"]["name"] == NEW_NAME
+    assert deployment["metadata"]["annotations"][ANNOTATION_MODEL] == NEW
+    assert deployment["spec"]["selector"]["matchLabels"][LABEL_MODEL_HASH] == NEW
+    assert deployment["spec"]["template"]["metadata"]["labels"][LABEL_MODEL_HASH] == NEW
+    assert deployment["spec"]["replicas"] == 3
+    service = service_for(rendered["Service"], NEW)
+    # The Service selects a subset of the new pods' labels, and none of a Deployment of another model.
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"].items() <= pod_labels.items()
+    other = deployment_for(rendered["Deployment"], DeploymentPlan(OLD_NAME, OLD, labelled=True))
+    assert not service["spec"]["selector"].items() <= other["spec"]["template"]["metadata"]["labels"].items()
+    assert "replicas" not in other["spec"]
+    assert (
+        hpa_for(rendered["HorizontalPodAutoscaler"], NEW_NAME)["spec"]["scaleTargetRef"]["name"] == NEW_NAME
+    )
+    assert LABEL_MODEL_HASH not in rendered["Deployment"]["spec"]["template"]["metadata"]["labels"]
+
+
+def test_an_adopted_deployment_keeps_its_name_and_immutable_selector() -> None:
+    rendered = _rendered()
+    selector = dict(rendered["Deployment"]["spec"]["selector"]["matchLabels"])
+    unlabelled = deployment_for(rendered["Deployment"], DeploymentPlan("llm", NEW, labelled=False))
+    assert unlabelled["spec"]["selector"]["matchLabels"] == selector
+    assert LABEL_MODEL_HASH not in unlabelled["spec"]["template"]["metadata"]["labels"]
+    labelled = deployment_for(rendered["Deployment"], DeploymentPlan("llm", NEW, labelled=True))
+    assert labelled["spec"]["selector"]["matchLabels"] == selector
+    assert labelled["spec"]["template"]["metadata"]["labels"][LABEL_MODEL_HASH] == NEW
+    assert (
+        service_for(rendered["Service"], None)["spec"]["selector"] == rendered["Service"]["spec"]["selector"]
+    )

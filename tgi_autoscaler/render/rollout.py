@@ -27,15 +27,19 @@ label; once that rollout completed the Service selects on the label and later mo
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+from tgi_autoscaler.config.constants import LABEL_INSTANCE, LABEL_MODEL_HASH
 from tgi_autoscaler.config.service import RolloutSpec, RolloutStrategy, TGIServiceSpec
+from tgi_autoscaler.render.meta import Manifest
 
 __all__ = [
+    "ANNOTATION_MODEL",
     "DeploymentPlan",
     "DeploymentView",
     "Event",
@@ -43,14 +47,20 @@ __all__ = [
     "Plan",
     "RolloutState",
     "candidate_name",
+    "deployment_for",
+    "hpa_for",
     "model_hash",
     "model_identity",
     "plan_rollout",
+    "service_for",
 ]
 
 Phase = Literal["Stable", "Progressing", "Failed", "Draining"]
 
 _HASH_LENGTH = 10
+
+# On a server Deployment: the model hash its template runs (the label may be older on an adopted one).
+ANNOTATION_MODEL = "tgi-autoscaler.io/model"
 
 
 def model_identity(spec: TGIServiceSpec) -> dict[str, Any]:
@@ -384,3 +394,38 @@ def _blue_green(
         hpa_target=current.name,
         event=event,
     )
+
+
+def deployment_for(rendered: Manifest, plan: DeploymentPlan) -> Manifest:
+    """The rendered server Deployment as ``plan`` names and labels it (a copy).
+
+    A blue-green Deployment also selects on the model-hash label, so two of them never claim each
+    other's pods; an adopted one keeps the selector it was created with (selectors are immutable).
+    """
+    out = copy.deepcopy(rendered)
+    meta = out["metadata"]
+    meta["name"] = plan.name
+    meta.setdefault("annotations", {})[ANNOTATION_MODEL] = plan.model
+    spec = out["spec"]
+    if plan.labelled:
+        spec["template"]["metadata"]["labels"][LABEL_MODEL_HASH] = plan.model
+        if plan.name != meta.get("labels", {}).get(LABEL_INSTANCE):
+            spec["selector"]["matchLabels"][LABEL_MODEL_HASH] = plan.model
+    if plan.replicas is not None:
+        spec["replicas"] = plan.replicas
+    return out
+
+
+def service_for(rendered: Manifest, model: str | None) -> Manifest:
+    """The rendered Service routing to the pods of ``model`` (None: to every server pod)."""
+    out = copy.deepcopy(rendered)
+    if model is not None:
+        out["spec"]["selector"][LABEL_MODEL_HASH] = model
+    return out
+
+
+def hpa_for(rendered: Manifest, target: str) -> Manifest:
+    """The rendered HPA scaling the Deployment ``target``."""
+    out = copy.deepcopy(rendered)
+    out["spec"]["scaleTargetRef"]["name"] = target
+    return out
