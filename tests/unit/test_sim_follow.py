@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from tgi_autoscaler_dev.sim.follow import PodState, pod_state
+from tgi_autoscaler_dev.sim.follow import PodState, pod_model, pod_state
 
 
 def pod(
@@ -44,3 +44,19 @@ def pod(
 )
 def test_pod_state(obj: dict[str, Any], expected: PodState) -> None:
     assert pod_state(obj) == expected
+
+
+@pytest.mark.parametrize(
+    ("container", "expected"),
+    [
+        ({"env": [{"name": "PORT", "value": "80"}, {"name": "MODEL_ID", "value": "org/a"}]}, "org/a"),
+        ({"command": ["vllm", "serve"], "args": ["--model", "org/b", "--port", "8000"]}, "org/b"),
+        ({"args": ["--model-path", "org/c"]}, "org/c"),
+        ({"args": ["--port", "8000"]}, None),
+    ],
+)
+def test_the_replica_reports_the_model_its_pod_was_told_to_serve(
+    container: dict[str, Any], expected: str | None
+) -> None:
+    assert pod_model({"spec": {"containers": [{"name": "server", **container}]}}) == expected
+    assert pod_model({"spec": {}}) is None

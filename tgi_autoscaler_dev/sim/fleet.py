@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
 from typing import Any, Self
@@ -229,15 +229,18 @@ class Fleet:
 
     # -- playing real pods ---------------------------------------------------------------------------
 
-    async def add_pod(self, name: str, labels: Mapping[str, str]) -> SimulatedPod:
+    async def add_pod(
+        self, name: str, labels: Mapping[str, str], *, model_id: str | None = None
+    ) -> SimulatedPod:
         """Start a replica playing the pod ``name`` (listed for Prometheus, loading until
-        :meth:`pod_ready`); the running one if it exists already."""
+        :meth:`pod_ready`); the running one if it exists already. ``model_id``: the model it
+        reports (default: the fleet's)."""
         if not self._started:
             raise RuntimeError("fleet is not started")
         # Shielded for the reason given in scale_to: a started replica is always tracked.
-        return await asyncio.shield(self._add_pod(name, labels))
+        return await asyncio.shield(self._add_pod(name, labels, model_id))
 
-    async def _add_pod(self, name: str, labels: Mapping[str, str]) -> SimulatedPod:
+    async def _add_pod(self, name: str, labels: Mapping[str, str], model_id: str | None) -> SimulatedPod:
         async with self._lock:
             existing = self._pod(name)
             if existing is not None:
@@ -245,7 +248,7 @@ class Fleet:
             server = ReplicaServer(
                 self.config,
                 engine=self.engine,
-                served=self.served,
+                served=self.served if model_id is None else replace(self.served, model_id=model_id),
                 name=name,
                 clock=self._clock,
                 load_until_marked=True,

@@ -11,7 +11,9 @@ the fleet equal to them:
 - when the pod turns Ready the replica serves;
 - when the pod terminates (a deletion timestamp, a terminal phase, or gone) the replica leaves the
   file_sd file and the front at once, then drains and stops;
-- a Pending pod (not scheduled, or scheduled but not started) has no replica.
+- a Pending pod (not scheduled, or scheduled but not started) has no replica;
+- the replica reports the model the pod's container was told to serve (``MODEL_ID``, ``--model``,
+  ``--model-path``), so a test of a model switch sees which Deployment answered.
 
 The decision is a pure function of the pod (:func:`pod_state`); the fleet does the I/O.
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +41,7 @@ from tgi_autoscaler.kube.resources import ResourceType
 from tgi_autoscaler.kube.watch import ChangeType, Reflector, WatchPolicy
 from tgi_autoscaler_dev.sim.fleet import Fleet
 
-__all__ = ["POD", "PodFollower", "PodState", "PodTimeline", "following_pods", "pod_state"]
+__all__ = ["POD", "PodFollower", "PodState", "PodTimeline", "following_pods", "pod_model", "pod_state"]
 
 log = structlog.get_logger(__name__)
 
@@ -60,6 +63,25 @@ def pod_state(pod: Mapping[str, Any]) -> PodState:
     conditions = status.get("conditions") or []
     ready = any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions)
     return "ready" if ready else "loading"
+
+
+_MODEL_ARGS = ("--model", "--model-path")
+
+
+def pod_model(pod: Mapping[str, Any]) -> str | None:
+    """The model the pod's first container serves: TGI's ``MODEL_ID``, vLLM's or SGLang's flag."""
+    containers = (pod.get("spec") or {}).get("containers") or []
+    if not containers:
+        return None
+    container = containers[0]
+    for env in container.get("env") or ():
+        if env.get("name") == "MODEL_ID" and env.get("value"):
+            return str(env["value"])
+    words = [*(container.get("command") or ()), *(container.get("args") or ())]
+    for flag, value in itertools.pairwise(words):
+        if flag in _MODEL_ARGS:
+            return str(value)
+    return None
 
 
 @dataclass
@@ -108,7 +130,7 @@ class PodFollower:
         if timeline.scheduled is None and (pod.get("spec") or {}).get("nodeName"):
             timeline.scheduled = clock()
         if state in ("loading", "ready"):
-            await self.fleet.add_pod(name, pod["metadata"].get("labels") or {})
+            await self.fleet.add_pod(name, pod["metadata"].get("labels") or {}, model_id=pod_model(pod))
             if timeline.running is None:
                 timeline.running = clock()
             if state == "ready":
