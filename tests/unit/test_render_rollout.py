@@ -43,7 +43,7 @@ def _dep(
     return DeploymentView(
         name=name,
         model=model,
-        labelled=labelled,
+        color=model if labelled else None,
         replicas=replicas,
         ready=ready,
         rolled_out=ready >= replicas,
@@ -86,7 +86,7 @@ class Case:
     service_model: str | None = OLD
     hpa_target: str = OLD_NAME
     event: str | None = None
-    labelled: bool = True
+    color: str | None = "model"  # "model": the Deployment's own model hash
     scale: tuple[tuple[str, int], ...] = ()
 
 
@@ -203,12 +203,13 @@ CASES = [
         apply=((NEW_NAME, 2),),
     ),
     Case(
-        "RollingUpdate rolls the serving Deployment in place",
+        "RollingUpdate rolls the serving Deployment in place, keeping its label and the Service selector",
         deployments=(_dep(OLD_NAME, OLD),),
         state=STABLE_OLD,
         rollout=RolloutSpec(strategy=RolloutStrategy.ROLLING_UPDATE),
         phase="Stable",
         apply=((OLD_NAME, None),),
+        color=OLD,
     ),
     Case(
         "an adopted Deployment is left untouched while the spec is unchanged (no restart at upgrade)",
@@ -220,7 +221,7 @@ CASES = [
         apply=(("llm", None),),
         service_model=None,
         hpa_target="llm",
-        labelled=False,
+        color=None,
     ),
     Case(
         "an adopted Deployment gets the label with the first change, rolled in place",
@@ -231,6 +232,27 @@ CASES = [
         apply=(("llm", None),),
         service_model=None,
         hpa_target="llm",
+        color=NEW,
+    ),
+    Case(
+        "an adopted Deployment, labelled and rolled out, gets the Service selecting on its label",
+        deployments=(_dep("llm", NEW),),
+        state=None,
+        phase="Stable",
+        serving="llm",
+        apply=(("llm", None),),
+        service_model=NEW,
+        hpa_target="llm",
+        color=NEW,
+    ),
+    Case(
+        "a model change of a labelled adopted Deployment is a blue-green switch",
+        deployments=(_dep("llm", OLD),),
+        state=None,
+        serving="llm",
+        apply=((NEW_NAME, 2),),
+        hpa_target="llm",
+        event="RolloutStarted",
     ),
     Case(
         "GPU budget: the serving Deployment gives one pod to the candidate at a time",
@@ -278,7 +300,8 @@ def test_plan(case: Case) -> None:
     assert plan.state.phase == case.phase
     assert plan.state.serving == case.serving
     assert tuple((d.name, d.replicas) for d in plan.apply) == case.apply
-    assert all(d.labelled is case.labelled for d in plan.apply)
+    for d in plan.apply:
+        assert d.color == (d.name.removeprefix("llm-") if case.color == "model" else case.color)
     assert plan.delete == case.delete
     assert plan.service_model == case.service_model
     assert plan.hpa_target == case.hpa_target
@@ -309,9 +332,7 @@ def _rendered() -> dict[str, dict[str, Any]]:
 
 def test_a_blue_green_deployment_selects_and_labels_its_pods_by_model_and_the_service_follows() -> None:
     rendered = _rendered()
-    deployment = deployment_for(
-        rendered["Deployment"], DeploymentPlan(NEW_NAME, NEW, labelled=True, replicas=3)
-    )
+    deployment = deployment_for(rendered["Deployment"], DeploymentPlan(NEW_NAME, NEW, color=NEW, replicas=3))
     assert deployment["metadata"]["name"] == NEW_NAME
     assert deployment["metadata"]["annotations"][ANNOTATION_MODEL] == NEW
     assert deployment["spec"]["selector"]["matchLabels"][LABEL_MODEL_HASH] == NEW
@@ -321,7 +342,7 @@ def test_a_blue_green_deployment_selects_and_labels_its_pods_by_model_and_the_se
     # The Service selects a subset of the new pods' labels, and none of a Deployment of another model.
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
-    other = deployment_for(rendered["Deployment"], DeploymentPlan(OLD_NAME, OLD, labelled=True))
+    other = deployment_for(rendered["Deployment"], DeploymentPlan(OLD_NAME, OLD, color=OLD))
     assert not service["spec"]["selector"].items() <= other["spec"]["template"]["metadata"]["labels"].items()
     assert "replicas" not in other["spec"]
     assert (
@@ -333,10 +354,10 @@ def test_a_blue_green_deployment_selects_and_labels_its_pods_by_model_and_the_se
 def test_an_adopted_deployment_keeps_its_name_and_immutable_selector() -> None:
     rendered = _rendered()
     selector = dict(rendered["Deployment"]["spec"]["selector"]["matchLabels"])
-    unlabelled = deployment_for(rendered["Deployment"], DeploymentPlan("llm", NEW, labelled=False))
+    unlabelled = deployment_for(rendered["Deployment"], DeploymentPlan("llm", NEW, color=None))
     assert unlabelled["spec"]["selector"]["matchLabels"] == selector
     assert LABEL_MODEL_HASH not in unlabelled["spec"]["template"]["metadata"]["labels"]
-    labelled = deployment_for(rendered["Deployment"], DeploymentPlan("llm", NEW, labelled=True))
+    labelled = deployment_for(rendered["Deployment"], DeploymentPlan("llm", NEW, color=NEW))
     assert labelled["spec"]["selector"]["matchLabels"] == selector
     assert labelled["spec"]["template"]["metadata"]["labels"][LABEL_MODEL_HASH] == NEW
     assert (

@@ -94,7 +94,9 @@ class DeploymentView:
 
     name: str
     model: str  # model hash its template runs (annotation on the Deployment)
-    labelled: bool  # its pod template carries the model-hash label
+    # The model-hash label on its pod template: the model it was created for, kept through in-place
+    # rolls (its selector includes it and selectors are immutable); None on an adopted Deployment.
+    color: str | None
     replicas: int  # spec.replicas
     ready: int  # status.readyReplicas
     rolled_out: bool  # observedGeneration current and every pod updated and Ready
@@ -137,7 +139,7 @@ class RolloutState:
 
 @dataclass(frozen=True)
 class DeploymentPlan:
-    """A Deployment to apply from the rendered template, labelled with ``model``.
+    """A Deployment to apply from the rendered template, running ``model`` and labelled ``color``.
 
     ``replicas`` is set only where the HPA does not own the count (a candidate before its switch, the
     serving Deployment shrinking in GPU-budget mode); None leaves it to the HPA.
@@ -145,7 +147,7 @@ class DeploymentPlan:
 
     name: str
     model: str
-    labelled: bool
+    color: str | None
     replicas: int | None = None
 
 
@@ -215,15 +217,15 @@ def plan_rollout(
         name = candidate_name(service, desired)
         return Plan(
             state=RolloutState(phase="Stable", serving=name),
-            apply=(DeploymentPlan(name, desired, labelled=True),),
+            apply=(DeploymentPlan(name, desired, color=desired),),
             keep=(),
             scale=(),
             delete=tuple(sorted(n for n in deployments if n != name)),
             service_model=desired,
             hpa_target=name,
         )
-    service_model = current.model if current.labelled and current.rolled_out else None
-    if not current.labelled:
+    service_model = current.color if current.rolled_out else None
+    if current.color is None:
         # Adopted: roll it in place (the label comes with the next change), see the module docstring.
         return _in_place(desired, rollout, current, state, deployments, now, None, spec_changed)
     if rollout.strategy is RolloutStrategy.ROLLING_UPDATE or current.model == desired:
@@ -240,7 +242,7 @@ def _serving(
     if service in deployments:
         return service  # from before blue-green, or its state annotation was lost
     labelled = sorted(
-        (d for d in deployments.values() if d.labelled and d.rolled_out),
+        (d for d in deployments.values() if d.color is not None and d.rolled_out),
         key=lambda d: (d.model != desired, d.name),
     )
     return labelled[0].name if labelled else candidate_name(service, desired)
@@ -261,7 +263,7 @@ def _in_place(
     delete += tuple(n for n in sorted(deployments) if n not in (current.name, previous) and n not in delete)
     # An adopted Deployment's pods get the label with this (or the next) rollout; until every pod
     # has it, the Service keeps selecting without it.
-    labelled = current.labelled or label
+    color = current.color if current.color is not None else (desired if label else None)
     event: Event | None = None
     if state is not None and state.candidate is not None and state.candidate in delete:
         event = Event(
@@ -279,7 +281,7 @@ def _in_place(
     )
     return Plan(
         state=new_state,
-        apply=(DeploymentPlan(current.name, desired, labelled=labelled),),
+        apply=(DeploymentPlan(current.name, desired, color=color),),
         keep=(previous,) if previous is not None else (),
         scale=(),
         delete=delete,
@@ -353,7 +355,7 @@ def _blue_green(
         drop = (current.name,) if rollout.gpu_budget else ()
         return Plan(
             state=switched,
-            apply=(DeploymentPlan(name, desired, labelled=True),),
+            apply=(DeploymentPlan(name, desired, color=desired),),
             keep=() if rollout.gpu_budget else (current.name,),
             scale=(),
             delete=tuple(sorted(set(delete + drop))),
@@ -386,7 +388,7 @@ def _blue_green(
     )
     return Plan(
         state=replace(new_state),
-        apply=(DeploymentPlan(name, desired, labelled=True, replicas=wanted),),
+        apply=(DeploymentPlan(name, desired, color=desired, replicas=wanted),),
         keep=(current.name,),
         scale=scale,
         delete=tuple(sorted(set(delete))),
@@ -407,10 +409,10 @@ def deployment_for(rendered: Manifest, plan: DeploymentPlan) -> Manifest:
     meta["name"] = plan.name
     meta.setdefault("annotations", {})[ANNOTATION_MODEL] = plan.model
     spec = out["spec"]
-    if plan.labelled:
-        spec["template"]["metadata"]["labels"][LABEL_MODEL_HASH] = plan.model
+    if plan.color is not None:
+        spec["template"]["metadata"]["labels"][LABEL_MODEL_HASH] = plan.color
         if plan.name != meta.get("labels", {}).get(LABEL_INSTANCE):
-            spec["selector"]["matchLabels"][LABEL_MODEL_HASH] = plan.model
+            spec["selector"]["matchLabels"][LABEL_MODEL_HASH] = plan.color
     if plan.replicas is not None:
         spec["replicas"] = plan.replicas
     return out
