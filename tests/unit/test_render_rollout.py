@@ -75,7 +75,10 @@ class Case:
     deployments: tuple[DeploymentView, ...]
     state: RolloutState | None
     desired: str = NEW
-    rollout: RolloutSpec = field(default_factory=RolloutSpec)
+    # The planner's BlueGreen path, which the config model refuses until the controller applies it.
+    rollout: RolloutSpec = field(
+        default_factory=lambda: RolloutSpec.model_construct(strategy=RolloutStrategy.BLUE_GREEN)
+    )
     hpa: int | None = 2
     spec_changed: bool = True
     # expected
@@ -258,7 +261,7 @@ CASES = [
         "GPU budget: the serving Deployment gives one pod to the candidate at a time",
         deployments=(_dep(OLD_NAME, OLD, replicas=3, ready=3), _dep(NEW_NAME, NEW, replicas=1, ready=1)),
         state=PROGRESSING,
-        rollout=RolloutSpec(gpu_budget=True),
+        rollout=RolloutSpec.model_construct(strategy=RolloutStrategy.BLUE_GREEN, gpu_budget=True),
         hpa=3,
         apply=((NEW_NAME, 2),),
         scale=((OLD_NAME, 1),),
@@ -267,7 +270,7 @@ CASES = [
         "GPU budget: the switch comes one pod short and frees the old GPUs at once",
         deployments=(_dep(OLD_NAME, OLD, replicas=1, ready=1), _dep(NEW_NAME, NEW, replicas=2, ready=2)),
         state=PROGRESSING,
-        rollout=RolloutSpec(gpu_budget=True),
+        rollout=RolloutSpec.model_construct(strategy=RolloutStrategy.BLUE_GREEN, gpu_budget=True),
         hpa=3,
         phase="Stable",
         serving=NEW_NAME,
@@ -363,3 +366,13 @@ def test_an_adopted_deployment_keeps_its_name_and_immutable_selector() -> None:
     assert (
         service_for(rendered["Service"], None)["spec"]["selector"] == rendered["Service"]["spec"]["selector"]
     )
+
+
+def test_blue_green_is_refused_naming_the_field_until_the_controller_applies_it() -> None:
+    from tgi_autoscaler.config.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        _spec("rollout:\n  strategy: BlueGreen\n")
+    assert "rollout.strategy" in str(info.value)
+    assert "not applied by this controller yet" in str(info.value)
+    assert _spec().rollout.strategy is RolloutStrategy.ROLLING_UPDATE
