@@ -132,6 +132,15 @@ class AdapterService(ConfigModel):
 class Adapter(ConfigModel):
     """The external metrics adapter (serves `external.metrics.k8s.io/v1beta1`)."""
 
+    enabled: Annotated[
+        bool,
+        Field(
+            description="Install the adapter and its APIService. Set false where KEDA (or another "
+            "adapter) owns `v1beta1.external.metrics.k8s.io`: only one server can, and helm refuses to "
+            "take over an APIService another release installed. The metric definitions ConfigMap is "
+            "kept, for the controller's KEDA triggers."
+        ),
+    ] = True
     replicas: Annotated[
         int,
         Field(ge=1, description="Replicas behind the Service; two keep the HPA served while one restarts."),
@@ -186,6 +195,24 @@ class Controller(ConfigModel):
         int, Field(ge=1, description="Replicas; one holds the Lease, the others stand by.")
     ] = 2
     workers: Annotated[int, Field(ge=1, description="Concurrent reconciles (`--workers`).")] = 4
+    autoscaler: Annotated[
+        Literal["hpa", "keda", "auto"],
+        Field(
+            description="`--autoscaler`: `hpa` (an HPA per service, on this chart's adapter), `keda` (a "
+            "KEDA ScaledObject per service, with prometheus triggers running `adapter.metrics`), or "
+            "`auto` (keda for as long as KEDA owns the external metrics APIService). With `keda` or "
+            "`auto` the controller reads the metric definitions at start; an edit of `adapter.metrics` "
+            "restarts it through a checksum annotation."
+        ),
+    ] = "hpa"
+    keda_prometheus_url: Annotated[
+        str,
+        StringConstraints(pattern=r"^(https?://[^\s/]+(/\S*)?)?$"),
+        Field(
+            description="Prometheus that KEDA's triggers query (`--keda-prometheus-url`); empty: "
+            "`adapter.prometheusUrl`. KEDA's operator dials it, not the controller."
+        ),
+    ] = ""
     leader_election: Annotated[LeaderElection, Field(description="Lease timing.")] = LeaderElection()
     shutdown_grace_seconds: Annotated[
         int,

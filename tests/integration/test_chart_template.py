@@ -21,6 +21,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from tests.support.chart import CHART_DIR, Key, by_key, helm, helm_template, kustomize, set_flags
+from tgi_autoscaler.render.cli import keda_options
 
 pytestmark = pytest.mark.integration
 
@@ -194,6 +195,8 @@ BAD_VALUES: list[tuple[dict[str, str], str, str]] = [
     ({"controller.shutdownGraceSeconds": "60"}, "/controller/shutdownGraceSeconds", "maximum"),
     ({"image.digest": "latest"}, "/image/digest", "does not match pattern"),
     ({"adapter.service.port": "70000"}, "/adapter/service/port", "maximum"),
+    ({"controller.autoscaler": "kpa"}, "/controller/autoscaler", "must be one of 'hpa'"),
+    ({"controller.kedaPrometheusUrl": "prometheus:9090"}, "/controller/kedaPrometheusUrl", "pattern"),
 ]
 
 
@@ -216,3 +219,87 @@ def test_helm_lint_rejects_values_the_schema_rejects(tmp_path: Path) -> None:
     result = helm("lint", "--strict", str(CHART_DIR), "--values", str(values), check=False)
     assert result.returncode != 0
     assert "/controller/workers" in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("autoscaler", ["keda", "auto"])
+def test_keda_backend_values_drop_the_adapter_and_feed_the_controller_its_definitions(
+    autoscaler: str, tmp_path: Path
+) -> None:
+    """Where KEDA owns the APIService the chart must not claim it, and the controller's triggers
+    must run the same metric definitions the adapter would have served."""
+    keyed = by_key(
+        helm_template(
+            {
+                "adapter.enabled": "false",
+                "adapter.prometheusUrl": "http://prometheus.monitoring.svc:9090",
+                "controller.autoscaler": autoscaler,
+            }
+        )
+    )
+    kinds = {(key[1], key[3]) for key in keyed}
+    assert ("APIService", "v1beta1.external.metrics.k8s.io") not in kinds
+    assert ("Deployment", "tgi-autoscaler-adapter") not in kinds
+    assert ("ServiceAccount", "tgi-autoscaler-adapter") not in kinds
+    assert not [k for k in kinds if k[0] == "Secret"], "no serving certificate without the adapter"
+    assert ("ConfigMap", "tgi-autoscaler-adapter-metrics") in kinds
+    controller = keyed[("apps/v1", "Deployment", "tgi-autoscaler", "tgi-autoscaler-controller")]
+    pod = controller["spec"]["template"]
+    container = pod["spec"]["containers"][0]
+    assert f"--autoscaler={autoscaler}" in container["args"]
+    assert "--keda-prometheus-url=http://prometheus.monitoring.svc:9090" in container["args"]
+    assert "--metrics-file=/etc/tgi-autoscaler/metrics/metrics.yaml" in container["args"]
+    assert {"name": "metrics", "mountPath": "/etc/tgi-autoscaler/metrics", "readOnly": True} in container[
+        "volumeMounts"
+    ]
+    assert {"name": "metrics", "configMap": {"name": "tgi-autoscaler-adapter-metrics"}} in pod["spec"][
+        "volumes"
+    ]
+    assert len(pod["metadata"]["annotations"]["tgi-autoscaler.io/metrics-checksum"]) == 64
+    # What the chart mounts is what the controller's flags accept.
+    mounted = tmp_path / "metrics.yaml"
+    configmap = keyed[("v1", "ConfigMap", "tgi-autoscaler", "tgi-autoscaler-adapter-metrics")]
+    mounted.write_text(configmap["data"]["metrics.yaml"])
+    options = keda_options("keda", "http://prometheus.monitoring.svc:9090", str(mounted))
+    assert options is not None
+    assert options.definitions
+
+
+def test_keda_prometheus_url_overrides_the_adapters_and_a_definitions_edit_rolls_the_controller(
+    tmp_path: Path,
+) -> None:
+    def controller(values: dict[str, str], extra: list[str] | None = None) -> dict[str, Any]:
+        keyed = by_key(helm_template(values, extra=extra or []))
+        return keyed[("apps/v1", "Deployment", "tgi-autoscaler", "tgi-autoscaler-controller")]
+
+    base = {"controller.autoscaler": "keda", "controller.kedaPrometheusUrl": "https://thanos.example/prom"}
+    before = controller(base)
+    args = before["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert "--keda-prometheus-url=https://thanos.example/prom" in args
+    metrics = tmp_path / "metrics.yaml"
+    metrics.write_text(
+        yaml.safe_dump(
+            {
+                "adapter": {
+                    "metrics": {
+                        "includeDefaults": False,
+                        "metrics": [
+                            {"name": "waiting", "query": "sum(vllm:num_requests_waiting{$matchers})"}
+                        ],
+                    }
+                }
+            }
+        )
+    )
+    after = controller(base, ["--values", str(metrics)])
+    key = "tgi-autoscaler.io/metrics-checksum"
+    assert (
+        before["spec"]["template"]["metadata"]["annotations"][key]
+        != (after["spec"]["template"]["metadata"]["annotations"][key])
+    )
+
+
+def test_the_default_hpa_backend_passes_no_keda_flags() -> None:
+    keyed = by_key(helm_template({}))
+    controller = keyed[("apps/v1", "Deployment", "tgi-autoscaler", "tgi-autoscaler-controller")]
+    args = controller["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not [a for a in args if a.startswith(("--autoscaler", "--keda-", "--metrics-file"))]
