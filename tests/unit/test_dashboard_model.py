@@ -136,7 +136,8 @@ def test_gpu_panel_follows_the_configured_dcgm_labels() -> None:
     spec = DashboardSpec(gpu_pod_label="exported_pod", gpu_namespace_label="exported_namespace")
     (gpu,) = [p for p in panel_defs("tgi", spec) if p.title == "GPU utilisation"]
     assert 'exported_namespace="$namespace"' in gpu.queries[0].expr
-    assert 'exported_pod=~"$service-[a-z0-9]+-[a-z0-9]+"' in gpu.queries[0].expr
+    # The Deployment is <service> or, after a blue-green switch, <service>-<model hash>.
+    assert 'exported_pod=~"$service(-[0-9a-f]{10})?-[a-z0-9]+-[a-z0-9]+"' in gpu.queries[0].expr
 
 
 def test_configmap_is_labelled_for_the_sidecar_with_folder_and_json() -> None:

@@ -91,6 +91,7 @@ class Case:
     event: str | None = None
     color: str | None = "model"  # "model": the Deployment's own model hash
     scale: tuple[tuple[str, int], ...] = ()
+    service_selects: str | None = None
 
 
 STABLE_OLD = RolloutState(phase="Stable", serving=OLD_NAME)
@@ -102,10 +103,11 @@ CASES = [
         deployments=(),
         state=None,
         phase="Stable",
-        serving=NEW_NAME,
-        apply=((NEW_NAME, None),),
+        serving="llm",
+        apply=(("llm", None),),
         service_model=NEW,
-        hpa_target=NEW_NAME,
+        hpa_target="llm",
+        color=NEW,
     ),
     Case(
         "a model change starts a candidate sized to the HPA's count; the Service stays",
@@ -238,6 +240,18 @@ CASES = [
         color=NEW,
     ),
     Case(
+        "a labelled Deployment mid-roll keeps the Service selecting on its label once it did",
+        deployments=(_dep("llm", NEW, ready=1, replicas=2),),
+        state=RolloutState(phase="Stable", serving="llm"),
+        service_selects=NEW,
+        phase="Stable",
+        serving="llm",
+        apply=(("llm", None),),
+        service_model=NEW,
+        hpa_target="llm",
+        color=NEW,
+    ),
+    Case(
         "an adopted Deployment, labelled and rolled out, gets the Service selecting on its label",
         deployments=(_dep("llm", NEW),),
         state=None,
@@ -294,6 +308,7 @@ def _plan(case: Case) -> Plan:
         min_replicas=1,
         now=NOW,
         spec_changed=case.spec_changed,
+        service_selects=case.service_selects,
     )
 
 
@@ -340,7 +355,8 @@ def test_a_blue_green_deployment_selects_and_labels_its_pods_by_model_and_the_se
     assert deployment["metadata"]["annotations"][ANNOTATION_MODEL] == NEW
     assert deployment["spec"]["selector"]["matchLabels"][LABEL_MODEL_HASH] == NEW
     assert deployment["spec"]["template"]["metadata"]["labels"][LABEL_MODEL_HASH] == NEW
-    assert deployment["spec"]["replicas"] == 3
+    # The size goes through the scale subresource: an applied replicas field would be ours to lose.
+    assert "replicas" not in deployment["spec"]
     service = service_for(rendered["Service"], NEW)
     # The Service selects a subset of the new pods' labels, and none of a Deployment of another model.
     pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
@@ -351,7 +367,12 @@ def test_a_blue_green_deployment_selects_and_labels_its_pods_by_model_and_the_se
     assert (
         hpa_for(rendered["HorizontalPodAutoscaler"], NEW_NAME)["spec"]["scaleTargetRef"]["name"] == NEW_NAME
     )
-    assert LABEL_MODEL_HASH not in rendered["Deployment"]["spec"]["template"]["metadata"]["labels"]
+    # What `render` prints is the first step: the Deployment named after the service, labelled.
+    first = rendered["Deployment"]
+    assert first["metadata"]["name"] == "llm"
+    assert first["spec"]["template"]["metadata"]["labels"][LABEL_MODEL_HASH] == model_hash(_spec())
+    assert LABEL_MODEL_HASH not in first["spec"]["selector"]["matchLabels"]
+    assert rendered["Service"]["spec"]["selector"][LABEL_MODEL_HASH] == model_hash(_spec())
 
 
 def test_an_adopted_deployment_keeps_its_name_and_immutable_selector() -> None:
@@ -363,16 +384,14 @@ def test_an_adopted_deployment_keeps_its_name_and_immutable_selector() -> None:
     labelled = deployment_for(rendered["Deployment"], DeploymentPlan("llm", NEW, color=NEW))
     assert labelled["spec"]["selector"]["matchLabels"] == selector
     assert labelled["spec"]["template"]["metadata"]["labels"][LABEL_MODEL_HASH] == NEW
-    assert (
-        service_for(rendered["Service"], None)["spec"]["selector"] == rendered["Service"]["spec"]["selector"]
-    )
+    assert LABEL_MODEL_HASH not in service_for(rendered["Service"], None)["spec"]["selector"]
 
 
-def test_blue_green_is_refused_naming_the_field_until_the_controller_applies_it() -> None:
+def test_blue_green_is_the_default_and_the_gpu_budget_is_refused_naming_the_field() -> None:
     from tgi_autoscaler.config.errors import ConfigError
 
+    assert _spec().rollout.strategy is RolloutStrategy.BLUE_GREEN
     with pytest.raises(ConfigError) as info:
-        _spec("rollout:\n  strategy: BlueGreen\n")
-    assert "rollout.strategy" in str(info.value)
+        _spec("rollout:\n  gpuBudget: true\n")
+    assert "rollout.gpuBudget" in str(info.value)
     assert "not applied by this controller yet" in str(info.value)
-    assert _spec().rollout.strategy is RolloutStrategy.ROLLING_UPDATE

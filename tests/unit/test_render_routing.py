@@ -94,7 +94,12 @@ def test_inference_pool_selects_only_the_server_pods_and_is_the_route_backend() 
     pool = _one(objects, "InferencePool")
     assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
     deployment = next(o for o in objects if o["kind"] == "Deployment")
-    assert pool["spec"]["selector"]["matchLabels"] == deployment["spec"]["selector"]["matchLabels"]
+    # Like the Service, the pool selects the pods of the model being served (blue-green switches).
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert pool["spec"]["selector"]["matchLabels"] == {
+        **deployment["spec"]["selector"]["matchLabels"],
+        "tgi-autoscaler.io/model-hash": pod_labels["tgi-autoscaler.io/model-hash"],
+    }
     assert pool["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] == "server"
     [container] = deployment["spec"]["template"]["spec"]["containers"]
     assert (

@@ -322,7 +322,12 @@ def test_service_selects_only_server_pods() -> None:
     objects = _render("model: {id: m}\nauth: {enabled: true, apiKeysSecret: {name: k, key: k}}")
     service = _one(objects, "Service", "llm")
     deployment = _one(objects, "Deployment", "llm")
-    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    # The Deployment's selector and the model-hash label of its pods: the model a switch routes to.
+    pod_labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert service["spec"]["selector"] == {
+        **deployment["spec"]["selector"]["matchLabels"],
+        "tgi-autoscaler.io/model-hash": pod_labels["tgi-autoscaler.io/model-hash"],
+    }
     assert service["spec"]["selector"]["app.kubernetes.io/component"] == "server"
     assert service["spec"]["ports"] == [{"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}]
     proxy_pods = _one(objects, "Deployment", "llm-auth-proxy")["spec"]["template"]["metadata"]["labels"]

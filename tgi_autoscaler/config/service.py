@@ -623,12 +623,12 @@ class RolloutSpec(SpecModel):
     """
 
     strategy: RolloutStrategy = Field(
-        default=RolloutStrategy.ROLLING_UPDATE,
-        description="`RollingUpdate`: every change rolls the serving Deployment in place (for minutes, "
-        "both models answer behind one Service). `BlueGreen` (a change of model id or revision, engine "
-        "kind or image, shards, quantization or dtype starts a new Deployment beside the serving one "
-        "and switches the Service once every new pod is Ready) is designed in docs/rollout.md but not "
-        "applied by this controller yet, so it is refused rather than silently rolled in place.",
+        default=RolloutStrategy.BLUE_GREEN,
+        description="`BlueGreen`: a change of model id or revision, engine kind or image, shards, "
+        "quantization or dtype starts a new Deployment beside the serving one and switches the Service, "
+        "the HPA and the alerts to it once its pods are Ready, so no client sees two models behind one "
+        "Service (docs/rollout.md). `RollingUpdate`: every change rolls the serving Deployment in place "
+        "(for minutes, both models answer behind one Service).",
     )
     ready_timeout_seconds: PositiveInt = Field(
         default=1800,
@@ -643,19 +643,21 @@ class RolloutSpec(SpecModel):
     )
     gpu_budget: bool = Field(
         default=False,
-        description="Blue-green without extra GPUs: the candidate grows one pod at a time as the "
-        "serving Deployment shrinks by one, at the cost of capacity during the switch. Choose it where "
-        "no GPU is spare for a second full-size Deployment (see docs/rollout.md).",
+        description="Blue-green without extra GPUs (the candidate grows one pod at a time as the "
+        "serving Deployment shrinks by one). Planned (docs/rollout.md) but refused by this controller: "
+        "the HPA keeps scaling the serving Deployment during a switch and would undo its shrinking. "
+        "Where no GPU is spare, use `strategy: RollingUpdate` with `maxSurge: 0, maxUnavailable: 1`.",
     )
 
-    @field_validator("strategy")
+    @field_validator("gpu_budget")
     @classmethod
-    def _blue_green_not_applied_yet(cls, value: RolloutStrategy) -> RolloutStrategy:
-        # Accepting it would roll a model change in place while the spec says otherwise.
-        if value is RolloutStrategy.BLUE_GREEN:
+    def _gpu_budget_not_applied(cls, value: bool) -> bool:
+        # Accepting it would start a full-size candidate that the cluster has no GPUs for.
+        if value:
             raise ValueError(
-                "BlueGreen is not applied by this controller yet (docs/rollout.md describes the switch); "
-                "use RollingUpdate"
+                "not applied by this controller yet (the HPA would undo the serving Deployment's "
+                "shrinking); where no GPU is spare use strategy RollingUpdate with maxSurge 0 and "
+                "maxUnavailable 1"
             )
         return value
 

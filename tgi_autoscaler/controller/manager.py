@@ -337,6 +337,10 @@ class Controller:
                     fields["changed"] = list(outcome.changed)
                 self._failures.pop(key, None)
                 self._metrics.last_success.set(time.time())
+                if outcome.requeue_after_s is not None:
+                    # A rollout in progress: a candidate turning Ready changes no managed field.
+                    queue.add_after(key, outcome.requeue_after_s)
+                    fields["requeue_in_s"] = round(outcome.requeue_after_s, 3)
             except Exception as exc:
                 attempt = self._failures.get(key, 0) + 1
                 decision = self.settings.retry.decide(exc, attempt, self._rand)

@@ -41,6 +41,7 @@ from tgi_autoscaler.controller.apply import (
 )
 from tgi_autoscaler.controller.events import EventRecorder
 from tgi_autoscaler.controller.resources import resource_for
+from tgi_autoscaler.controller.rollout import Step, plan_step, requeue_after
 from tgi_autoscaler.controller.scale_to_zero import (
     parse_server_version,
     rejects_min_replicas,
@@ -49,6 +50,7 @@ from tgi_autoscaler.controller.scale_to_zero import (
 from tgi_autoscaler.controller.status import (
     AppliedSpec,
     HpaSummary,
+    RolloutSummary,
     ServiceStatus,
     parse_status,
     spec_hash,
@@ -59,12 +61,15 @@ from tgi_autoscaler.kube.errors import ApiError, TransportError
 from tgi_autoscaler.kube.resources import (
     BACKENDTRAFFICPOLICY,
     CONFIGMAP,
+    DEPLOYMENT_SCALE,
     HPA,
     HTTPROUTE,
     INFERENCEPOOL,
+    SERVICE,
     ResourceType,
 )
 from tgi_autoscaler.kube.watch import ObjectKey
+from tgi_autoscaler.render.rollout import step_objects
 from tgi_autoscaler.render.source import KedaOptions, RenderOptions, ServiceSource
 
 __all__ = [
@@ -111,6 +116,9 @@ class ReconcilerSettings:
     # Longest time a service goes without a full apply even when the watch caches say every object
     # is exactly as last applied (a safety net against a missed watch event).
     verify_period_s: float = 300.0
+    # Writes a rollout's replica counts through the scale subresource: a manager of its own, so the
+    # main apply never owns spec.replicas (the HPA's field).
+    scale_field_manager: str = FIELD_MANAGER + "-rollout"
 
 
 @dataclass(frozen=True)
@@ -118,6 +126,7 @@ class Outcome:
     result: Result
     message: str
     changed: tuple[str, ...] = ()  # objects created, updated or deleted
+    requeue_after_s: float | None = None  # a rollout in progress is looked at again this soon
 
 
 @dataclass
@@ -211,8 +220,10 @@ class Reconciler:
         crd_served: Callable[[ResourceType], bool] = lambda rt: True,
         settings: ReconcilerSettings | None = None,
         on_applied: Callable[[str, str], None] = lambda kind, change: None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
+        self._wall_clock = wall_clock
         self._on_applied = on_applied
         self._caches = caches
         self._recorder = recorder
@@ -291,11 +302,14 @@ class Reconciler:
             issues = "; ".join(str(issue) for issue in exc.issues)
             return await self._invalid(configmap, old_status, observed, "InvalidSpec", issues)
 
-        desired = prepare(rendered, key)
         applied_hash = spec_hash(str(text), repr(options))
         last_applied = old_status.applied if old_status is not None else None
         new_spec = last_applied is None or last_applied.hash != applied_hash
-        verified = None if new_spec else self._verified_from_cache(key, desired)
+        step = self._rollout_step(key, source, new_spec)
+        desired = prepare(step_objects(rendered, source.name, step.plan), key)
+        keep = {ObjectRef(kind="Deployment", namespace=key.namespace, name=n) for n in step.keep}
+        verified = None if new_spec or step.scale else self._verified_from_cache(key, desired, keep)
+        changed_scale: list[str] = []
         if verified is not None:
             # Every object is exactly as we last applied it: skip the writes, refresh the status.
             applied, pruned = verified, []
@@ -317,9 +331,11 @@ class Reconciler:
                 return await self._invalid(configmap, old_status, observed, "ApplyRejected", str(exc))
             if new_spec and source.spec.scales_to_zero:
                 await self._check_controller_gate(key)
-            pruned = await self._prune(key, desired)
+            changed_scale = await self._scale(key, step)
+            pruned = await self._prune(key, desired, keep)
             self._last_full_apply[key] = time.monotonic()
         changed = [f"{a.change} {a.ref}" for a in applied if a.change != "unchanged"]
+        changed += changed_scale
         changed += [f"deleted {ref}" for ref in pruned]
 
         hpa = next((a.object for a in applied if a.ref.kind == HPA.kind), None)
@@ -327,6 +343,9 @@ class Reconciler:
         # The message stays the same from one reconcile to the next unless something happened, so
         # that the status annotation is not rewritten by every resync.
         message = f"{len(applied)} objects applied and in sync"
+        rollout = step.plan.state
+        if rollout.phase != "Stable":
+            message = f"rollout {rollout.phase}: {rollout.message or rollout.serving + ' serves'}"
         result: Result = "applied" if new_spec else ("repaired" if changed else "unchanged")
         applied_at = _now() if new_spec or last_applied is None else last_applied.at
         status = ServiceStatus(
@@ -341,10 +360,45 @@ class Reconciler:
                 prometheus_operator=options.prometheus_operator,
             ),
             hpa=_hpa_summary(hpa),
+            rollout=RolloutSummary(phase=rollout.phase, serving=rollout.serving, candidate=rollout.candidate),
         )
         await self._write_status(configmap, old_status, status)
+        if step.plan.event is not None:
+            event = step.plan.event
+            await self._recorder.record(configmap, event.type, event.reason, event.message)
         await self._report(configmap, result, applied, changed, options, new_spec)
-        return Outcome(result, message, changed=tuple(changed))
+        again = requeue_after(step.plan, self._wall_clock(), source.spec.rollout.grace_period_seconds)
+        return Outcome(result, message, changed=tuple(changed), requeue_after_s=again)
+
+    # -- rollout ----------------------------------------------------------------------------------
+
+    def _rollout_step(self, key: ObjectKey, source: ServiceSource, spec_changed: bool) -> Step:
+        def cached(kind: str, name: str) -> KubeObject | None:
+            return self._caches.cached(ObjectRef(kind=kind, namespace=source.namespace, name=name))
+
+        return plan_step(
+            source.name,
+            source.spec,
+            owned=self._caches.owned(key),
+            service=cached(SERVICE.kind, source.name),
+            hpa=cached(HPA.kind, source.name),
+            now=self._wall_clock(),
+            spec_changed=spec_changed,
+        )
+
+    async def _scale(self, key: ObjectKey, step: Step) -> list[str]:
+        """Write the rollout's replica counts (a candidate's size) through the scale subresource."""
+        changed = []
+        for name, replicas in step.scale.items():
+            await self._client.merge_patch(
+                DEPLOYMENT_SCALE,
+                key.namespace,
+                name,
+                {"spec": {"replicas": replicas}},
+                field_manager=self.settings.scale_field_manager,
+            )
+            changed.append(f"scaled Deployment/{key.namespace}/{name} to {replicas}")
+        return changed
 
     async def _check_controller_gate(self, key: ObjectKey) -> None:
         """Before v1.37 the API server accepting minReplicas 0 says nothing of the HPA controller."""
@@ -359,7 +413,7 @@ class Reconciler:
             )
 
     def _verified_from_cache(
-        self, key: ObjectKey, desired: Sequence[KubeObject]
+        self, key: ObjectKey, desired: Sequence[KubeObject], keep: set[ObjectRef]
     ) -> list[AppliedObject] | None:
         """The cached objects, if applying ``desired`` now would provably change nothing; else None."""
         last = self._last_full_apply.get(key)
@@ -372,7 +426,7 @@ class Reconciler:
             if cached is None or not self.expectations.in_sync(cached, want):
                 return None
             current.append(AppliedObject(ref=ref, change="unchanged", object=cached))
-        wanted = {_plain(ref_of(obj)) for obj in desired}
+        wanted = {_plain(ref_of(obj)) for obj in desired} | keep
         if any(_plain(ref_of(obj)) not in wanted for obj in self._caches.owned(key)):
             return None  # something to prune
         return current
@@ -401,8 +455,9 @@ class Reconciler:
                 self._on_applied(item.ref.kind, item.change)
         return applied
 
-    async def _prune(self, key: ObjectKey, desired: Sequence[KubeObject]) -> list[str]:
-        wanted = {_plain(ref_of(obj)) for obj in desired}
+    async def _prune(self, key: ObjectKey, desired: Sequence[KubeObject], keep: set[ObjectRef]) -> list[str]:
+        # ``keep``: a Deployment of the previous model, left exactly as it is during a rollout.
+        wanted = {_plain(ref_of(obj)) for obj in desired} | keep
         stale = [
             obj
             for obj in self._caches.owned(key)
@@ -430,6 +485,7 @@ class Reconciler:
             observed_resource_version=str((configmap.get("metadata") or {}).get("resourceVersion", "")),
             applied=old_status.applied if old_status else None,
             hpa=old_status.hpa if old_status else None,
+            rollout=old_status.rollout if old_status else None,
         )
         await self._recorder.record(configmap, "Warning", reason, message)
         await self._write_status(configmap, old_status, status)
@@ -457,6 +513,7 @@ class Reconciler:
             observed_resource_version=str(meta.get("resourceVersion", "")),
             applied=old_status.applied if old_status else None,
             hpa=old_status.hpa if old_status else None,
+            rollout=old_status.rollout if old_status else None,
         )
         await self._recorder.record(configmap, "Warning", "ReconcileFailed", message)
         try:

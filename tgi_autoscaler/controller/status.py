@@ -19,6 +19,7 @@ __all__ = [
     "AppliedSpec",
     "HpaSummary",
     "Phase",
+    "RolloutSummary",
     "ServiceRow",
     "ServiceStatus",
     "StatusDocument",
@@ -49,6 +50,9 @@ class StatusDocument(TypedDict):
     maxReplicas: NotRequired[int | None]
     queueMetric: NotRequired[str | None]
     queueTarget: NotRequired[str | None]
+    rolloutPhase: NotRequired[str]  # Stable, Progressing, Failed or Draining (docs/rollout.md)
+    servingDeployment: NotRequired[str]  # the Deployment the Service routes to
+    candidateDeployment: NotRequired[str]  # the Deployment a model change is starting
 
 
 @dataclass(frozen=True)
@@ -61,6 +65,15 @@ class HpaSummary:
     max_replicas: int | None = None
     queue_metric: str | None = None
     queue_target: str | None = None
+
+
+@dataclass(frozen=True)
+class RolloutSummary:
+    """Where a model change stands: its phase, the serving Deployment, the candidate if any."""
+
+    phase: str
+    serving: str
+    candidate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -83,6 +96,7 @@ class ServiceStatus:
     observed_resource_version: str  # the ConfigMap resourceVersion that data was read at
     applied: AppliedSpec | None = None  # None until a spec has been applied
     hpa: HpaSummary | None = None  # None until the HPA has been applied
+    rollout: RolloutSummary | None = None  # None until a Deployment has been applied
 
     def document(self) -> StatusDocument:
         doc: StatusDocument = {
@@ -103,6 +117,11 @@ class ServiceStatus:
             doc["maxReplicas"] = self.hpa.max_replicas
             doc["queueMetric"] = self.hpa.queue_metric
             doc["queueTarget"] = self.hpa.queue_target
+        if self.rollout is not None:
+            doc["rolloutPhase"] = self.rollout.phase
+            doc["servingDeployment"] = self.rollout.serving
+            if self.rollout.candidate is not None:
+                doc["candidateDeployment"] = self.rollout.candidate
         return doc
 
 
@@ -148,6 +167,7 @@ def parse_status(raw: str | None) -> ServiceStatus | None:
         observed_resource_version=_text(decoded, "observedResourceVersion") or "",
         applied=_applied(decoded),
         hpa=_hpa(decoded),
+        rollout=_rollout(decoded),
     )
 
 
@@ -188,6 +208,13 @@ def _hpa(doc: Mapping[str, Any]) -> HpaSummary | None:
     )
 
 
+def _rollout(doc: Mapping[str, Any]) -> RolloutSummary | None:
+    phase, serving = _text(doc, "rolloutPhase"), _text(doc, "servingDeployment")
+    if phase is None or serving is None:
+        return None
+    return RolloutSummary(phase=phase, serving=serving, candidate=_text(doc, "candidateDeployment"))
+
+
 def _text(doc: Mapping[str, Any], key: str) -> str | None:
     value = doc.get(key)
     return value if isinstance(value, str) else None
@@ -211,6 +238,7 @@ class ServiceRow:
     queue_target: str | None
     message: str
     stale: bool  # the status describes an older spec than the ConfigMap holds
+    rollout: str | None = None  # phase and serving Deployment (and candidate)
 
 
 def row_from_configmap(configmap: Mapping[str, Any], *, annotation: str, data_key: str) -> ServiceRow:
@@ -233,6 +261,12 @@ def row_from_configmap(configmap: Mapping[str, Any], *, annotation: str, data_ke
             stale=False,
         )
     hpa = status.hpa
+    rollout = status.rollout
+    rollout_text = None
+    if rollout is not None:
+        rollout_text = f"{rollout.phase} {rollout.serving}"
+        if rollout.candidate is not None:
+            rollout_text += f" -> {rollout.candidate}"
     return ServiceRow(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
@@ -245,6 +279,7 @@ def row_from_configmap(configmap: Mapping[str, Any], *, annotation: str, data_ke
         queue_target=hpa.queue_target if hpa else None,
         message=status.message,
         stale=status.observed_hash != current_hash,
+        rollout=rollout_text,
     )
 
 
@@ -254,7 +289,15 @@ def _num(value: int | None) -> str:
 
 def format_table(rows: Iterable[ServiceRow], *, message_width: int = 60) -> str:
     """A ``kubectl get``-style table; the message is cut to one line of ``message_width``."""
-    header = ("NAMESPACE", "NAME", "PHASE", "REPLICAS (CUR/DES/MIN/MAX)", "METRIC (TARGET)", "MESSAGE")
+    header = (
+        "NAMESPACE",
+        "NAME",
+        "PHASE",
+        "ROLLOUT",
+        "REPLICAS (CUR/DES/MIN/MAX)",
+        "METRIC (TARGET)",
+        "MESSAGE",
+    )
     table: list[Sequence[str]] = [header]
     for row in sorted(rows, key=lambda r: (r.namespace, r.name)):
         replicas = "/".join(_num(v) for v in (row.current, row.desired, row.minimum, row.maximum))
@@ -267,7 +310,7 @@ def format_table(rows: Iterable[ServiceRow], *, message_width: int = 60) -> str:
         if len(message) > message_width:
             message = message[: message_width - 3] + "..."
         phase = row.phase
-        table.append((row.namespace, row.name, phase, replicas, metric, message))
+        table.append((row.namespace, row.name, phase, row.rollout or "-", replicas, metric, message))
     widths = [max(len(r[i]) for r in table) for i in range(len(header) - 1)]
     lines = []
     for r in table:

@@ -19,6 +19,7 @@ __all__ = [
     "BACKENDTRAFFICPOLICY",
     "CONFIGMAP",
     "DEPLOYMENT",
+    "DEPLOYMENT_SCALE",
     "EVENT",
     "HPA",
     "HTTPROUTE",
@@ -51,6 +52,9 @@ class ResourceType:
     kind: str
     plural: str
     namespaced: bool = True
+    # A subresource of the item (``scale``): written by a separate field manager, so that the
+    # replica count never becomes a field of the main server-side apply.
+    subresource: str | None = None
 
     @property
     def api_version(self) -> str:
@@ -64,7 +68,8 @@ class ResourceType:
         return f"{prefix}/{self.plural}"
 
     def item_path(self, namespace: str | None, name: str) -> str:
-        return f"{self.collection_path(namespace)}/{quote(name, safe='')}"
+        path = f"{self.collection_path(namespace)}/{quote(name, safe='')}"
+        return path if self.subresource is None else f"{path}/{self.subresource}"
 
     def __str__(self) -> str:
         return f"{self.plural}.{self.group or 'core'}/{self.version}"
@@ -78,6 +83,7 @@ POD = ResourceType("", "v1", "Pod", "pods")
 NODE = ResourceType("", "v1", "Node", "nodes", namespaced=False)
 APISERVICE = ResourceType("apiregistration.k8s.io", "v1", "APIService", "apiservices", namespaced=False)
 DEPLOYMENT = ResourceType("apps", "v1", "Deployment", "deployments")
+DEPLOYMENT_SCALE = ResourceType("apps", "v1", "Deployment", "deployments", subresource="scale")
 HPA = ResourceType("autoscaling", "v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
 INGRESS = ResourceType("networking.k8s.io", "v1", "Ingress", "ingresses")
 LEASE = ResourceType("coordination.k8s.io", "v1", "Lease", "leases")

@@ -34,6 +34,7 @@ from tgi_autoscaler.render.dashboard import render_dashboard_configmap
 from tgi_autoscaler.render.ingress import render_ingress
 from tgi_autoscaler.render.keda import render_scaled_object
 from tgi_autoscaler.render.meta import Manifest, labels
+from tgi_autoscaler.render.rollout import initial_plan, step_objects
 from tgi_autoscaler.render.routing import render_routing
 from tgi_autoscaler.render.scrape import render_pod_monitor
 from tgi_autoscaler.render.source import (
@@ -154,7 +155,10 @@ def render_service(source: ServiceSource, options: RenderOptions | None = None) 
     objects.append(render_ingress(source))
     objects.extend(render_routing(source, options))
     objects.extend(_observability(source, options))
-    return [apply_ownership(_unshared(obj), source) for obj in objects if obj is not None]
+    # A service of which nothing runs yet: the controller plans later steps from the cluster.
+    rendered = [obj for obj in objects if obj is not None]
+    first = step_objects(rendered, source.name, initial_plan(source.name, source.spec))
+    return [apply_ownership(_unshared(obj), source) for obj in first]
 
 
 class _Dumper(yaml.SafeDumper):

@@ -19,6 +19,8 @@ from typing import Any, Generic, TypeVar
 from tgi_autoscaler.config.observability import AlertsSpec, ConditionAlert, ThresholdAlert
 from tgi_autoscaler.config.service import TGIServiceSpec
 from tgi_autoscaler.engines import Counted, EngineMetrics, engine_metrics
+from tgi_autoscaler.promql.matchers import quote_string
+from tgi_autoscaler.render.rollout import DEPLOYMENT_SUFFIX_PATTERN
 from tgi_autoscaler.render.selectors import SERVICE_LABEL, counted_rate, label_matchers
 
 __all__ = [
@@ -119,7 +121,9 @@ class _Scope:
 
     @property
     def deployment_selector(self) -> str:
-        return label_matchers(namespace=self.namespace, deployment=self.workload)
+        # Every server Deployment of the service: after a blue-green switch it has a model suffix.
+        pattern = quote_string(self.workload + DEPLOYMENT_SUFFIX_PATTERN)
+        return label_matchers(namespace=self.namespace)[:-1] + f", deployment=~{pattern}}}"
 
     @property
     def by(self) -> str:

@@ -30,6 +30,7 @@ from tgi_autoscaler.config.constants import GRAFANA_DASHBOARD_LABEL, GRAFANA_DAS
 from tgi_autoscaler.config.observability import DashboardSpec
 from tgi_autoscaler.config.service import TGIServiceSpec
 from tgi_autoscaler.engines import EngineMetrics, engine_metrics
+from tgi_autoscaler.render.rollout import DEPLOYMENT_SUFFIX_PATTERN
 from tgi_autoscaler.render.selectors import SERVICE_LABEL, counted_rate
 
 __all__ = [
@@ -49,7 +50,8 @@ DATASOURCE = gmodel.DataSourceRef(type_val="prometheus", uid="${datasource}")
 RATE = "$__rate_interval"
 SEL = f'{{namespace="$namespace", {SERVICE_LABEL}="$service"}}'
 HPA_SEL = '{namespace="$namespace", horizontalpodautoscaler="$service"}'
-DEPLOY_SEL = '{namespace="$namespace", deployment="$service"}'
+# Every server Deployment of the service: after a blue-green switch its name has a model suffix.
+DEPLOY_SEL = f'{{namespace="$namespace", deployment=~"$service{DEPLOYMENT_SUFFIX_PATTERN}"}}'
 
 
 class SeriesSource(StrEnum):
@@ -239,11 +241,11 @@ def _autoscaling(m: EngineMetrics) -> list[PanelDef]:
 
 
 def _gpu(spec: DashboardSpec) -> list[PanelDef]:
-    # Pods of a Deployment are named <deployment>-<replicaset hash>-<pod hash>; the anchored
-    # pattern keeps "llama" from matching "llama-big"'s pods.
-    selector = (
-        f'{{{spec.gpu_namespace_label}="$namespace", {spec.gpu_pod_label}=~"$service-[a-z0-9]+-[a-z0-9]+"}}'
-    )
+    # Pods of a Deployment are named <deployment>-<replicaset hash>-<pod hash>, the Deployment
+    # <service> or <service>-<model hash>; the anchored pattern keeps "llama" from matching
+    # "llama-big"'s pods.
+    pods = f"$service{DEPLOYMENT_SUFFIX_PATTERN}-[a-z0-9]+-[a-z0-9]+"
+    selector = f'{{{spec.gpu_namespace_label}="$namespace", {spec.gpu_pod_label}=~"{pods}"}}'
     return [
         PanelDef(
             "GPU",

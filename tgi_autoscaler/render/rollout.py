@@ -30,16 +30,17 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
-from tgi_autoscaler.config.constants import LABEL_INSTANCE, LABEL_MODEL_HASH
+from tgi_autoscaler.config.constants import ANNOTATION_ROLLOUT, LABEL_INSTANCE, LABEL_MODEL_HASH
 from tgi_autoscaler.config.service import RolloutSpec, RolloutStrategy, TGIServiceSpec
 from tgi_autoscaler.render.meta import Manifest
 
 __all__ = [
     "ANNOTATION_MODEL",
+    "DEPLOYMENT_SUFFIX_PATTERN",
     "DeploymentPlan",
     "DeploymentView",
     "Event",
@@ -49,15 +50,23 @@ __all__ = [
     "candidate_name",
     "deployment_for",
     "hpa_for",
+    "initial_plan",
     "model_hash",
     "model_identity",
     "plan_rollout",
     "service_for",
+    "step_objects",
+    "view_of",
 ]
 
 Phase = Literal["Stable", "Progressing", "Failed", "Draining"]
 
 _HASH_LENGTH = 10
+
+# A server Deployment's name is the service's, or the service's and a model hash: a regex (RE2, as
+# PromQL anchors it) to append to the service name in selectors of kube-state-metrics' series and
+# pod names, so alerts and dashboards follow a switch.
+DEPLOYMENT_SUFFIX_PATTERN = f"(-[0-9a-f]{{{_HASH_LENGTH}}})?"
 
 # On a server Deployment: the model hash its template runs (the label may be older on an adopted one).
 ANNOTATION_MODEL = "tgi-autoscaler.io/model"
@@ -99,7 +108,9 @@ class DeploymentView:
     color: str | None
     replicas: int  # spec.replicas
     ready: int  # status.readyReplicas
-    rolled_out: bool  # observedGeneration current and every pod updated and Ready
+    # observedGeneration current and every pod from the current template (so every pod carries
+    # its labels); readiness is ``ready``.
+    rolled_out: bool
 
 
 @dataclass(frozen=True)
@@ -115,7 +126,7 @@ class RolloutState:
     message: str = ""
 
     def document(self) -> dict[str, Any]:
-        return {key: value for key, value in self.__dict__.items() if value is not None}
+        return {key: value for key, value in self.__dict__.items() if value is not None and value != ""}
 
     @classmethod
     def parse(cls, raw: str | None) -> RolloutState | None:
@@ -204,17 +215,21 @@ def plan_rollout(
     min_replicas: int,
     now: float,
     spec_changed: bool = False,
+    service_selects: str | None = None,
 ) -> Plan:
     """The next step of the rollout of model hash ``desired``; deterministic in its arguments.
 
     ``spec_changed``: the spec differs from the one last applied (an adopted Deployment gets the
     model-hash label only then, so that upgrading the controller restarts no pod).
+    ``service_selects``: the model hash the live Service selects on, if any.
     """
     serving = _serving(service, desired, state, deployments)
     current = deployments.get(serving)
     if current is None:
-        # Nothing runs yet (a new service, or every Deployment deleted by hand): start the desired one.
-        name = candidate_name(service, desired)
+        # Nothing runs yet (a new service, or every Deployment deleted by hand): start the desired
+        # one, named after the service (``kubectl get deployment <service>`` works until the first
+        # switch; its selector has no model hash, as an adopted one, see ``deployment_for``).
+        name = service
         return Plan(
             state=RolloutState(phase="Stable", serving=name),
             apply=(DeploymentPlan(name, desired, color=desired),),
@@ -224,13 +239,19 @@ def plan_rollout(
             service_model=desired,
             hpa_target=name,
         )
-    service_model = current.color if current.rolled_out else None
+    # Every pod of a Deployment created with its label carries it; an adopted one gets it by a
+    # roll, and the Service selects on it once no unlabelled pod is left (and from then on, even
+    # while a later scale-up or roll is under way).
+    routed = current.rolled_out or service_selects == current.color
+    service_model = current.color if routed else None
     if current.color is None:
         # Adopted: roll it in place (the label comes with the next change), see the module docstring.
         return _in_place(desired, rollout, current, state, deployments, now, None, spec_changed)
     if rollout.strategy is RolloutStrategy.ROLLING_UPDATE or current.model == desired:
         return _in_place(desired, rollout, current, state, deployments, now, service_model, True)
-    target = _target_replicas(hpa_replicas, min_replicas)
+    # Without an HPA count (KEDA's HPA is not ours to read), what the HPA last wrote to the
+    # serving Deployment.
+    target = _target_replicas(hpa_replicas if hpa_replicas is not None else current.replicas, min_replicas)
     return _blue_green(service, desired, rollout, current, state, deployments, target, now)
 
 
@@ -335,7 +356,9 @@ def _blue_green(
     if previous is not None and previous != name:
         # A second switch while the first drains: keep one fallback only, the one serving now.
         delete += (previous,)
-    service_model = current.model
+    # The pods carry the label the Deployment was created with (color), which an in-place roll of
+    # an earlier model change leaves as it was: route by it, not by the model its template runs.
+    service_model = current.color
     ready = candidate.ready if candidate is not None else 0
     if rollout.gpu_budget:
         wanted, serving_size = _budget_sizes(target, ready)
@@ -402,32 +425,111 @@ def deployment_for(rendered: Manifest, plan: DeploymentPlan) -> Manifest:
     """The rendered server Deployment as ``plan`` names and labels it (a copy).
 
     A blue-green Deployment also selects on the model-hash label, so two of them never claim each
-    other's pods; an adopted one keeps the selector it was created with (selectors are immutable).
+    other's pods; one named after the service (the first, or an adopted one) keeps the selector it
+    was created with (selectors are immutable). ``spec.replicas`` is never part of it: the HPA owns
+    the count, and the rollout sets a candidate's through the scale subresource, so that the apply
+    never takes the field over (dropping it from a later apply would reset the Deployment to one pod).
     """
     out = copy.deepcopy(rendered)
     meta = out["metadata"]
     meta["name"] = plan.name
     meta.setdefault("annotations", {})[ANNOTATION_MODEL] = plan.model
     spec = out["spec"]
-    if plan.color is not None:
-        spec["template"]["metadata"]["labels"][LABEL_MODEL_HASH] = plan.color
+    spec.pop("replicas", None)
+    template_labels = spec["template"]["metadata"]["labels"]
+    selector = spec["selector"]["matchLabels"]
+    selector.pop(LABEL_MODEL_HASH, None)
+    if plan.color is None:
+        template_labels.pop(LABEL_MODEL_HASH, None)
+    else:
+        template_labels[LABEL_MODEL_HASH] = plan.color
         if plan.name != meta.get("labels", {}).get(LABEL_INSTANCE):
-            spec["selector"]["matchLabels"][LABEL_MODEL_HASH] = plan.color
-    if plan.replicas is not None:
-        spec["replicas"] = plan.replicas
+            selector[LABEL_MODEL_HASH] = plan.color
     return out
+
+
+def _select_model(selector: dict[str, Any], model: str | None) -> None:
+    if model is None:
+        selector.pop(LABEL_MODEL_HASH, None)
+    else:
+        selector[LABEL_MODEL_HASH] = model
 
 
 def service_for(rendered: Manifest, model: str | None) -> Manifest:
     """The rendered Service routing to the pods of ``model`` (None: to every server pod)."""
     out = copy.deepcopy(rendered)
-    if model is not None:
-        out["spec"]["selector"][LABEL_MODEL_HASH] = model
+    _select_model(out["spec"]["selector"], model)
     return out
 
 
 def hpa_for(rendered: Manifest, target: str) -> Manifest:
-    """The rendered HPA scaling the Deployment ``target``."""
+    """The rendered HPA (or KEDA ScaledObject: the same field) scaling the Deployment ``target``."""
     out = copy.deepcopy(rendered)
     out["spec"]["scaleTargetRef"]["name"] = target
     return out
+
+
+def _is(obj: Manifest, kind: str, name: str) -> bool:
+    return obj.get("kind") == kind and (obj.get("metadata") or {}).get("name") == name
+
+
+def step_objects(rendered: Sequence[Manifest], service: str, plan: Plan) -> list[Manifest]:
+    """The rendered objects of ``service`` as one step of ``plan`` has them (copies, same order).
+
+    The server Deployment (the one named after the service) becomes the Deployments the plan
+    applies; the Service, and an InferencePool where rendered, route to the plan's model and carry
+    the rollout state; the HPA or ScaledObject scales the plan's target. Everything else is as
+    rendered.
+    """
+    out: list[Manifest] = []
+    for obj in rendered:
+        if _is(obj, "Deployment", service):
+            out.extend(deployment_for(obj, p) for p in plan.apply)
+        elif _is(obj, "Service", service):
+            routed = service_for(obj, plan.service_model)
+            annotations = routed["metadata"].setdefault("annotations", {})
+            annotations[ANNOTATION_ROLLOUT] = json.dumps(plan.state.document(), sort_keys=True)
+            out.append(routed)
+        elif _is(obj, "InferencePool", service):
+            pool = copy.deepcopy(obj)
+            _select_model(pool["spec"]["selector"]["matchLabels"], plan.service_model)
+            out.append(pool)
+        elif _is(obj, "HorizontalPodAutoscaler", service) or _is(obj, "ScaledObject", service):
+            out.append(hpa_for(obj, plan.hpa_target))
+        else:
+            out.append(copy.deepcopy(obj))
+    return out
+
+
+def initial_plan(service: str, spec: TGIServiceSpec) -> Plan:
+    """The step of a service nothing of which runs yet: what ``render`` prints."""
+    return plan_rollout(
+        service,
+        model_hash(spec),
+        spec.rollout,
+        state=None,
+        deployments={},
+        hpa_replicas=None,
+        min_replicas=spec.autoscaling.min_replicas,
+        now=0.0,
+    )
+
+
+def view_of(deployment: Mapping[str, Any]) -> DeploymentView:
+    """How ``plan_rollout`` sees one live server Deployment."""
+    meta = deployment.get("metadata") or {}
+    spec = deployment.get("spec") or {}
+    status = deployment.get("status") or {}
+    template_labels = ((spec.get("template") or {}).get("metadata") or {}).get("labels") or {}
+    replicas = int(spec.get("replicas", 1))
+    updated = int(status.get("updatedReplicas") or 0)
+    current = int(meta.get("generation") or 0) <= int(status.get("observedGeneration") or 0)
+    return DeploymentView(
+        name=str(meta.get("name", "")),
+        model=str((meta.get("annotations") or {}).get(ANNOTATION_MODEL, "")),
+        color=template_labels.get(LABEL_MODEL_HASH),
+        replicas=replicas,
+        ready=int(status.get("readyReplicas") or 0),
+        # No pod of an older template left (those may lack the label the Service selects on).
+        rolled_out=current and updated >= replicas and int(status.get("replicas") or 0) <= updated,
+    )
