@@ -5,27 +5,37 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import signal
 import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
 from kubernetes_asyncio import client as k8s_client
 
+from tests.e2e.conftest import GpuNodes
 from tests.e2e.controller_harness import (
+    events_for,
     install_controller_rbac,
     install_operator_crds,
     service_configmap,
     status_of,
 )
+from tests.e2e.test_controller_rollout_e2e import NAME, NEW_MODEL, OLD_MODEL
+from tests.e2e.test_controller_rollout_e2e import spec as rollout_spec
 from tests.support.polling import eventually
+from tgi_autoscaler.config.constants import ANNOTATION_ROLLOUT, LABEL_MODEL_HASH
+from tgi_autoscaler.config.service import parse_service_yaml
 from tgi_autoscaler.kube.client import ApiKubeClient
-from tgi_autoscaler.kube.resources import CONFIGMAP, HPA, LEASE
+from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT, HPA, LEASE, SERVICE
+from tgi_autoscaler.render.rollout import candidate_name, model_hash
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.kwok import GpuNodePool, delete_gpu_nodes, gpu_node
 from tgi_autoscaler_dev.localstack.process import free_port, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -199,3 +209,81 @@ async def test_sigterm_finishes_and_releases_the_lease(
     log = only.log.read_text()
     assert '"leader.released"' in log
     assert '"controller.stopped"' in log
+
+
+@pytest.mark.timeout(300)
+async def test_killing_the_leader_mid_rollout_lets_the_standby_resume_and_switch(
+    spawn: Callable[[str], asyncio.Future[ControllerProcess]],
+    kube_api: k8s_client.ApiClient,
+    control_plane: ControlPlane,
+    gpu_nodes: GpuNodes,
+    namespace: str,
+) -> None:
+    """The rollout's state lives in the cluster: a new leader continues the same rollout."""
+    admin = ApiKubeClient(kube_api)
+    pool = await gpu_nodes(count=1, gpus_per_node=2)  # the serving pods take every GPU
+    first = await spawn("a")
+
+    async def a_leads() -> bool:
+        return await _holder(admin) == "a"
+
+    await wait_for(a_leads, timeout=20, what="the first controller to acquire the lease")
+    await spawn("b")
+    await admin.create(
+        CONFIGMAP, namespace, service_configmap(NAME, namespace, rollout_spec(pool, OLD_MODEL))
+    )
+
+    async def serving() -> bool:
+        deployment = await admin.get(DEPLOYMENT, namespace, NAME)
+        return ((deployment or {}).get("status") or {}).get("readyReplicas") == 2
+
+    await wait_for(serving, timeout=90, interval=0.5, what="the first Deployment's pods to be Ready")
+    new_spec = rollout_spec(pool, NEW_MODEL)
+    candidate = candidate_name(NAME, model_hash(parse_service_yaml(new_spec, source="test")))
+    await admin.merge_patch(
+        CONFIGMAP, namespace, NAME, {"data": {"service.yaml": new_spec}}, field_manager="e2e"
+    )
+
+    async def state() -> dict[str, Any]:
+        service = await admin.get(SERVICE, namespace, NAME)
+        raw = ((service or {}).get("metadata", {}).get("annotations") or {}).get(ANNOTATION_ROLLOUT)
+        return dict(json.loads(raw)) if raw else {}
+
+    async def progressing() -> bool:
+        return (await state()).get("candidate") == candidate
+
+    await wait_for(progressing, timeout=30, interval=0.2, what="the leader to start the candidate")
+    started_at = (await state())["started_at"]
+    first.proc.kill()  # mid-rollout, the candidate's pods Pending for want of a GPU
+    await first.proc.wait()
+
+    async def b_resumed() -> bool:
+        # b leads and has reconciled the rollout: the state says so with a later wait, same start.
+        current = await state()
+        return (
+            await _holder(admin) == "b"
+            and current.get("message", "") != ""
+            and (current.get("started_at") == started_at and "after 0s" not in current["message"])
+        )
+
+    await wait_for(b_resumed, timeout=LEASE_S + 2 * RETRY_S + 30, interval=0.5, what="the standby to resume")
+    assert (await state())["phase"] == "Progressing"
+    # A GPU node joins: the candidate's pods schedule, turn Ready, and the new leader switches.
+    bigger = GpuNodePool(name=pool.name, count=2, gpus_per_node=2, dedicated=True)
+    status, body = await control_plane.request("POST", "/api/v1/nodes", body=gpu_node(bigger, 1))
+    assert status == 201, body
+    try:
+
+        async def switched() -> bool:
+            return (await state()).get("serving") == candidate
+
+        await wait_for(switched, timeout=90, interval=0.5, what="the new leader to switch the Service")
+        service = await admin.get(SERVICE, namespace, NAME)
+        assert service is not None
+        assert service["spec"]["selector"][LABEL_MODEL_HASH] == candidate.removeprefix(f"{NAME}-")
+        events = await events_for(admin, namespace, NAME)
+        switches = [e for e in events if e["reason"] == "Switched"]
+        assert [e.get("reportingInstance") for e in switches] == ["b"]
+        assert len([e for e in events if e["reason"] == "RolloutStarted"]) == 1, "the rollout was restarted"
+    finally:
+        await delete_gpu_nodes(control_plane, bigger)

@@ -143,6 +143,9 @@ class Fleet:
         self._draining: set[asyncio.Task[None]] = set()
         self._ordinal = 0
         self._lock = asyncio.Lock()
+        # The front routes to every ready replica, or, once ``route_to`` set one, only to those whose
+        # pod labels include a Service's selector: how a model switch reaches clients.
+        self._route_selector: Mapping[str, str] | None = None
         self._balancer = Balancer(self._ready_urls, strategy=strategy, seed=seed, port=front_port)
         self._started = False
         self._log = log.bind(service=service, namespace=namespace)
@@ -352,8 +355,18 @@ class Fleet:
         """Replicas that have finished starting and take traffic."""
         return len(self._ready_urls())
 
+    def route_to(self, selector: Mapping[str, str] | None) -> None:
+        """Send new requests only to ready replicas whose pod labels include ``selector``
+        (None: every ready replica), as a Service's endpoints follow its selector."""
+        self._route_selector = None if selector is None else dict(selector)
+
     def _ready_urls(self) -> list[str]:
-        return [p.url for p in self._pods if p.server.ready]
+        selector = self._route_selector
+        return [
+            p.url
+            for p in self._pods
+            if p.server.ready and (selector is None or selector.items() <= p.labels.items())
+        ]
 
     def file_sd_groups(self) -> list[dict[str, Any]]:
         """The file_sd target groups of the live replicas, one per pod."""
