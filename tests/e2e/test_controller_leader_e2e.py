@@ -228,17 +228,17 @@ async def test_killing_the_leader_mid_rollout_lets_the_standby_resume_and_switch
         return await _holder(admin) == "a"
 
     await wait_for(a_leads, timeout=20, what="the first controller to acquire the lease")
-    await spawn("b")
-    await admin.create(
-        CONFIGMAP, namespace, service_configmap(NAME, namespace, rollout_spec(pool, OLD_MODEL))
-    )
+    standby = await spawn("b")
+    # A timeout longer than the test: the rollout must still be Progressing when the standby leads.
+    old_spec = rollout_spec(pool, OLD_MODEL, ready_timeout_s=300)
+    await admin.create(CONFIGMAP, namespace, service_configmap(NAME, namespace, old_spec))
 
     async def serving() -> bool:
         deployment = await admin.get(DEPLOYMENT, namespace, NAME)
         return ((deployment or {}).get("status") or {}).get("readyReplicas") == 2
 
     await wait_for(serving, timeout=90, interval=0.5, what="the first Deployment's pods to be Ready")
-    new_spec = rollout_spec(pool, NEW_MODEL)
+    new_spec = rollout_spec(pool, NEW_MODEL, ready_timeout_s=300)
     candidate = candidate_name(NAME, model_hash(parse_service_yaml(new_spec, source="test")))
     await admin.merge_patch(
         CONFIGMAP, namespace, NAME, {"data": {"service.yaml": new_spec}}, field_manager="e2e"
@@ -285,5 +285,7 @@ async def test_killing_the_leader_mid_rollout_lets_the_standby_resume_and_switch
         switches = [e for e in events if e["reason"] == "Switched"]
         assert [e.get("reportingInstance") for e in switches] == ["b"]
         assert len([e for e in events if e["reason"] == "RolloutStarted"]) == 1, "the rollout was restarted"
+        # What the dashboard marks the switch by.
+        assert await standby.metric("tgi_autoscaler_controller_rollout_switch_timestamp_seconds") > 0
     finally:
         await delete_gpu_nodes(control_plane, bigger)

@@ -33,7 +33,7 @@ from tgi_autoscaler.config.metrics import DEFAULT_METRIC_DEFINITIONS
 from tgi_autoscaler.config.observability import AlertsSpec
 from tgi_autoscaler.engines import EngineMetrics, engine_metrics
 from tgi_autoscaler.render.alerts import alert_rules
-from tgi_autoscaler.render.dashboard import SeriesSource, panel_defs
+from tgi_autoscaler.render.dashboard import SeriesSource, dashboard_json, panel_defs
 from tgi_autoscaler.render.self_monitoring import self_alert_rules, self_panel_defs
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
@@ -314,6 +314,15 @@ async def test_every_dashboard_target_parses_and_engine_targets_return_data(
         "Batch size",
         "Queue per replica",
     } <= set(engine_queries)
+
+
+async def test_dashboard_annotation_queries_parse(prometheus: PrometheusServer, loaded: Snapshot) -> None:
+    fleet = loaded.fleets["tgi"]
+    annotations = dashboard_json(SERVICE, fleet.namespace, "tgi")["annotations"]["list"]
+    queries = [a["expr"] for a in annotations if a.get("expr")]
+    assert any("rollout_switch_timestamp_seconds" in q for q in queries), "no blue-green switch marks"
+    for expr in queries:
+        await query_at(prometheus, _dashboard_expr(expr, fleet), loaded.at)  # raises if rejected
 
 
 async def test_self_monitoring_expressions_parse(prometheus: PrometheusServer) -> None:

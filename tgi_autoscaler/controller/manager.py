@@ -162,6 +162,9 @@ class Controller:
                 verify_period_s=settings.resync_period_s * 0.9,
             ),
             on_applied=lambda kind, change: metrics.applied_objects.labels(kind=kind, change=change).inc(),
+            on_switched=lambda ns, name: metrics.rollout_switched.labels(
+                service_namespace=ns, service_name=name
+            ).set(time.time()),
         )
         self._reflectors: list[Reflector] = []
         self._watch_tasks: list[asyncio.Task[None]] = []

@@ -24,6 +24,7 @@ class ControllerMetrics:
     leader: Gauge
     applied_objects: Counter
     watch_relists: Counter
+    rollout_switched: Gauge
 
     @classmethod
     def create(cls, registry: CollectorRegistry) -> ControllerMetrics:
@@ -61,6 +62,14 @@ class ControllerMetrics:
                 f"{_PREFIX}_watch_relists",
                 "Full lists made by the watch caches (startup and after 410 Gone).",
                 ["resource"],
+                registry=registry,
+            ),
+            # Labels not named namespace/service: scrape target labels of those names would
+            # rename them. The dashboards mark a switch where the latest value changes.
+            rollout_switched=Gauge(
+                f"{_PREFIX}_rollout_switch_timestamp_seconds",
+                "Unix time this controller last switched a service's Service to a new model's Deployment.",
+                ["service_namespace", "service_name"],
                 registry=registry,
             ),
         )

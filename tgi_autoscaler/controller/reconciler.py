@@ -220,9 +220,11 @@ class Reconciler:
         crd_served: Callable[[ResourceType], bool] = lambda rt: True,
         settings: ReconcilerSettings | None = None,
         on_applied: Callable[[str, str], None] = lambda kind, change: None,
+        on_switched: Callable[[str, str], None] = lambda namespace, name: None,
         wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._client = client
+        self._on_switched = on_switched
         self._wall_clock = wall_clock
         self._on_applied = on_applied
         self._caches = caches
@@ -366,6 +368,8 @@ class Reconciler:
         if step.plan.event is not None:
             event = step.plan.event
             await self._recorder.record(configmap, event.type, event.reason, event.message)
+            if event.reason == "Switched":
+                self._on_switched(key.namespace, key.name)
         await self._report(configmap, result, applied, changed, options, new_spec)
         again = requeue_after(step.plan, self._wall_clock(), source.spec.rollout.grace_period_seconds)
         return Outcome(result, message, changed=tuple(changed), requeue_after_s=again)

@@ -327,6 +327,26 @@ def timeseries_panel(panel: PanelDef, panel_id: int) -> Any:
     return builder
 
 
+def _switches() -> gdash.AnnotationQuery:
+    """A mark at each blue-green switch: where the newest switch time of any controller changes.
+
+    The max over controller replicas, so that a new leader's series (absent until it switches
+    something) neither marks nor hides a switch.
+    """
+    latest = (
+        "max(tgi_autoscaler_controller_rollout_switch_timestamp_seconds"
+        '{service_namespace="$namespace", service_name="$service"})'
+    )
+    return (
+        gdash.AnnotationQuery()
+        .name("Model switches")
+        .datasource(DATASOURCE)
+        .enable(True)
+        .icon_color("purple")
+        .expr(f"changes(({latest})[2m:15s]) > 0")
+    )
+
+
 def dashboard_json(
     name: str, namespace: str, engine: str, spec: DashboardSpec | None = None, image: str | None = None
 ) -> dict[str, Any]:
@@ -344,6 +364,7 @@ def dashboard_json(
         .timezone("browser")
         .tooltip(gmodel.DashboardCursorSync.CROSSHAIR)
         .variables(_variables(name, namespace, metrics.queue_size))
+        .annotation(_switches())
     )
     row: str | None = None
     panel_id = 1
