@@ -140,16 +140,12 @@ async def _edit(admin: ApiKubeClient, namespace: str, text: str) -> None:
     await admin.merge_patch(CONFIGMAP, namespace, NAME, {"data": {"service.yaml": text}}, field_manager="e2e")
 
 
-@pytest.mark.timeout(300)
-async def test_a_model_change_switches_under_load_with_no_failed_request_and_no_old_answer_after(
-    control_plane: ControlPlane, kube_api: k8s_client.ApiClient, gpu_nodes: GpuNodes, namespace: str
-) -> None:
-    admin = ApiKubeClient(kube_api)
+@contextlib.asynccontextmanager
+async def serving_service(
+    control_plane: ControlPlane, admin: ApiKubeClient, namespace: str, first_spec: str
+) -> AsyncIterator[Fleet]:
+    """The controller, and simulated replicas following the service's pods, once 2 of them serve."""
     kubeconfig = await install_controller_rbac(control_plane)
-    pool = await gpu_nodes(count=1, gpus_per_node=4)  # room for both Deployments, 2 pods each
-    new_spec = spec(pool, NEW_MODEL)
-    new_hash = model_hash(parse_service_yaml(new_spec, source="test"))
-    candidate = candidate_name(NAME, new_hash)
     config = ReplicaConfig(max_batch_size=8, token_rate=200.0)
     async with (
         run_controller(kubeconfig, namespaces=(namespace,)),
@@ -160,12 +156,25 @@ async def test_a_model_change_switches_under_load_with_no_failed_request_and_no_
             label_selector=f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=server",
         ),
     ):
-        await admin.create(CONFIGMAP, namespace, service_configmap(NAME, namespace, spec(pool, OLD_MODEL)))
+        await admin.create(CONFIGMAP, namespace, service_configmap(NAME, namespace, first_spec))
 
-        async def serving_old() -> bool:
+        async def serving() -> bool:
             return await _ready_pods(admin, namespace, NAME) == 2 and fleet.serving == 2
 
-        await wait_for(serving_old, timeout=90, interval=0.2, what="the first Deployment's 2 pods to serve")
+        await wait_for(serving, timeout=90, interval=0.2, what="the first Deployment's 2 pods to serve")
+        yield fleet
+
+
+@pytest.mark.timeout(300)
+async def test_a_model_change_switches_under_load_with_no_failed_request_and_no_old_answer_after(
+    control_plane: ControlPlane, kube_api: k8s_client.ApiClient, gpu_nodes: GpuNodes, namespace: str
+) -> None:
+    admin = ApiKubeClient(kube_api)
+    pool = await gpu_nodes(count=1, gpus_per_node=4)  # room for both Deployments, 2 pods each
+    new_spec = spec(pool, NEW_MODEL)
+    new_hash = model_hash(parse_service_yaml(new_spec, source="test"))
+    candidate = candidate_name(NAME, new_hash)
+    async with serving_service(control_plane, admin, namespace, spec(pool, OLD_MODEL)) as fleet:
         async with service_front(fleet, admin, namespace, new_hash) as traffic:
             await asyncio.sleep(2)
             edited = asyncio.get_running_loop().time()
@@ -217,29 +226,13 @@ async def test_a_candidate_that_cannot_start_keeps_the_old_model_serving_and_a_r
     control_plane: ControlPlane, kube_api: k8s_client.ApiClient, gpu_nodes: GpuNodes, namespace: str
 ) -> None:
     admin = ApiKubeClient(kube_api)
-    kubeconfig = await install_controller_rbac(control_plane)
     pool = await gpu_nodes(count=1, gpus_per_node=3)
     old_spec = spec(pool, OLD_MODEL)
     # Four GPUs per pod on three-GPU nodes: the scheduler reports Insufficient nvidia.com/gpu.
     broken = spec(pool, NEW_MODEL, extra="engine:\n  numShard: 4\nresources:\n  gpu: 4\n")
     new_hash = model_hash(parse_service_yaml(broken, source="test"))
     candidate = candidate_name(NAME, new_hash)
-    config = ReplicaConfig(max_batch_size=8, token_rate=200.0)
-    async with (
-        run_controller(kubeconfig, namespaces=(namespace,)),
-        Fleet(NAME, namespace=namespace, replicas=0, config=config) as fleet,
-        following_pods(
-            fleet,
-            kubeconfig=control_plane.kubeconfig,
-            label_selector=f"app.kubernetes.io/instance={NAME},app.kubernetes.io/component=server",
-        ),
-    ):
-        await admin.create(CONFIGMAP, namespace, service_configmap(NAME, namespace, old_spec))
-
-        async def serving_old() -> bool:
-            return await _ready_pods(admin, namespace, NAME) == 2 and fleet.serving == 2
-
-        await wait_for(serving_old, timeout=90, interval=0.2, what="the first Deployment's 2 pods to serve")
+    async with serving_service(control_plane, admin, namespace, old_spec) as fleet:
         pods_before = {p.name for p in fleet.replicas}
         async with service_front(fleet, admin, namespace, new_hash) as traffic:
             started = time.monotonic()

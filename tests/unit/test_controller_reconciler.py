@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import copy
 import json
+import time
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -62,7 +64,11 @@ def _service_configmap(spec: str = SPEC) -> KubeObject:
 
 
 def _reconciler(
-    kube: FakeKube, *, operator: bool = True, settings: ReconcilerSettings | None = None
+    kube: FakeKube,
+    *,
+    operator: bool = True,
+    settings: ReconcilerSettings | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> tuple[Reconciler, EventRecorder]:
     recorder = EventRecorder(kube, instance="test")
     reconciler = Reconciler(
@@ -73,6 +79,7 @@ def _reconciler(
         render=render_service,
         prometheus_operator=lambda: operator,
         settings=settings,
+        wall_clock=wall_clock,
     )
     return reconciler, recorder
 

@@ -18,11 +18,11 @@ from tests.unit.controller_fakes import FakeKube
 from tests.unit.test_controller_reconciler import (
     KEY,
     SPEC,
-    FakeCaches,
     _edit_spec,
     _service_configmap,
     _status,
 )
+from tests.unit.test_controller_reconciler import _reconciler as _make_reconciler
 from tgi_autoscaler.config.constants import ANNOTATION_ROLLOUT, LABEL_MODEL_HASH
 from tgi_autoscaler.config.service import parse_service_yaml
 from tgi_autoscaler.controller.events import EventRecorder
@@ -30,7 +30,6 @@ from tgi_autoscaler.controller.reconciler import Reconciler
 from tgi_autoscaler.controller.rollout import PROGRESS_POLL_S, plan_step, requeue_after, server_deployments
 from tgi_autoscaler.controller.status import ServiceRow, format_table, parse_status
 from tgi_autoscaler.kube.client import KubeObject
-from tgi_autoscaler.render import render_service, source_from_configmap
 from tgi_autoscaler.render.rollout import candidate_name, model_hash, view_of
 
 pytestmark = pytest.mark.unit
@@ -47,17 +46,7 @@ class Clock:
 
 
 def _reconciler(kube: FakeKube, clock: Clock) -> tuple[Reconciler, EventRecorder]:
-    recorder = EventRecorder(kube, instance="test")
-    reconciler = Reconciler(
-        kube,
-        FakeCaches(kube),
-        recorder,
-        build_source=source_from_configmap,
-        render=render_service,
-        prometheus_operator=lambda: True,
-        wall_clock=clock,
-    )
-    return reconciler, recorder
+    return _make_reconciler(kube, wall_clock=clock)
 
 
 def _deployment(kube: FakeKube, name: str) -> KubeObject:
