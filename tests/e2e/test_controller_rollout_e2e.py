@@ -9,9 +9,10 @@ selector change through EndpointSlices in about as long). Clients send requests 
 - A model change: the controller starts the candidate beside the serving Deployment and switches
   the Service once every candidate pod is Ready. No request fails, and no request sent after the
   front saw the switch is answered by the old model; the old Deployment goes after its grace period.
-- A candidate that cannot start (it asks for more GPUs than a node has: ``Insufficient
-  nvidia.com/gpu``): the Service stays on the old model, one Warning says why, nothing is deleted,
-  and reverting the edit removes the candidate without touching the serving pods.
+- A candidate that cannot start (a new image that does not exist: ``ImagePullBackOff``; or more
+  GPUs per pod than a node has: ``Insufficient nvidia.com/gpu``): the Service stays on the old
+  model, one Warning says why, nothing is deleted, and reverting the edit removes the candidate
+  without touching the serving pods.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT, SERVICE
 from tgi_autoscaler.render.rollout import candidate_name, model_hash
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
-from tgi_autoscaler_dev.localstack.kwok import GpuNodePool
+from tgi_autoscaler_dev.localstack.kwok import UNPULLABLE_IMAGE, GpuNodePool
 from tgi_autoscaler_dev.localstack.process import wait_for
 from tgi_autoscaler_dev.sim.fleet import Fleet
 from tgi_autoscaler_dev.sim.follow import following_pods
@@ -221,15 +222,28 @@ async def test_a_model_change_switches_under_load_with_no_failed_request_and_no_
         assert stable["rolloutPhase"] == "Stable"
 
 
+BROKEN = {
+    # The new image does not exist: the pods stay Pending in ImagePullBackOff.
+    "broken image": (OLD_MODEL, f"engine:\n  image: {UNPULLABLE_IMAGE}\n"),
+    # Four GPUs per pod on three-GPU nodes: the scheduler reports Insufficient nvidia.com/gpu.
+    "insufficient GPU": (NEW_MODEL, "engine:\n  numShard: 4\nresources:\n  gpu: 4\n"),
+}
+
+
 @pytest.mark.timeout(300)
+@pytest.mark.parametrize("why", list(BROKEN))
 async def test_a_candidate_that_cannot_start_keeps_the_old_model_serving_and_a_revert_removes_it(
-    control_plane: ControlPlane, kube_api: k8s_client.ApiClient, gpu_nodes: GpuNodes, namespace: str
+    control_plane: ControlPlane,
+    kube_api: k8s_client.ApiClient,
+    gpu_nodes: GpuNodes,
+    namespace: str,
+    why: str,
 ) -> None:
     admin = ApiKubeClient(kube_api)
     pool = await gpu_nodes(count=1, gpus_per_node=3)
     old_spec = spec(pool, OLD_MODEL)
-    # Four GPUs per pod on three-GPU nodes: the scheduler reports Insufficient nvidia.com/gpu.
-    broken = spec(pool, NEW_MODEL, extra="engine:\n  numShard: 4\nresources:\n  gpu: 4\n")
+    model, change = BROKEN[why]
+    broken = spec(pool, model, extra=change)
     new_hash = model_hash(parse_service_yaml(broken, source="test"))
     candidate = candidate_name(NAME, new_hash)
     async with serving_service(control_plane, admin, namespace, old_spec) as fleet:
@@ -272,4 +286,4 @@ async def test_a_candidate_that_cannot_start_keeps_the_old_model_serving_and_a_r
         status = await status_of(admin, namespace, NAME)
         assert status is not None
         assert status["rolloutPhase"] == "Stable"
-        print(f"failed after {took:.1f}s; {len(traffic.answers)} requests, all answered by the old model")
+        print(f"{why}: failed after {took:.1f}s; {len(traffic.answers)} requests, all by the old model")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 
 import pytest
@@ -48,7 +49,10 @@ class GroupedPrometheus:
         now = self.clock()
         samples: list[Sample] = []
         if " by (" in promql:
+            wanted = re.search(APP + r'=~?"([^"]*)"', promql)
             for (namespace, app), value in self.values.items():
+                if wanted is not None and not re.fullmatch(wanted.group(1), app):
+                    continue  # the grouped query asks for the values being read only
                 labels = {"namespace": namespace, APP: app}
                 samples.append(Sample({**labels, PART_LABEL: PART_VALUE}, now, value))
                 samples.append(Sample({**labels, PART_LABEL: PART_TIMESTAMP}, now, repr(now - 1)))
@@ -102,15 +106,44 @@ async def test_fifty_selectors_cost_one_grouped_query() -> None:
     assert [body["items"][0]["value"] for body, _ in bodies] == [str(i) for i in range(50)]
     assert {outcome for _, outcome in bodies} == {CacheOutcome.PREFETCH}
     assert len(prometheus.queries) == 1
-    assert f'sum by ({APP}, namespace) (tgi_queue_size{{{APP}!="",namespace!=""}})' in prometheus.queries[0]
+    apps = "|".join(sorted(f"svc-{i}" for i in range(50)))
+    assert (
+        f'sum by ({APP}, namespace) (tgi_queue_size{{{APP}=~"{apps}",namespace="team-a"}})'
+        in (prometheus.queries[0])
+    )
+
+
+async def test_only_the_values_being_read_are_fetched_and_a_new_one_joins_at_the_next_refresh() -> None:
+    settings = PrefetchSettings(refresh_seconds=1, max_staleness_seconds=3)
+    async with running(settings) as (reader, prometheus, clock, prefetcher):
+        await asyncio.gather(
+            *(reader.read("tgi_queue_size", "team-a", f"app.kubernetes.io/instance=svc-{i}") for i in (1, 2))
+        )
+        assert prometheus.queries[-1].count("svc-") == 4  # value and data-age parts, two services each
+        assert '"svc-1|svc-2"' in prometheus.queries[-1]
+        # A third service: its own query now, then from the next grouped refresh.
+        body, outcome = await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-3")
+        assert outcome is CacheOutcome.MISS
+        clock.now += 1
+        prefetcher.wake()
+        for _ in range(20):
+            await asyncio.sleep(0.01)
+            body, outcome = await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-3")
+            if outcome is CacheOutcome.PREFETCH:
+                break
+        assert (body["items"][0]["value"], outcome) == ("3", CacheOutcome.PREFETCH)
+        assert '"svc-1|svc-2|svc-3"' in prometheus.queries[-1]
 
 
 async def test_a_selector_matching_no_group_is_empty_not_zero() -> None:
     async with running() as (reader, _, _, _):
-        with pytest.raises(EmptyResult):
-            await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=gone")
-        with pytest.raises(EmptyResult):  # the namespace is part of the group
-            await reader.read("tgi_queue_size", "team-b", "app.kubernetes.io/instance=svc-1")
+        results = await asyncio.gather(
+            reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=gone"),
+            # The namespace is part of the group: team-a's svc-1 is not team-b's.
+            reader.read("tgi_queue_size", "team-b", "app.kubernetes.io/instance=svc-1"),
+            return_exceptions=True,
+        )
+        assert [type(r) for r in results] == [EmptyResult, EmptyResult]
 
 
 async def test_other_selectors_fall_back_to_one_query_each() -> None:

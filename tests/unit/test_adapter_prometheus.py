@@ -132,3 +132,41 @@ async def test_an_unreadable_token_file_is_unavailable_not_anonymous(tmp_path: P
     )
     with pytest.raises(PrometheusUnavailable, match="credentials"):
         await client._auth_headers()
+
+
+def _vector_body(n: int, extra: str = "") -> bytes:
+    items = ",".join(
+        json.dumps({"metric": {"namespace": "a", "app": f"svc-{i}"}, "value": [1.5, str(i)]})
+        for i in range(n)
+    )
+    return (
+        '{"status":"success","data":{"resultType":"vector","result":[' + items + "]}" + extra + "}"
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        _vector_body(3),  # small: decoded whole
+        _vector_body(5000),
+        _vector_body(5000, ',"warnings":["PromQL info: metric might not be a counter"]'),
+        _vector_body(0) + b" " * 300_000,  # large but empty, trailing whitespace
+        json.dumps({"status": "success", "data": {"resultType": "scalar", "result": [1.5, "2"]}}).encode()
+        + b" " * 300_000,
+    ],
+    ids=["small", "large vector", "large with warnings", "large empty", "large other shape"],
+)
+def test_large_answers_decode_element_by_element_to_the_same_document(body: bytes) -> None:
+    from tgi_autoscaler.adapter.prometheus import decode_body
+
+    assert decode_body(body) == json.loads(body)
+
+
+def test_a_truncated_large_answer_is_an_error_not_a_partial_result() -> None:
+    from tgi_autoscaler.adapter.prometheus import decode_body
+
+    body = _vector_body(5000)
+    item = body.index(b',{"metric"', len(body) // 2)
+    for cut in (len(body) // 2, item, item + 1, len(body) - 3, len(body) - 1):
+        with pytest.raises(ValueError):  # noqa: PT011 - json's message varies with where it was cut
+            decode_body(body[:cut])

@@ -12,6 +12,7 @@ from tgi_autoscaler_dev.localstack.kwok import (
     MANAGED_ANNOTATION,
     POOL_LABEL,
     READY_DELAY_ANNOTATION,
+    UNPULLABLE_IMAGE,
     GpuNodePool,
     KwokSettings,
     gpu_node,
@@ -64,7 +65,7 @@ def test_settings_reject_negative_delays_naming_the_field(field: str) -> None:
 
 def test_pod_stages_carry_the_configured_delays() -> None:
     stages = {s["metadata"]["name"]: s["spec"] for s in pod_stages(KwokSettings(2.0, 7.5, 0.5))}
-    assert list(stages) == ["pod-running", "pod-ready", "pod-delete"]
+    assert list(stages) == ["pod-running", "pod-image-pull-failed", "pod-ready", "pod-delete"]
     assert stages["pod-running"]["delay"] == {"durationMilliseconds": 2000}
     ready = stages["pod-ready"]["delay"]
     assert ready["durationMilliseconds"] == 7500
@@ -77,6 +78,16 @@ def test_pod_stages_carry_the_configured_delays() -> None:
     assert "delay" not in pod_stages(KwokSettings(start_delay_s=0))[0]["spec"]
 
 
+def test_exactly_one_of_running_and_image_pull_failed_takes_a_new_pod() -> None:
+    stages = {
+        s["metadata"]["name"]: s["spec"]["selector"]["matchExpressions"] for s in pod_stages(KwokSettings())
+    }
+    image = [e for e in stages["pod-running"] if e["key"].endswith(".image")]
+    assert image == [{"key": ".spec.containers.[0].image", "operator": "NotIn", "values": [UNPULLABLE_IMAGE]}]
+    failed = [e for e in stages["pod-image-pull-failed"] if e["key"].endswith(".image")]
+    assert failed == [{"key": ".spec.containers.[0].image", "operator": "In", "values": [UNPULLABLE_IMAGE]}]
+
+
 def test_the_config_file_holds_the_node_stages_then_the_pod_stages(tmp_path: Path) -> None:
     node_stage = tmp_path / "node-initialize.yaml"
     node_stage.write_text(
@@ -86,6 +97,7 @@ def test_the_config_file_holds_the_node_stages_then_the_pod_stages(tmp_path: Pat
     assert [d["metadata"]["name"] for d in docs] == [
         "node-initialize",
         "pod-running",
+        "pod-image-pull-failed",
         "pod-ready",
         "pod-delete",
     ]

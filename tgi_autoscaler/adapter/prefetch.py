@@ -8,6 +8,12 @@ namespace label and those labels, evaluated every ``refreshSeconds`` in the back
 age, the answers kept in memory by label values. Reads of any selector of the group are then
 answered from memory, with the time of the samples behind the value.
 
+Only what is read is fetched: the grouped query selects the label values read within
+``idleSeconds`` (``label=~"a|b|c"``), not every series of the metric, so a cluster where 100 of
+10,000 services are autoscaled pays for 100 answers per refresh, in Prometheus and here. A value read
+for the first time since the last refresh is answered by its own query (single-flight) until the
+next refresh includes it.
+
 Bounds, so a prefetched answer is never worse than a direct query:
 
 - an answer older than ``maxStalenessSeconds`` (refreshes failing) is not served: the read falls
@@ -42,12 +48,14 @@ from tgi_autoscaler.adapter.own_metrics import AdapterMetrics
 from tgi_autoscaler.adapter.prometheus import PrometheusQuerier
 from tgi_autoscaler.config.metrics import MetricDefinition, PrefetchSettings
 from tgi_autoscaler.promql import BuiltQuery, MatchOp, format_matchers
-from tgi_autoscaler.promql.matchers import Matcher
+from tgi_autoscaler.promql.matchers import Matcher, regex_escape
 from tgi_autoscaler.promql.shape import combined
 
 __all__ = ["Prefetcher", "group_key"]
 
 log = structlog.get_logger(__name__)
+
+_GROUP_IN_THREAD_SAMPLES = 2_000
 
 
 def group_key(built: BuiltQuery) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -59,8 +67,10 @@ def group_key(built: BuiltQuery) -> tuple[tuple[str, ...], tuple[str, ...]] | No
 class _Group:
     definition: MetricDefinition
     labels: tuple[str, ...]
-    promql: str
     last_read: float
+    # Label values -> when last read; the next refresh asks for these.
+    reading: dict[tuple[str, ...], float] = field(default_factory=dict)
+    queried: frozenset[tuple[str, ...]] = frozenset()  # what the answers are the answers for
     answers: dict[tuple[str, ...], Answer] | None = None
     empty: Answer | None = None
     fetched_at: float = 0.0
@@ -69,11 +79,21 @@ class _Group:
     first: asyncio.Event = field(default_factory=asyncio.Event)
 
 
-def _grouped_promql(definition: MetricDefinition, labels: tuple[str, ...]) -> str:
-    # Every grouping label present and non-empty: those are the only groups a read can ask for.
-    matchers = format_matchers(Matcher(label, MatchOp.NOT_EQUAL, "") for label in labels)
+def _grouped_promql(
+    definition: MetricDefinition, labels: tuple[str, ...], wanted: frozenset[tuple[str, ...]]
+) -> str:
+    """The grouped query for the label values in ``wanted`` (a superset when several labels vary)."""
+    matchers: list[Matcher] = []
+    for index, label in enumerate(labels):
+        values = sorted({key[index] for key in wanted})
+        if len(values) == 1:
+            matchers.append(Matcher(label, MatchOp.EQUAL, values[0]))
+        else:
+            pattern = "|".join(regex_escape(value) for value in values)
+            matchers.append(Matcher(label, MatchOp.REGEX, pattern))
+    selector = format_matchers(matchers)
     shape = definition.shape
-    return combined(shape.grouped_value(matchers, labels), shape.age(matchers, labels))
+    return combined(shape.grouped_value(selector, labels), shape.age(selector, labels))
 
 
 class Prefetcher:
@@ -111,10 +131,11 @@ class Prefetcher:
         now = self._clock()
         group = self._groups.get((definition.name, labels))
         if group is None or group.definition is not definition:
-            group = _Group(definition, labels, _grouped_promql(definition, labels), last_read=now)
+            group = _Group(definition, labels, last_read=now)
             self._groups[(definition.name, labels)] = group
             self._wake.set()
         group.last_read = now
+        group.reading[values] = now
         if group.answers is None and not group.broken:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(group.first.wait(), self._settings.max_staleness_seconds)
@@ -122,6 +143,8 @@ class Prefetcher:
             return None
         if self._clock() - group.fetched_at > self._settings.max_staleness_seconds:
             return None
+        if values not in group.queried:
+            return None  # first read since the last refresh: its own query until the next one
         return group.answers.get(values, group.empty)
 
     def wake(self) -> None:
@@ -151,9 +174,16 @@ class Prefetcher:
                 del self._groups[key]
 
     async def _refresh(self, group: _Group) -> None:
-        group.next_due = self._clock() + self._settings.refresh_seconds
+        now = self._clock()
+        group.next_due = now + self._settings.refresh_seconds
+        idle = self._settings.idle_seconds
+        group.reading = {key: at for key, at in group.reading.items() if now - at <= idle}
+        wanted = frozenset(group.reading)
+        if not wanted:  # nothing read lately: the group is forgotten on the next pass
+            group.first.set()
+            return
         try:
-            result = await self._prometheus.query(group.promql)
+            result = await self._prometheus.query(_grouped_promql(group.definition, group.labels, wanted))
         except PrometheusQueryError as exc:
             if exc.reason != "bad_data":  # e.g. "execution: context deadline exceeded": try again
                 self._metrics.prefetch_queries.labels(outcome="unavailable").inc()
@@ -170,7 +200,12 @@ class Prefetcher:
         except PrometheusUnavailable:
             self._metrics.prefetch_queries.labels(outcome="unavailable").inc()
         else:
-            group.answers = by_group(result, group.labels)
+            if len(result.samples) > _GROUP_IN_THREAD_SAMPLES:
+                # Thousands of groups: off the event loop, like the decoding (see prometheus.py).
+                group.answers = await asyncio.to_thread(by_group, result, group.labels)
+            else:
+                group.answers = by_group(result, group.labels)
+            group.queried = wanted
             group.empty = Answer(values=(), data_time=None, evaluated_at=result.evaluated_at)
             group.fetched_at = self._clock()
             self._metrics.prefetch_queries.labels(outcome="success").inc()

@@ -52,6 +52,7 @@ __all__ = [
     "MANAGED_ANNOTATION",
     "POOL_LABEL",
     "READY_DELAY_ANNOTATION",
+    "UNPULLABLE_IMAGE",
     "GpuNodePool",
     "Kwok",
     "KwokBinary",
@@ -70,6 +71,9 @@ KWOK_MODULE = "sigs.k8s.io/kwok"
 KWOK_VERSION = "v0.8.0"
 GPU_RESOURCE = "nvidia.com/gpu"
 GPU_TAINT: Mapping[str, str] = {"key": GPU_RESOURCE, "effect": "NoSchedule"}
+# A pod whose first container runs this image never starts: kwok reports ImagePullBackOff, as a
+# kubelet does for a tag that does not exist (a broken image in a test of a model switch).
+UNPULLABLE_IMAGE = "registry.invalid/tgi-autoscaler/unpullable:0"
 # kwok manages only the nodes carrying this annotation (its documented convention).
 MANAGED_ANNOTATION = "kwok.x-k8s.io/node"
 POOL_LABEL = "tgi-autoscaler.io/node-pool"
@@ -202,6 +206,39 @@ containerStatuses:
 """
 
 
+_IMAGE_PULL_FAILED_TEMPLATE = """\
+{{ $now := Now }}
+conditions:
+- lastProbeTime: null
+  lastTransitionTime: {{ $now | Quote }}
+  status: "True"
+  type: Initialized
+- lastProbeTime: null
+  lastTransitionTime: {{ $now | Quote }}
+  message: 'containers with unready status: [{{ range .spec.containers }} {{ .name }} {{ end }}]'
+  reason: ContainersNotReady
+  status: "False"
+  type: Ready
+containerStatuses:
+{{ range .spec.containers }}
+- image: {{ .image | Quote }}
+  name: {{ .name | Quote }}
+  ready: false
+  restartCount: 0
+  started: false
+  state:
+    waiting:
+      reason: ImagePullBackOff
+      message: {{ printf "Back-off pulling image %q: not found" .image | Quote }}
+{{ end }}
+hostIP: {{ NodeIPWith .spec.nodeName | Quote }}
+podIP: {{ PodIPWith .spec.nodeName ( or .spec.hostNetwork false ) ( or .metadata.uid "" ) \
+( or .metadata.name "" ) ( or .metadata.namespace "" ) | Quote }}
+phase: Pending
+startTime: {{ $now | Quote }}
+"""
+
+
 def _stage(name: str, selector: list[dict[str, Any]], spec: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "apiVersion": "kwok.x-k8s.io/v1alpha1",
@@ -216,7 +253,8 @@ def _stage(name: str, selector: list[dict[str, Any]], spec: Mapping[str, Any]) -
 
 
 def pod_stages(settings: KwokSettings) -> list[dict[str, Any]]:
-    """kwok Stages for the pod lifecycle: Running (loading), Ready after the load time, deleted."""
+    """kwok Stages for the pod lifecycle: Running (loading), Ready after the load time, deleted; a
+    pod of ``UNPULLABLE_IMAGE`` stays Pending in ImagePullBackOff."""
     not_deleted = {"key": ".metadata.deletionTimestamp", "operator": "DoesNotExist"}
     ready = '.status.conditions.[] | select( .type == "Ready" ) | .status'
     running: dict[str, Any] = {
@@ -227,11 +265,34 @@ def pod_stages(settings: KwokSettings) -> list[dict[str, Any]]:
     }
     if settings.start_delay_s:
         running["delay"] = {"durationMilliseconds": _ms(settings.start_delay_s)}
+    image = ".spec.containers.[0].image"
     return [
         _stage(
             "pod-running",
-            [not_deleted, {"key": ".status.podIP", "operator": "DoesNotExist"}],
+            [
+                not_deleted,
+                {"key": ".status.podIP", "operator": "DoesNotExist"},
+                {"key": image, "operator": "NotIn", "values": [UNPULLABLE_IMAGE]},
+            ],
             running,
+        ),
+        _stage(
+            "pod-image-pull-failed",
+            [
+                not_deleted,
+                {"key": ".status.podIP", "operator": "DoesNotExist"},
+                {"key": image, "operator": "In", "values": [UNPULLABLE_IMAGE]},
+            ],
+            {
+                "next": {
+                    "event": {
+                        "type": "Warning",
+                        "reason": "Failed",
+                        "message": f'Failed to pull image "{UNPULLABLE_IMAGE}": not found',
+                    },
+                    "statusTemplate": _IMAGE_PULL_FAILED_TEMPLATE,
+                }
+            },
         ),
         _stage(
             "pod-ready",
