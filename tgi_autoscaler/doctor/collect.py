@@ -214,8 +214,14 @@ async def collect_service(
         except ConfigError as exc:
             spec_error = str(exc)
     hpa = await _read(f"HPA {namespace}/{name}", lambda: client.get(HPA, namespace, name))
+    # The Deployment that serves: named after the service until a blue-green switch, then the one
+    # the HPA scales (<service>-<model hash>).
+    target = (
+        ((hpa.get("spec") or {}).get("scaleTargetRef") or {}).get("name") if isinstance(hpa, dict) else None
+    )
+    serving = str(target) if target else name
     deployment = await _read(
-        f"Deployment {namespace}/{name}", lambda: client.get(DEPLOYMENT, namespace, name)
+        f"Deployment {namespace}/{serving}", lambda: client.get(DEPLOYMENT, namespace, serving)
     )
     pod_selector = f"{LABEL_INSTANCE}={name}"
     if isinstance(deployment, dict):
