@@ -285,3 +285,21 @@ def test_untolerated_taints_follow_the_toleration_rules(
         gpu_node("cpu-0", taints=[{"key": "spot", "effect": "PreferNoSchedule"}]),
     ]
     assert untolerated_taints(pod(tolerations=tolerations), nodes) == expected
+
+
+@pytest.mark.parametrize(
+    ("hpa", "serving"),
+    [
+        (None, "llm"),  # no HPA (KEDA's is named after the ScaledObject): the service's name
+        ({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "llm"}}}, "llm"),
+        ({"spec": {"scaleTargetRef": {"kind": "Deployment", "name": "llm-0123456789"}}}, "llm-0123456789"),
+        ({"spec": {}}, "llm"),
+    ],
+    ids=["no HPA", "before any switch", "after a blue-green switch", "HPA without a target"],
+)
+def test_the_pods_checked_are_those_of_the_deployment_that_serves(
+    hpa: dict[str, Any] | None, serving: str
+) -> None:
+    from tgi_autoscaler.doctor.collect import serving_deployment
+
+    assert serving_deployment("llm", hpa) == serving

@@ -10,7 +10,7 @@ as a healthy empty answer.
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
@@ -200,6 +200,13 @@ def _engine_of(hpa: Obj | Unreadable | None, spec_engine: str | None) -> str:
     return EngineKind.TGI.value
 
 
+def serving_deployment(name: str, hpa: Mapping[str, Any] | None) -> str:
+    """The Deployment that serves: named after the service until a blue-green switch, then the one
+    the HPA scales (``<service>-<model hash>``)."""
+    target = (((hpa or {}).get("spec") or {}).get("scaleTargetRef") or {}).get("name")
+    return str(target) if target else name
+
+
 async def collect_service(
     client: KubeClient, namespace: str, name: str, *, prometheus_url: str | None
 ) -> ServiceSnapshot:
@@ -214,12 +221,7 @@ async def collect_service(
         except ConfigError as exc:
             spec_error = str(exc)
     hpa = await _read(f"HPA {namespace}/{name}", lambda: client.get(HPA, namespace, name))
-    # The Deployment that serves: named after the service until a blue-green switch, then the one
-    # the HPA scales (<service>-<model hash>).
-    target = (
-        ((hpa.get("spec") or {}).get("scaleTargetRef") or {}).get("name") if isinstance(hpa, dict) else None
-    )
-    serving = str(target) if target else name
+    serving = serving_deployment(name, hpa if isinstance(hpa, dict) else None)
     deployment = await _read(
         f"Deployment {namespace}/{serving}", lambda: client.get(DEPLOYMENT, namespace, serving)
     )
