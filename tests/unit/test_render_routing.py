@@ -82,6 +82,28 @@ def test_route_goes_through_the_api_key_proxy_when_auth_is_on() -> None:
     assert proxy[0]["spec"]["ports"][0]["port"] == 80
 
 
+ZERO = "autoscaling: {minReplicas: 0, maxReplicas: 2}\n"
+
+
+@pytest.mark.parametrize(
+    ("extra", "backend"),
+    [
+        (ZERO, {"group": "", "kind": "Service", "name": "llm-activator", "port": 80}),
+        # The API-key proxy forwards to the activator itself.
+        (ZERO + AUTH, {"group": "", "kind": "Service", "name": "llm-auth-proxy", "port": 80}),
+    ],
+    ids=["activator", "proxy, then activator"],
+)
+def test_a_service_that_scales_to_zero_is_routed_through_its_activator(
+    extra: str, backend: dict[str, Any]
+) -> None:
+    objects = _render(ROUTED + extra)
+    [rule] = _one(objects, "HTTPRoute")["spec"]["rules"]
+    assert rule["backendRefs"] == [backend]
+    activator = [o for o in objects if o["kind"] == "Service" and o["metadata"]["name"] == "llm-activator"]
+    assert activator[0]["spec"]["ports"][0]["port"] == 80
+
+
 def test_zero_timeout_disables_it_as_gateway_api_defines() -> None:
     route = _one(
         _render(ROUTED.replace("enabled: true", "enabled: true\n  requestTimeoutSeconds: 0")), "HTTPRoute"
@@ -168,6 +190,7 @@ def test_envoy_gateway_rate_limit_is_per_client_ip_on_the_route() -> None:
         ),
         (ROUTED + "  backnd: Service\n", "routing.backnd", "backend"),
         (POOL + AUTH, "routing.backend", "API-key proxy"),
+        (POOL + "autoscaling: {minReplicas: 0, maxReplicas: 2}\n", "routing.backend", "activator"),
     ],
 )
 def test_invalid_routing_names_the_field(text: str, path: str, words: str) -> None:

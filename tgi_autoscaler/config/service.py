@@ -1479,6 +1479,22 @@ def _pool_reaches_the_servers(spec: TGIServiceSpec) -> Issues:
     return []
 
 
+def _pool_wakes_no_one(spec: TGIServiceSpec) -> Issues:
+    # At zero replicas the pool has no endpoint to pick, and its requests never reach the
+    # activator, which is what holds them and counts them as demand to wake the service.
+    routing = spec.routing
+    if routing.enabled and routing.backend == "InferencePool" and spec.scales_to_zero:
+        return [
+            _issue(
+                "routing.backend",
+                "InferencePool routes straight to the server pods, so at autoscaling.minReplicas 0 a "
+                "request finds no pod and never reaches the activator that would wake the service: use "
+                "backend: Service (through the activator) or autoscaling.minReplicas >= 1",
+            )
+        ]
+    return []
+
+
 def _pod_labels_not_reserved(spec: TGIServiceSpec) -> Issues:
     return [
         _issue(f"podLabels.{key}", "reserved label prefix (set by the controller)")
@@ -1493,6 +1509,7 @@ _CROSS_SECTION_CHECKS: Final[tuple[tuple[tuple[str, ...], Callable[[TGIServiceSp
     (("autoscaling", "engine"), _batch_metric_known),
     (("auth", "model"), _api_keys_are_not_the_token),
     (("routing", "auth"), _pool_reaches_the_servers),
+    (("routing", "autoscaling"), _pool_wakes_no_one),
     (("pod_labels",), _pod_labels_not_reserved),
 )
 

@@ -29,9 +29,10 @@ from tgi_autoscaler.render.meta import (
 from tgi_autoscaler.render.scrape import POD_TARGET_LABELS
 from tgi_autoscaler.render.source import RenderOptions, ServiceSource
 
-__all__ = ["ACTIVATOR_METRICS_PORT", "ACTIVATOR_PORT", "render_activator"]
+__all__ = ["ACTIVATOR_METRICS_PORT", "ACTIVATOR_PORT", "ACTIVATOR_SERVICE_PORT", "render_activator"]
 
 ACTIVATOR_PORT: Final = 8080
+ACTIVATOR_SERVICE_PORT: Final = 80  # what the Ingress, HTTPRoute and API-key proxy send to
 ACTIVATOR_METRICS_PORT: Final = 9091
 _METRICS_PORT_NAME: Final = "metrics"
 _UID: Final = 65532  # the image's non-root user
@@ -130,7 +131,14 @@ def render_activator(source: ServiceSource, options: RenderOptions) -> list[Mani
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(source.name, COMPONENT_ACTIVATOR),
-            "ports": [{"name": HTTP_PORT_NAME, "port": 80, "targetPort": HTTP_PORT_NAME, "protocol": "TCP"}],
+            "ports": [
+                {
+                    "name": HTTP_PORT_NAME,
+                    "port": ACTIVATOR_SERVICE_PORT,
+                    "targetPort": HTTP_PORT_NAME,
+                    "protocol": "TCP",
+                }
+            ],
         },
     }
     objects = [deployment, service]

@@ -18,6 +18,7 @@ import hashlib
 import json
 
 from tgi_autoscaler.config.constants import ANNOTATION_CONFIG_HASH, COMPONENT_AUTH_PROXY
+from tgi_autoscaler.render.activator import ACTIVATOR_SERVICE_PORT
 from tgi_autoscaler.render.meta import (
     HTTP_PORT_NAME,
     Manifest,
@@ -73,7 +74,7 @@ def nginx_conf(source: ServiceSource) -> str:
     spec = source.spec
     # With scale to zero the activator holds requests while the server has no replica.
     upstream = (
-        f"{activator_name(source.name)}.{source.namespace}.svc:80"
+        f"{activator_name(source.name)}.{source.namespace}.svc:{ACTIVATOR_SERVICE_PORT}"
         if spec.scales_to_zero
         else f"{source.name}.{source.namespace}.svc:{spec.service.port}"
     )

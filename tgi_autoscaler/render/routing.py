@@ -20,8 +20,9 @@ from __future__ import annotations
 
 from tgi_autoscaler.config.constants import COMPONENT_AUTH_PROXY, COMPONENT_SERVER
 from tgi_autoscaler.config.errors import ConfigError, ConfigIssue
+from tgi_autoscaler.render.activator import ACTIVATOR_SERVICE_PORT
 from tgi_autoscaler.render.auth_proxy import PROXY_SERVICE_PORT
-from tgi_autoscaler.render.meta import Manifest, auth_proxy_name, object_meta, selector_labels
+from tgi_autoscaler.render.meta import Manifest, activator_name, auth_proxy_name, object_meta, selector_labels
 from tgi_autoscaler.render.source import RenderOptions, ServiceSource
 
 __all__ = ["render_routing"]
@@ -86,7 +87,11 @@ def _backend_ref(source: ServiceSource) -> Manifest:
     if spec.routing.backend == "InferencePool":
         return {"group": _INFERENCE_GROUP, "kind": "InferencePool", "name": source.name}
     if spec.auth.enabled:
+        # The proxy forwards to the activator itself when the service scales to zero.
         name, port = auth_proxy_name(source.name), PROXY_SERVICE_PORT
+    elif spec.scales_to_zero:
+        # The activator holds requests while no replica is Ready and counts them as demand.
+        name, port = activator_name(source.name), ACTIVATOR_SERVICE_PORT
     else:
         name, port = source.name, spec.service.port
     return {"group": "", "kind": "Service", "name": name, "port": port}
