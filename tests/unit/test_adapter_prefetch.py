@@ -113,7 +113,7 @@ async def test_fifty_selectors_cost_one_grouped_query() -> None:
     )
 
 
-async def test_only_the_values_being_read_are_fetched_and_a_new_one_joins_at_the_next_refresh() -> None:
+async def test_only_the_values_being_read_are_fetched_and_a_new_one_waits_for_the_next_refresh() -> None:
     settings = PrefetchSettings(refresh_seconds=1, max_staleness_seconds=3)
     async with running(settings) as (reader, prometheus, clock, prefetcher):
         await asyncio.gather(
@@ -121,18 +121,33 @@ async def test_only_the_values_being_read_are_fetched_and_a_new_one_joins_at_the
         )
         assert prometheus.queries[-1].count("svc-") == 4  # value and data-age parts, two services each
         assert '"svc-1|svc-2"' in prometheus.queries[-1]
-        # A third service: its own query now, then from the next grouped refresh.
-        body, outcome = await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-3")
-        assert outcome is CacheOutcome.MISS
-        clock.now += 1
+        sent = len(prometheus.queries)
+        # A third service: no query of its own; the next grouped refresh, brought forward, answers it.
+        read = asyncio.create_task(
+            reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-3")
+        )
+        await asyncio.sleep(0.01)
+        assert not read.done()
+        assert len(prometheus.queries) == sent
+        clock.now += 0.3  # past the batching delay (0.25 s), before the regular refresh (1 s)
         prefetcher.wake()
-        for _ in range(20):
-            await asyncio.sleep(0.01)
-            body, outcome = await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-3")
-            if outcome is CacheOutcome.PREFETCH:
-                break
+        body, outcome = await asyncio.wait_for(read, 2)
         assert (body["items"][0]["value"], outcome) == ("3", CacheOutcome.PREFETCH)
+        assert len(prometheus.queries) == sent + 1
         assert '"svc-1|svc-2|svc-3"' in prometheus.queries[-1]
+
+
+async def test_a_reloaded_definition_asks_for_every_value_read_before_in_its_first_refresh() -> None:
+    async with running() as (reader, prometheus, _, prefetcher):
+        await asyncio.gather(
+            *(reader.read("tgi_queue_size", "team-a", f"app.kubernetes.io/instance=svc-{i}") for i in (1, 2))
+        )
+        definitions = reader._definitions
+        definitions.replace(MetricsConfig(), source="test")  # the ConfigMap edited: new definitions
+        body, outcome = await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-2")
+        assert (body["items"][0]["value"], outcome) == ("2", CacheOutcome.PREFETCH)
+        assert '"svc-1|svc-2"' in prometheus.queries[-1]
+        assert len(prefetcher) == 1
 
 
 async def test_a_selector_matching_no_group_is_empty_not_zero() -> None:

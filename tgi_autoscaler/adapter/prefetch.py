@@ -11,8 +11,10 @@ answered from memory, with the time of the samples behind the value.
 Only what is read is fetched: the grouped query selects the label values read within
 ``idleSeconds`` (``label=~"a|b|c"``), not every series of the metric, so a cluster where 100 of
 10,000 services are autoscaled pays for 100 answers per refresh, in Prometheus and here. A value read
-for the first time since the last refresh is answered by its own query (single-flight) until the
-next refresh includes it.
+for the first time waits for the refresh that includes it, brought forward to within
+``_NEW_VALUES_BATCH_S`` so that new values arriving together share it: a fleet of HPAs starting
+together (or an adapter restart) costs one query per definition, not one per HPA. A reloaded
+definition keeps the values being read, so its first refresh answers them all at once.
 
 Bounds, so a prefetched answer is never worse than a direct query:
 
@@ -25,8 +27,6 @@ Bounds, so a prefetched answer is never worse than a direct query:
   definition changes; its selectors are read one query each, as before. Other failures (a query
   that timed out in Prometheus) are retried at the next refresh.
 
-The first read of a new group waits for the group's first evaluation instead of sending its own
-query, so a fleet of HPAs starting together costs one query per definition.
 """
 
 from __future__ import annotations
@@ -56,6 +56,8 @@ __all__ = ["Prefetcher", "group_key"]
 log = structlog.get_logger(__name__)
 
 _GROUP_IN_THREAD_SAMPLES = 2_000
+# New values arriving within this long share one refresh.
+_NEW_VALUES_BATCH_S = 0.25
 
 
 def group_key(built: BuiltQuery) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -76,7 +78,8 @@ class _Group:
     fetched_at: float = 0.0
     next_due: float = 0.0
     broken: bool = False
-    first: asyncio.Event = field(default_factory=asyncio.Event)
+    # Set when the next refresh to start has finished: what a read of a value not fetched yet awaits.
+    next_fetch: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 def _grouped_promql(
@@ -131,20 +134,22 @@ class Prefetcher:
         now = self._clock()
         group = self._groups.get((definition.name, labels))
         if group is None or group.definition is not definition:
-            group = _Group(definition, labels, last_read=now)
+            group = _Group(definition, labels, last_read=now, reading=dict(group.reading) if group else {})
             self._groups[(definition.name, labels)] = group
-            self._wake.set()
         group.last_read = now
         group.reading[values] = now
-        if group.answers is None and not group.broken:
+        if not group.broken and (group.answers is None or values not in group.queried):
+            # Not fetched yet: wait for the refresh that asks for it rather than query alone.
+            group.next_due = min(
+                group.next_due, now + min(_NEW_VALUES_BATCH_S, self._settings.refresh_seconds)
+            )
+            self._wake.set()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(group.first.wait(), self._settings.max_staleness_seconds)
-        if group.broken or group.answers is None:
+                await asyncio.wait_for(group.next_fetch.wait(), self._settings.max_staleness_seconds)
+        if group.broken or group.answers is None or values not in group.queried:
             return None
         if self._clock() - group.fetched_at > self._settings.max_staleness_seconds:
             return None
-        if values not in group.queried:
-            return None  # first read since the last refresh: its own query until the next one
         return group.answers.get(values, group.empty)
 
     def wake(self) -> None:
@@ -170,17 +175,24 @@ class Prefetcher:
             if now - group.last_read > self._settings.idle_seconds:
                 log.info("prefetch_group_idle", metric=group.definition.name, labels=list(group.labels))
                 del self._groups[key]
-            elif self._definitions.get(group.definition.name) is not group.definition:
-                del self._groups[key]
+            elif (reloaded := self._definitions.get(group.definition.name)) is not group.definition:
+                if reloaded is None or not reloaded.shape.groupable:
+                    del self._groups[key]
+                else:  # the same reads go on: the new definition's first refresh answers them all
+                    self._groups[key] = _Group(
+                        reloaded, group.labels, last_read=group.last_read, reading=group.reading
+                    )
 
     async def _refresh(self, group: _Group) -> None:
         now = self._clock()
         group.next_due = now + self._settings.refresh_seconds
+        # Reads from now on wait for the refresh after this one (their values are not in it).
+        done, group.next_fetch = group.next_fetch, asyncio.Event()
         idle = self._settings.idle_seconds
         group.reading = {key: at for key, at in group.reading.items() if now - at <= idle}
         wanted = frozenset(group.reading)
         if not wanted:  # nothing read lately: the group is forgotten on the next pass
-            group.first.set()
+            done.set()
             return
         try:
             result = await self._prometheus.query(_grouped_promql(group.definition, group.labels, wanted))
@@ -210,7 +222,7 @@ class Prefetcher:
             group.fetched_at = self._clock()
             self._metrics.prefetch_queries.labels(outcome="success").inc()
         finally:
-            group.first.set()
+            done.set()
 
     def ages(self) -> Iterator[tuple[str, tuple[str, ...], float]]:
         """(metric, labels, seconds since the last successful refresh) for every group with one."""
