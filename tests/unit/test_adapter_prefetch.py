@@ -137,6 +137,24 @@ async def test_only_the_values_being_read_are_fetched_and_a_new_one_waits_for_th
         assert '"svc-1|svc-2|svc-3"' in prometheus.queries[-1]
 
 
+async def test_past_a_few_hundred_values_the_grouped_query_selects_every_series() -> None:
+    async with running() as (reader, prometheus, _, _):
+        prometheus.values = {("team-a", f"svc-{i}"): str(i) for i in range(400)}
+        bodies = await asyncio.gather(
+            *(
+                reader.read("tgi_queue_size", "team-a", f"app.kubernetes.io/instance=svc-{i}")
+                for i in range(300)
+            )
+        )
+        assert {outcome for _, outcome in bodies} == {CacheOutcome.PREFETCH}
+        assert f'{APP}!=""' in prometheus.queries[-1]  # no 300-value regex
+        sent = len(prometheus.queries)
+        # A value not read before is in the answers already: no wait, no query.
+        body, outcome = await reader.read("tgi_queue_size", "team-a", "app.kubernetes.io/instance=svc-350")
+        assert (body["items"][0]["value"], outcome) == ("350", CacheOutcome.PREFETCH)
+        assert len(prometheus.queries) == sent
+
+
 async def test_a_reloaded_definition_asks_for_every_value_read_before_in_its_first_refresh() -> None:
     async with running() as (reader, prometheus, _, prefetcher):
         await asyncio.gather(

@@ -10,7 +10,9 @@ answered from memory, with the time of the samples behind the value.
 
 Only what is read is fetched: the grouped query selects the label values read within
 ``idleSeconds`` (``label=~"a|b|c"``), not every series of the metric, so a cluster where 100 of
-10,000 services are autoscaled pays for 100 answers per refresh, in Prometheus and here. A value read
+10,000 services are autoscaled pays for 100 answers per refresh, in Prometheus and here. Past
+``_SUBSET_LIMIT`` values the regex would cost more than it saves, and the query selects every series
+with the labels set (which also answers any new value at once). A value read
 for the first time waits for the refresh that includes it, brought forward to within
 ``_NEW_VALUES_BATCH_S`` so that new values arriving together share it: a fleet of HPAs starting
 together (or an adapter restart) costs one query per definition, not one per HPA. A reloaded
@@ -58,6 +60,12 @@ log = structlog.get_logger(__name__)
 _GROUP_IN_THREAD_SAMPLES = 2_000
 # New values arriving within this long share one refresh.
 _NEW_VALUES_BATCH_S = 0.25
+# Up to this many values read, the grouped query asks for them by name.
+_SUBSET_LIMIT = 256
+
+
+def _covers(queried: frozenset[tuple[str, ...]] | None, values: tuple[str, ...]) -> bool:
+    return queried is None or values in queried
 
 
 def group_key(built: BuiltQuery) -> tuple[tuple[str, ...], tuple[str, ...]] | None:
@@ -72,7 +80,8 @@ class _Group:
     last_read: float
     # Label values -> when last read; the next refresh asks for these.
     reading: dict[tuple[str, ...], float] = field(default_factory=dict)
-    queried: frozenset[tuple[str, ...]] = frozenset()  # what the answers are the answers for
+    # What the answers are the answers for; None: every value (the query selected them all).
+    queried: frozenset[tuple[str, ...]] | None = frozenset()
     answers: dict[tuple[str, ...], Answer] | None = None
     empty: Answer | None = None
     fetched_at: float = 0.0
@@ -83,11 +92,15 @@ class _Group:
 
 
 def _grouped_promql(
-    definition: MetricDefinition, labels: tuple[str, ...], wanted: frozenset[tuple[str, ...]]
+    definition: MetricDefinition, labels: tuple[str, ...], wanted: frozenset[tuple[str, ...]] | None
 ) -> str:
-    """The grouped query for the label values in ``wanted`` (a superset when several labels vary)."""
+    """The grouped query for the label values in ``wanted`` (a superset when several labels vary;
+    None: every series with the labels set)."""
     matchers: list[Matcher] = []
     for index, label in enumerate(labels):
+        if wanted is None:
+            matchers.append(Matcher(label, MatchOp.NOT_EQUAL, ""))
+            continue
         values = sorted({key[index] for key in wanted})
         if len(values) == 1:
             matchers.append(Matcher(label, MatchOp.EQUAL, values[0]))
@@ -138,7 +151,7 @@ class Prefetcher:
             self._groups[(definition.name, labels)] = group
         group.last_read = now
         group.reading[values] = now
-        if not group.broken and (group.answers is None or values not in group.queried):
+        if not group.broken and (group.answers is None or not _covers(group.queried, values)):
             # Not fetched yet: wait for the refresh that asks for it rather than query alone.
             group.next_due = min(
                 group.next_due, now + min(_NEW_VALUES_BATCH_S, self._settings.refresh_seconds)
@@ -146,7 +159,7 @@ class Prefetcher:
             self._wake.set()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(group.next_fetch.wait(), self._settings.max_staleness_seconds)
-        if group.broken or group.answers is None or values not in group.queried:
+        if group.broken or group.answers is None or not _covers(group.queried, values):
             return None
         if self._clock() - group.fetched_at > self._settings.max_staleness_seconds:
             return None
@@ -190,10 +203,12 @@ class Prefetcher:
         done, group.next_fetch = group.next_fetch, asyncio.Event()
         idle = self._settings.idle_seconds
         group.reading = {key: at for key, at in group.reading.items() if now - at <= idle}
-        wanted = frozenset(group.reading)
-        if not wanted:  # nothing read lately: the group is forgotten on the next pass
+        if not group.reading:  # nothing read lately: the group is forgotten on the next pass
             done.set()
             return
+        # Past a few hundred values, asking for each costs Prometheus more (a long regex) than the
+        # answers it saves: then the query selects every series, and covers new values at once.
+        wanted = frozenset(group.reading) if len(group.reading) <= _SUBSET_LIMIT else None
         try:
             result = await self._prometheus.query(_grouped_promql(group.definition, group.labels, wanted))
         except PrometheusQueryError as exc:
