@@ -15,7 +15,9 @@ proxy, so an outage hits both at the same instant:
   export the series ("returned multiple elements"); the tutorial's summed form is used instead.
 
 For each outage mode: load on until both run ``--scaled`` replicas, then ``--outage-seconds`` of
-the fault, then ``--recovery-seconds`` with Prometheus back, load still on. Printed: replicas
+the fault, then ``--recovery-seconds`` with Prometheus back, load still on; between modes the
+load stops and both ScaledObjects are deleted, both Deployments set to 1 replica and the
+ScaledObjects created again, so every mode starts from the same state. Printed: replicas
 before, lowest and highest during, and at the end of the recovery, per mode and service, plus the
 queries each service's triggers sent.
 
@@ -45,7 +47,7 @@ from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.render import KedaOptions, ServiceSource
 from tgi_autoscaler.render.keda import render_scaled_object
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler_dev.localstack.keda import running_keda
+from tgi_autoscaler_dev.localstack.keda import KEDA_VERSION, keda_crds, running_keda
 from tgi_autoscaler_dev.localstack.process import background, free_port, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
@@ -175,6 +177,64 @@ class Row:
     after: int
 
 
+_SCALED_OBJECTS = f"/apis/keda.sh/v1alpha1/namespaces/{NAMESPACE}/scaledobjects"
+_EVENTING_CRDS = ("eventing.keda.sh_cloudeventsources.yaml", "eventing.keda.sh_clustercloudeventsources.yaml")
+
+
+async def install_eventing_crds(cp: ControlPlane) -> None:
+    """KEDA's CloudEventSource CRDs, from the same ``config/crd/bases`` as the others.
+
+    KEDA's operator watches them; without them its manager gives up after the 2 min cache-sync
+    timeout and exits, so a run longer than that would go on without the operator.
+    """
+    bases = (await asyncio.to_thread(keda_crds, KEDA_VERSION))[0].parent
+    for name in _EVENTING_CRDS:
+        (await cp.kubectl("apply", "--server-side", "-f", str(bases / name))).check()
+    for name in _EVENTING_CRDS:
+        crd = name.removesuffix(".yaml").split("_", 1)[1] + "." + name.split("_", 1)[0]
+        (await cp.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")).check()
+
+
+async def create_scaled_objects(cp: ControlPlane, scaled_objects: tuple[dict[str, Any], ...]) -> None:
+    for scaled in scaled_objects:
+        status, body = await cp.request("POST", _SCALED_OBJECTS, body=scaled)
+        assert status == 201, body
+
+
+async def reset(cp: ControlPlane, scaled_objects: tuple[dict[str, Any], ...]) -> None:
+    """Both services back to 1 replica with new ScaledObjects (so new HPAs, no scale-down history).
+
+    Waiting for the HPAs to scale down instead would take our default scale-down behavior (600 s
+    stabilization, then one pod per 300 s) 15 min or more per mode; deleting and recreating the
+    ScaledObjects starts every mode from the same state for both services.
+    """
+    names = [scaled["metadata"]["name"] for scaled in scaled_objects]
+    for name in names:
+        status, body = await cp.request("DELETE", f"{_SCALED_OBJECTS}/{name}")
+        assert status in (200, 202), body
+
+    async def hpas_gone() -> bool:
+        for name in names:
+            hpa = f"/apis/autoscaling/v2/namespaces/{NAMESPACE}/horizontalpodautoscalers/keda-hpa-{name}"
+            for path in (hpa, f"{_SCALED_OBJECTS}/{name}"):
+                status, _ = await cp.request("GET", path)
+                if status != 404:
+                    return False
+        return True
+
+    await wait_for(hpas_gone, timeout=120, interval=1.0, what="KEDA to delete its HPAs")
+    for name in names:
+        status, body = await cp.request(
+            "PATCH",
+            f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments/{name}",
+            body={"spec": {"replicas": 1}},
+            content_type="application/merge-patch+json",
+        )
+        assert status == 200, body
+    await create_scaled_objects(cp, scaled_objects)
+    print(f"[{time.strftime('%H:%M:%S')}] reset: both at 1 replica, ScaledObjects recreated", flush=True)
+
+
 @contextlib.asynccontextmanager
 async def closed_loop(url: str, users: int) -> AsyncIterator[None]:
     async with aiohttp.ClientSession() as session:
@@ -212,6 +272,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     await proxy.start()
     rows: list[Row] = []
     try:
+        await install_eventing_crds(cp)
         async with running_keda(cp, workdir / "keda", build=True):
             status, body = await cp.request(
                 "POST",
@@ -224,13 +285,11 @@ async def run(args: argparse.Namespace) -> list[Row]:
                     "POST", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", body=deployment(name)
                 )
                 assert status == 201, body
-            for scaled in (
+            scaled_objects = (
                 ours(proxy.url, args.signal, args.max_replicas),
                 production_stack(proxy.url, args.max_replicas),
-            ):
-                path = f"/apis/keda.sh/v1alpha1/namespaces/{NAMESPACE}/scaledobjects"
-                status, body = await cp.request("POST", path, body=scaled)
-                assert status == 201, body
+            )
+            await create_scaled_objects(cp, scaled_objects)
 
             async def replicas(name: str) -> int:
                 status, body = await cp.request(
@@ -294,10 +353,8 @@ async def run(args: argparse.Namespace) -> list[Row]:
                             )
                             print(rows[-1], flush=True)
 
-                    async def idle() -> bool:
-                        return max([await replicas(OURS), await replicas(PRODSTACK)]) == 1
-
-                    await wait_for(idle, timeout=900, interval=1.0, what="both services back to 1 replica")
+                    if mode != args.modes[-1]:
+                        await reset(cp, scaled_objects)
     finally:
         await proxy.stop()
         await prom.stop()
