@@ -47,7 +47,7 @@ from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.render import KedaOptions, ServiceSource
 from tgi_autoscaler.render.keda import render_scaled_object
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane, ControlPlaneSettings
-from tgi_autoscaler_dev.localstack.keda import KEDA_VERSION, keda_crds, running_keda
+from tgi_autoscaler_dev.localstack.keda import running_keda
 from tgi_autoscaler_dev.localstack.process import background, free_port, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
@@ -178,21 +178,6 @@ class Row:
 
 
 _SCALED_OBJECTS = f"/apis/keda.sh/v1alpha1/namespaces/{NAMESPACE}/scaledobjects"
-_EVENTING_CRDS = ("eventing.keda.sh_cloudeventsources.yaml", "eventing.keda.sh_clustercloudeventsources.yaml")
-
-
-async def install_eventing_crds(cp: ControlPlane) -> None:
-    """KEDA's CloudEventSource CRDs, from the same ``config/crd/bases`` as the others.
-
-    KEDA's operator watches them; without them its manager gives up after the 2 min cache-sync
-    timeout and exits, so a run longer than that would go on without the operator.
-    """
-    bases = (await asyncio.to_thread(keda_crds, KEDA_VERSION))[0].parent
-    for name in _EVENTING_CRDS:
-        (await cp.kubectl("apply", "--server-side", "-f", str(bases / name))).check()
-    for name in _EVENTING_CRDS:
-        crd = name.removesuffix(".yaml").split("_", 1)[1] + "." + name.split("_", 1)[0]
-        (await cp.kubectl("wait", "--for=condition=Established", f"crd/{crd}", "--timeout=60s")).check()
 
 
 async def create_scaled_objects(cp: ControlPlane, scaled_objects: tuple[dict[str, Any], ...]) -> None:
@@ -272,7 +257,6 @@ async def run(args: argparse.Namespace) -> list[Row]:
     await proxy.start()
     rows: list[Row] = []
     try:
-        await install_eventing_crds(cp)
         async with running_keda(cp, workdir / "keda", build=True):
             status, body = await cp.request(
                 "POST",

@@ -57,7 +57,6 @@ __all__ = ["Prefetcher", "group_key"]
 
 log = structlog.get_logger(__name__)
 
-_GROUP_IN_THREAD_SAMPLES = 2_000
 # New values arriving within this long share one refresh.
 _NEW_VALUES_BATCH_S = 0.25
 # Up to this many values read, the grouped query asks for them by name.
@@ -227,11 +226,7 @@ class Prefetcher:
         except PrometheusUnavailable:
             self._metrics.prefetch_queries.labels(outcome="unavailable").inc()
         else:
-            if len(result.samples) > _GROUP_IN_THREAD_SAMPLES:
-                # Thousands of groups: off the event loop, like the decoding (see prometheus.py).
-                group.answers = await asyncio.to_thread(by_group, result, group.labels)
-            else:
-                group.answers = by_group(result, group.labels)
+            group.answers = by_group(result, group.labels)
             group.queried = wanted
             group.empty = Answer(values=(), data_time=None, evaluated_at=result.evaluated_at)
             group.fetched_at = self._clock()

@@ -42,8 +42,6 @@ __all__ = [
 log = structlog.get_logger(__name__)
 
 _MAX_BODY_BYTES: Final = 8 * 1024 * 1024
-# Larger answers are decoded in a worker thread (one per-selector answer is a few hundred bytes).
-_PARSE_IN_THREAD_BYTES: Final = 256 * 1024
 _SECRET_FILE_REFRESH_S: Final = 60.0
 # Seconds left between Prometheus' own deadline and ours, so its timeout error arrives first.
 _SERVER_TIMEOUT_MARGIN_S: Final = 0.25
@@ -177,12 +175,7 @@ class PrometheusClient:
         started = time.perf_counter()
         try:
             status, body = await self._post(form)
-            if len(body) > _PARSE_IN_THREAD_BYTES:
-                # A grouped answer for thousands of services: decoding it takes a few hundred
-                # milliseconds of CPU that would stall every read in flight on the event loop.
-                result = await asyncio.to_thread(_interpret, status, body, evaluated_at)
-            else:
-                result = _interpret(status, body, evaluated_at)
+            result = _interpret(status, body, evaluated_at)
         except (PrometheusUnavailable, PrometheusQueryError) as exc:
             self._observe(started, "error", exc.reason)
             log.warning(
@@ -244,7 +237,7 @@ class PrometheusClient:
 def _interpret(status: int, body: bytes, evaluated_at: float) -> InstantResult:
     """Turn Prometheus' HTTP answer into a result or one of the two error types."""
     try:
-        document: Any = decode_body(body)
+        document: Any = json.loads(body)
     except ValueError:
         document = None
     if not isinstance(document, dict):
@@ -269,47 +262,6 @@ def _interpret(status: int, body: bytes, evaluated_at: float) -> InstantResult:
             f"Prometheus rejected the query ({error_type}): {error}", reason=error_type
         )
     return _parse_data(document, evaluated_at)
-
-
-_VECTOR_HEAD = '{"status":"success","data":{"resultType":"vector","result":['
-_SEPARATORS = frozenset(" \t\r\n,")
-
-
-def decode_body(body: bytes) -> Any:
-    """Prometheus' JSON answer, decoded; a large vector one sample at a time.
-
-    ``json.loads`` of a few megabytes holds the GIL for its whole run, so even in a worker thread
-    it stalls the event loop for as long (~100 ms for 10,000 groups on a slow core). Decoding the
-    ``result`` array element by element lets the loop run between elements. Prometheus writes the
-    vector answer in exactly this key order; any other shape is decoded whole.
-    """
-    if len(body) <= _PARSE_IN_THREAD_BYTES:
-        return json.loads(body)
-    text = body.decode("utf-8")
-    if not text.startswith(_VECTOR_HEAD):
-        return json.loads(text)
-    decoder = json.JSONDecoder()
-    items: list[Any] = []
-    index = len(_VECTOR_HEAD)
-    try:
-        while True:
-            while text[index] in _SEPARATORS:
-                index += 1
-            if text[index] == "]":
-                break
-            item, index = decoder.raw_decode(text, index)
-            items.append(item)
-    except IndexError:
-        raise ValueError("truncated query API answer") from None
-    tail = text[index + 1 :].lstrip()
-    if not tail.startswith("}"):
-        raise ValueError("not a query API answer")
-    # What follows the data object: "}" or ',"warnings":[...]}'.
-    rest = json.loads('{"data":null' + tail[1:])
-    if not isinstance(rest, dict):
-        raise ValueError("not a query API answer")
-    rest.update(status="success", data={"resultType": "vector", "result": items})
-    return rest
 
 
 def _labels(metric: Any) -> Mapping[str, str]:

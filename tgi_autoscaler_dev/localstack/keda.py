@@ -68,12 +68,15 @@ __all__ = [
 KEDA_VERSION: Final = "v2.21.0"
 KEDA_MODULE: Final = "github.com/kedacore/keda/v2"
 _PACKAGES: Final = (f"{KEDA_MODULE}/cmd/operator", f"{KEDA_MODULE}/cmd/adapter")
-# The CRDs a ScaledObject needs to be accepted and reconciled (the operator watches all four).
+# The CRDs a ScaledObject needs to be accepted and reconciled. The operator watches all six: without
+# the CloudEventSource ones its manager gives up after the 2-minute cache-sync timeout and exits.
 KEDA_CRD_FILES: Final = (
     "keda.sh_scaledobjects.yaml",
     "keda.sh_scaledjobs.yaml",
     "keda.sh_triggerauthentications.yaml",
     "keda.sh_clustertriggerauthentications.yaml",
+    "eventing.keda.sh_cloudeventsources.yaml",
+    "eventing.keda.sh_clustercloudeventsources.yaml",
 )
 KEDA_NAMESPACE: Final = "keda"
 KEDA_APISERVICE_SERVICE: Final = "keda-metrics-apiserver"
