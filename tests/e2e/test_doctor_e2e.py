@@ -120,15 +120,27 @@ class Doctor:
         out, _ = await proc.communicate()
         return out.decode()
 
-    async def until(self, link: str | None, *, timeout: float = 90) -> dict[str, Any]:
-        """Run doctor until it names ``link`` first and exits 1 (``None``: until it exits 0)."""
+    async def until(
+        self, link: str | None, *, timeout: float = 90, seen_has: str | None = None
+    ) -> dict[str, Any]:
+        """Run doctor until it names ``link`` first and exits 1 (``None``: until it exits 0).
+
+        ``seen_has``: also until that link's finding says it. A link can be broken on the way for
+        another reason (a first pod Running but not Ready before the HPA raises the Deployment to
+        minReplicas and the scheduler runs out of GPUs).
+        """
 
         async def named() -> bool:
             code, report = await self.run()
             [service] = report["services"]
             if link is None:
                 return code == 0 and service["firstBroken"] is None
-            return code == 1 and service["firstBroken"] == link
+            if code != 1 or service["firstBroken"] != link:
+                return False
+            if seen_has is None:
+                return True
+            finding = next(f for f in service["findings"] if f["link"] == link)
+            return seen_has in finding["seen"]
 
         try:
             await wait_for(named, timeout=timeout, interval=1.0, what=f"doctor to name {link}")
@@ -398,7 +410,7 @@ async def test_pods_that_cannot_be_scheduled_are_named_with_the_reason(
     async with service_stack(
         control_plane, running_prometheus, namespace, pool, tmp_path, service_spec
     ) as running:
-        await running.doctor.until("pods")
+        await running.doctor.until("pods", seen_has=seen_has)
         finding = running.doctor.finding("pods")
         assert seen_has in finding["seen"], (case, finding)
         assert fix_has in finding["fix"], (case, finding)
