@@ -113,12 +113,12 @@ class FaultProxy:
             await self._session.close()
 
 
-def deployment(name: str) -> dict[str, Any]:
+def deployment(name: str, namespace: str = NAMESPACE) -> dict[str, Any]:
     labels = pod_labels(name)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": {"name": name, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
             "replicas": 1,
             "selector": {"matchLabels": labels},
@@ -141,13 +141,16 @@ def ours(prometheus_url: str, signal: str, max_replicas: int) -> dict[str, Any]:
     return render_scaled_object(source, KedaOptions(prometheus_url=prometheus_url))
 
 
-def production_stack(prometheus_url: str, max_replicas: int) -> dict[str, Any]:
+def production_stack(
+    prometheus_url: str, max_replicas: int, *, name: str = PRODSTACK, namespace: str = NAMESPACE
+) -> dict[str, Any]:
+    """The ScaledObject vLLM production-stack's chart renders for one model (summed, see above)."""
     return {
         "apiVersion": "keda.sh/v1alpha1",
         "kind": "ScaledObject",
-        "metadata": {"name": PRODSTACK, "namespace": NAMESPACE},
+        "metadata": {"name": name, "namespace": namespace},
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": PRODSTACK},
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
             "minReplicaCount": 1,
             "maxReplicaCount": max_replicas,
             "pollingInterval": 15,
@@ -158,7 +161,7 @@ def production_stack(prometheus_url: str, max_replicas: int) -> dict[str, Any]:
                     "metadata": {
                         "serverAddress": prometheus_url,
                         "metricName": "vllm:num_requests_waiting",
-                        "query": f'sum(vllm:num_requests_waiting{{{_INSTANCE}="{PRODSTACK}"}})',
+                        "query": f'sum(vllm:num_requests_waiting{{{_INSTANCE}="{name}"}})',
                         "threshold": "5",
                     },
                 }
