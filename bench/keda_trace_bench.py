@@ -62,7 +62,7 @@ from tgi_autoscaler_dev.localstack.keda import running_keda
 from tgi_autoscaler_dev.localstack.process import background, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
-from tgi_autoscaler_dev.sim.loadgen import LoadReport, LoadSpec, ScheduledRequest, run_load
+from tgi_autoscaler_dev.sim.loadgen import LoadGenerator, LoadReport, LoadSpec, ScheduledRequest
 from tgi_autoscaler_dev.sim.model import ReplicaConfig
 from tgi_autoscaler_dev.sim.protocol import estimate_tokens
 from tgi_autoscaler_dev.sim.traces import Constant
@@ -302,12 +302,15 @@ async def run_live(
                     file=sys.stderr,
                     flush=True,
                 )
-                reports = {name: LoadReport() for name in scaled_objects}
                 zero.append(asyncio.get_running_loop().time())
-                async with aiohttp.ClientSession() as session, progress(reports, lives, 60.0):
-                    done = await asyncio.gather(
-                        *(run_load(fleets[name].url, spec, session=session) for name in scaled_objects)
-                    )
+                async with aiohttp.ClientSession() as session:
+                    generators = {
+                        name: LoadGenerator(fleets[name].url, spec, session=session)
+                        for name in scaled_objects
+                    }
+                    live_reports = {name: g.report for name, g in generators.items()}
+                    async with progress(live_reports, lives, 60.0):
+                        done = await asyncio.gather(*(g.run() for g in generators.values()))
                 reports = dict(zip(scaled_objects, done, strict=True))
     finally:
         await prom.stop()
@@ -452,6 +455,7 @@ def plot(
     axes[-1].set_xlabel("minutes")
     for ax in axes:
         ax.set_xlim(0, math.ceil(trace.duration / 60))
+        ax.set_ylim(bottom=0)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=90)
