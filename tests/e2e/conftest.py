@@ -6,6 +6,10 @@ the adapter the token of its ServiceAccount (so the manifests' RBAC is what it r
 ``python -m tgi_autoscaler adapter`` on loopback with a serving certificate for the Service's DNS
 name, and registers the APIService through an ExternalName Service pointing at ``localhost``.
 
+``keda`` runs KEDA's real operator and metrics API server (v2.21, built from its Go module by
+``localstack build --with-keda``) owning ``v1beta1.external.metrics.k8s.io`` for one test; the
+APIService that was there before is put back afterwards.
+
 ``kwok`` (session-scoped) runs kwok against the control plane, so pods on its fake nodes are
 Running and then Ready one second later (a pod's ``pod-ready.stage.kwok.x-k8s.io/delay`` annotation
 sets its own load time); ``gpu_nodes`` creates a dedicated pool of fake GPU nodes for one test
@@ -14,6 +18,7 @@ sets its own load time); ``gpu_nodes`` creates a dedicated pool of fake GPU node
 
 from __future__ import annotations
 
+import functools
 import json
 import ssl
 import sys
@@ -35,6 +40,7 @@ from tgi_autoscaler_dev.localstack.aggregation import (
     issue_serving_cert,
 )
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
+from tgi_autoscaler_dev.localstack.keda import running_keda
 from tgi_autoscaler_dev.localstack.kwok import (
     GpuNodePool,
     Kwok,
@@ -223,6 +229,16 @@ async def adapter(
             "DELETE", f"/apis/apiregistration.k8s.io/v1/apiservices/{VERSION}.{GROUP}"
         )
         await process.stop()
+
+
+@pytest.fixture
+async def keda(
+    control_plane: ControlPlane, pytestconfig: pytest.Config, tmp_path: Path
+) -> AsyncIterator[None]:
+    """Real KEDA owning external metrics for one test; the previous APIService restored after."""
+    on_process = functools.partial(register_component, pytestconfig)
+    async with running_keda(control_plane, tmp_path / "keda", on_process=on_process):
+        yield
 
 
 @pytest.fixture(scope="session")

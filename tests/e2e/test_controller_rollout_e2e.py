@@ -22,6 +22,7 @@ import contextlib
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -38,8 +39,10 @@ from tests.e2e.controller_harness import (
 )
 from tgi_autoscaler.config.constants import LABEL_MODEL_HASH
 from tgi_autoscaler.config.service import parse_service_yaml
+from tgi_autoscaler.controller.discovery import AutoscalerMode
 from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT, SERVICE
+from tgi_autoscaler.render import KedaOptions
 from tgi_autoscaler.render.rollout import candidate_name, model_hash
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
 from tgi_autoscaler_dev.localstack.kwok import UNPULLABLE_IMAGE, GpuNodePool
@@ -55,7 +58,14 @@ NAME = "llm"
 OLD_MODEL, NEW_MODEL = "org/model-a", "org/model-b"
 
 
-def spec(pool: GpuNodePool, model: str, *, extra: str = "", ready_timeout_s: int = 20) -> str:
+def spec(
+    pool: GpuNodePool,
+    model: str,
+    *,
+    extra: str = "",
+    ready_timeout_s: int = 20,
+    autoscaling: str = "  minReplicas: 2\n  maxReplicas: 2\n",
+) -> str:
     tolerations = "".join(
         f"\n  - {{key: {t['key']}, operator: {t['operator']}, effect: {t['effect']}"
         + (f", value: {t['value']}" if "value" in t else "")
@@ -65,7 +75,7 @@ def spec(pool: GpuNodePool, model: str, *, extra: str = "", ready_timeout_s: int
     ((label, value),) = pool.node_selector.items()
     return (
         f"model:\n  id: {model}\n"
-        "autoscaling:\n  minReplicas: 2\n  maxReplicas: 2\n"
+        f"autoscaling:\n{autoscaling}"
         f"rollout:\n  readyTimeoutSeconds: {ready_timeout_s}\n  gracePeriodSeconds: 10\n"
         f"scheduling:\n  nodeSelector: {{{label}: {value}}}\n  tolerations:{tolerations}\n" + extra
     )
@@ -86,7 +96,7 @@ class Traffic:
 
 @contextlib.asynccontextmanager
 async def service_front(
-    fleet: Fleet, admin: ApiKubeClient, namespace: str, new_hash: str
+    fleet: Fleet, admin: ApiKubeClient, namespace: str, new_hash: str, *, users: int = 4
 ) -> AsyncIterator[Traffic]:
     """Route the fleet as the live Service selects, and send closed-loop requests through it."""
     traffic = Traffic()
@@ -119,7 +129,7 @@ async def service_front(
 
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         tasks = [asyncio.create_task(follow_selector(), name="follow-service-selector")]
-        tasks += [asyncio.create_task(user(session), name=f"user-{i}") for i in range(4)]
+        tasks += [asyncio.create_task(user(session), name=f"user-{i}") for i in range(users)]
         try:
             yield traffic
         finally:
@@ -143,14 +153,26 @@ async def _edit(admin: ApiKubeClient, namespace: str, text: str) -> None:
 
 @contextlib.asynccontextmanager
 async def serving_service(
-    control_plane: ControlPlane, admin: ApiKubeClient, namespace: str, first_spec: str
+    control_plane: ControlPlane,
+    admin: ApiKubeClient,
+    namespace: str,
+    first_spec: str,
+    *,
+    pods: int = 2,
+    config: ReplicaConfig | None = None,
+    file_sd_dir: Path | None = None,
+    autoscaler: AutoscalerMode = "hpa",
+    keda: KedaOptions | None = None,
 ) -> AsyncIterator[Fleet]:
-    """The controller, and simulated replicas following the service's pods, once 2 of them serve."""
+    """The controller, and simulated replicas following the service's pods, once ``pods`` serve.
+
+    ``file_sd_dir``: publish the replicas to that Prometheus (the KEDA backend scales on them).
+    """
     kubeconfig = await install_controller_rbac(control_plane)
-    config = ReplicaConfig(max_batch_size=8, token_rate=200.0)
+    config = config or ReplicaConfig(max_batch_size=8, token_rate=200.0)
     async with (
-        run_controller(kubeconfig, namespaces=(namespace,)),
-        Fleet(NAME, namespace=namespace, replicas=0, config=config) as fleet,
+        run_controller(kubeconfig, namespaces=(namespace,), autoscaler=autoscaler, keda=keda),
+        Fleet(NAME, namespace=namespace, replicas=0, config=config, file_sd_dir=file_sd_dir) as fleet,
         following_pods(
             fleet,
             kubeconfig=control_plane.kubeconfig,
@@ -160,9 +182,9 @@ async def serving_service(
         await admin.create(CONFIGMAP, namespace, service_configmap(NAME, namespace, first_spec))
 
         async def serving() -> bool:
-            return await _ready_pods(admin, namespace, NAME) == 2 and fleet.serving == 2
+            return await _ready_pods(admin, namespace, NAME) == pods and fleet.serving == pods
 
-        await wait_for(serving, timeout=90, interval=0.2, what="the first Deployment's 2 pods to serve")
+        await wait_for(serving, timeout=90, interval=0.2, what=f"the first Deployment's {pods} pods to serve")
         yield fleet
 
 

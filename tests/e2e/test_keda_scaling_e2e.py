@@ -2,8 +2,8 @@
 
 KEDA v2.21's operator and metrics API server (built from KEDA's Go module, cached) run against the
 local control plane and own ``v1beta1.external.metrics.k8s.io`` for the duration of the test (the
-APIService that was there before is put back afterwards). The controller runs with
-``--autoscaler keda``; simulated TGI replicas follow the Deployment's replica count, as in
+``keda`` fixture; the APIService that was there before is put back afterwards). The controller runs
+with ``--autoscaler keda``; simulated TGI replicas follow the Deployment's replica count, as in
 ``test_adapter_hpa``. Then Prometheus is stopped under load: KEDA's trigger fails
 (``ignoreNullValues: false``), the fallback (``currentReplicas``) takes over, and the replica count
 must not move for longer than the downscale stabilization window.
@@ -12,15 +12,11 @@ must not move for longer than the downscale stabilization window.
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client as k8s_client
 
-from tests.conftest import register_component
 from tests.e2e.controller_harness import (
     install_controller_rbac,
     install_operator_crds,
@@ -32,7 +28,6 @@ from tgi_autoscaler.kube.client import ApiKubeClient
 from tgi_autoscaler.kube.resources import CONFIGMAP, DEPLOYMENT, HPA
 from tgi_autoscaler.render import KedaOptions
 from tgi_autoscaler_dev.localstack.controlplane import ControlPlane
-from tgi_autoscaler_dev.localstack.keda import running_keda
 from tgi_autoscaler_dev.localstack.process import background, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.fleet import Fleet
@@ -55,16 +50,6 @@ autoscaling:
     stabilizationWindowSeconds: 10
     policies: [{type: Pods, value: 4, periodSeconds: 1}]
 """
-
-
-@pytest.fixture
-async def keda(
-    control_plane: ControlPlane, pytestconfig: pytest.Config, tmp_path: Path
-) -> AsyncIterator[None]:
-    """Real KEDA owning external metrics for one test; the previous APIService restored after."""
-    on_process = functools.partial(register_component, pytestconfig)
-    async with running_keda(control_plane, tmp_path / "keda", on_process=on_process):
-        yield
 
 
 @pytest.mark.timeout(900)
