@@ -24,7 +24,7 @@ import json
 import re
 import shutil
 import subprocess
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -197,8 +197,10 @@ class KedaProcesses:
         serving: KeyPair,
         version: str = KEDA_VERSION,
         extra_env: dict[str, str] | None = None,
+        operator_args: Sequence[str] = (),
     ) -> KedaProcesses:
-        """``serving``: the metrics server's certificate for ``keda-metrics-apiserver.keda.svc``."""
+        """``serving``: the metrics server's certificate for ``keda-metrics-apiserver.keda.svc``;
+        ``operator_args``: extra operator flags (``--kube-api-qps=...``)."""
         operator_bin, adapter_bin = keda_binaries(version)
         certs = workdir / "certs"
         certs.mkdir(parents=True, exist_ok=True)
@@ -237,6 +239,7 @@ class KedaProcesses:
                 "--enable-apiservice-patching=false",
                 f"--ca-dir={certs}",
                 "--zap-log-level=info",
+                *operator_args,
             ],
             log_path=workdir / "keda-operator.log",
             env=env,
@@ -284,6 +287,7 @@ async def running_keda(
     *,
     on_process: Callable[[ManagedProcess], None] = lambda process: None,
     build: bool = False,
+    operator_args: Sequence[str] = (),
 ) -> AsyncIterator[KedaProcesses]:
     """Real KEDA owning ``v1beta1.external.metrics.k8s.io`` until exit; the previous owner restored.
 
@@ -306,6 +310,7 @@ async def running_keda(
         kubeconfig=Path(cp.kubeconfig),
         ca=cp.pki.cluster_ca,
         serving=issue_serving_cert(cp.pki.cluster_ca, KEDA_APISERVICE_SERVICE, KEDA_NAMESPACE),
+        operator_args=operator_args,
     )
     api = LocalApiService(
         group="external.metrics.k8s.io",
