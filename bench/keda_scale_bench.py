@@ -83,6 +83,7 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
+import keda_outage_bench as outage_bench
 from aiohttp import web
 from metrics_load import cpu_seconds, machine_cpu, peak_rss_mib, reset_peak_rss
 
@@ -96,12 +97,10 @@ from tgi_autoscaler_dev.localstack.keda import KEDA_VERSION, running_keda
 from tgi_autoscaler_dev.localstack.process import ManagedProcess, free_port, wait_for
 from tgi_autoscaler_dev.localstack.prometheus import PrometheusServer
 from tgi_autoscaler_dev.sim.filesd import write_file_sd
-from tgi_autoscaler_dev.sim.pods import pod_labels
 
 NAMESPACES = 10
 KEDA, OURS = "KEDA", "ours"
 HPA_SYNC_S = 15.0
-POLLING_S = 15  # production-stack's pollingInterval
 THRESHOLD = 5
 MAX_REPLICAS = 6
 _INSTANCE = "app_kubernetes_io_instance"
@@ -180,55 +179,18 @@ def serve_exporter(port: int, services: int) -> None:
 
 
 def deployment(index: int) -> dict[str, Any]:
-    labels = pod_labels(service_name(index))
-    return {
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": service_name(index), "namespace": namespace_of(index)},
-        "spec": {
-            "replicas": 1,
-            "selector": {"matchLabels": labels},
-            "template": {
-                "metadata": {"labels": labels},
-                # Gated: the pod counts in the Deployment's replicas but the scheduler never
-                # retries it, so 1,000 unschedulable pods do not load the machine every 5 minutes.
-                "spec": {
-                    "schedulingGates": [{"name": "bench.tgi-autoscaler.io/hold"}],
-                    "containers": [{"name": "vllm", "image": "registry.invalid/vllm:1"}],
-                },
-            },
-        },
-    }
+    manifest = outage_bench.deployment(service_name(index), namespace_of(index))
+    # Gated: the pod counts in the Deployment's replicas but the scheduler never retries it, so
+    # 1,000 unschedulable pods do not load the machine every 5 minutes.
+    manifest["spec"]["template"]["spec"]["schedulingGates"] = [{"name": "bench.tgi-autoscaler.io/hold"}]
+    return manifest
 
 
 def production_stack(index: int, prometheus_url: str) -> dict[str, Any]:
-    """vLLM production-stack's ScaledObject (as in keda_outage_bench), for service ``index``."""
-    name = service_name(index)
-    return {
-        "apiVersion": "keda.sh/v1alpha1",
-        "kind": "ScaledObject",
-        "metadata": {"name": name, "namespace": namespace_of(index)},
-        "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
-            "minReplicaCount": 1,
-            "maxReplicaCount": MAX_REPLICAS,
-            "pollingInterval": POLLING_S,
-            "cooldownPeriod": 360,
-            "triggers": [
-                {
-                    "type": "prometheus",
-                    "metadata": {
-                        "serverAddress": prometheus_url,
-                        "metricName": "vllm:num_requests_waiting",
-                        # The chart's query has no sum(); the tutorial's summed form works with any
-                        # number of pods (see keda_outage_bench).
-                        "query": f'sum(vllm:num_requests_waiting{{{_INSTANCE}="{name}"}})',
-                        "threshold": str(THRESHOLD),
-                    },
-                }
-            ],
-        },
-    }
+    """vLLM production-stack's ScaledObject (keda_outage_bench's), for service ``index``."""
+    return outage_bench.production_stack(
+        prometheus_url, MAX_REPLICAS, name=service_name(index), namespace=namespace_of(index)
+    )
 
 
 _SPEC = parse_service_yaml(
