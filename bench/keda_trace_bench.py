@@ -412,7 +412,7 @@ def plot(
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(len(lives) + 1, 1, figsize=(11, 2.2 * (len(lives) + 1) + 0.6), sharex=True)
+    fig, axes = plt.subplots(len(lives) + 1, 1, figsize=(12.5, 2.2 * (len(lives) + 1) + 0.6), sharex=True)
     axes[0].step(
         range(len(trace.rate_per_minute())), trace.rate_per_minute(), where="post", color="black", lw=1
     )
@@ -451,7 +451,8 @@ def plot(
             top = max((s.replicas for s in shown), default=1)
             ax.plot(misses, [top + 0.5] * len(misses), "|", color="tab:red", ms=6, label="live SLO miss")
         ax.set_ylabel(name, fontsize=8)
-        ax.legend(loc="upper left", fontsize=7, ncols=5)
+        # Outside the axes: inside, it hid the SLO misses drawn along the top.
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=7)
     axes[-1].set_xlabel("minutes")
     for ax in axes:
         ax.set_xlim(0, math.ceil(trace.duration / 60))
