@@ -341,12 +341,12 @@ def run_config(trace: RequestTrace, args: argparse.Namespace) -> RunConfig:
 
 def backtest(
     trace: RequestTrace, policies: dict[str, HpaPolicy], args: argparse.Namespace
-) -> tuple[dict[str, RunResult], RunResult, RunConfig]:
+) -> tuple[dict[str, RunResult], RunResult]:
     config = run_config(trace, args)
     results = {
         name: replay(trace, replace(p, sync_period_s=args.sync), config) for name, p in policies.items()
     }
-    return results, oracle(trace, config, args.slo_ttft), config
+    return results, oracle(trace, config, args.slo_ttft)
 
 
 def rows_of(
@@ -502,7 +502,7 @@ def main() -> int:
         f"our demand target {spec.scaling_metric[1]:g} requests/s per replica",
         file=sys.stderr,
     )
-    results, best, _ = backtest(trace, policies, args)
+    results, best = backtest(trace, policies, args)
     summaries = {name: summarize(result, args.slo_ttft) for name, result in results.items()}
     summaries["oracle (hindsight)"] = summarize(best, args.slo_ttft, name="oracle (hindsight)")
     reports: dict[str, LoadReport] | None = None
