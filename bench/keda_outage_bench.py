@@ -261,12 +261,7 @@ async def run(args: argparse.Namespace) -> list[Row]:
     rows: list[Row] = []
     try:
         async with running_keda(cp, workdir / "keda", build=True):
-            status, body = await cp.request(
-                "POST",
-                "/api/v1/namespaces",
-                body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-            )
-            assert status == 201, body
+            await cp.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
             for name in (OURS, PRODSTACK):
                 status, body = await cp.request(
                     "POST", f"/apis/apps/v1/namespaces/{NAMESPACE}/deployments", body=deployment(name)

@@ -255,12 +255,7 @@ async def run_live(
     )
     try:
         async with running_keda(cp, workdir / "keda", build=True):
-            status, body = await cp.request(
-                "POST",
-                "/api/v1/namespaces",
-                body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}},
-            )
-            assert status == 201, body
+            await cp.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NAMESPACE}})
             initial = run_config(trace, args).initial_replicas or 1
             for name, scaled in scaled_objects.items():
                 manifest = deployment(name, NAMESPACE)
