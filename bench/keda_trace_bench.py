@@ -51,7 +51,7 @@ from tgi_autoscaler.backtest.policies import BASELINES, HpaPolicy, Slo, service_
 from tgi_autoscaler.backtest.requests import RequestTrace, parse_azure_csv, scale_trace
 from tgi_autoscaler.backtest.run import RunConfig, RunResult, replay
 from tgi_autoscaler.backtest.study import initial_replicas
-from tgi_autoscaler.backtest.summary import Summary, summarize
+from tgi_autoscaler.backtest.summary import Summary, percentile, summarize
 from tgi_autoscaler.config.service import TGIServiceSpec, parse_service_yaml
 from tgi_autoscaler.log import configure_logging
 from tgi_autoscaler.render import KedaOptions, ServiceSource
@@ -164,8 +164,8 @@ def live_attainment(report: LoadReport, slo_s: float) -> float:
 
 
 def live_ttft_p95(report: LoadReport) -> float:
-    ttfts = sorted(r.ttft_s if r.outcome == "ok" else math.inf for r in report.requests)
-    return ttfts[min(len(ttfts) - 1, math.ceil(0.95 * len(ttfts)) - 1)] if ttfts else math.nan
+    """Nearest rank, as backtest's column beside it; a failed request counts as never answered."""
+    return percentile(sorted(r.ttft_s if r.outcome == "ok" else math.inf for r in report.requests), 95)
 
 
 async def replicas_of(cp: ControlPlane, name: str) -> int:
